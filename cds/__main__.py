@@ -1,0 +1,5 @@
+import sys
+
+from cds.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the `cds` CLI, one module each."""

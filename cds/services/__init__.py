@@ -1,0 +1,1 @@
+"""CDS services: one module each, registered by id in `registry.py`."""
