@@ -1,0 +1,61 @@
+"""`cds serve`: run the service with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from cds.settings import SettingsError, load_settings
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the CDS Hooks service")
+    p.add_argument("--host", help="interface to listen on (default 127.0.0.1; CDS_HOST)")
+    p.add_argument("--port", type=int, help="port (default 8080; CDS_PORT)")
+    p.add_argument("--workers", type=int, help="worker processes (default 1; CDS_WORKERS)")
+    p.add_argument("--config", help="TOML settings file (CDS_CONFIG)")
+    p.add_argument("--data-dir", help="data directory for the database and keys (CDS_DATA_DIR)")
+    p.add_argument(
+        "--dev",
+        action="store_true",
+        help="local development mode: trusts a generated local key (see `cds token`); never in production",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    # Workers are separate processes that read settings from the environment: pass overrides there.
+    if args.config:
+        os.environ["CDS_CONFIG"] = args.config
+    for name in ("host", "port", "workers", "data_dir"):
+        value = getattr(args, name)
+        if value is not None:
+            os.environ["CDS_" + name.upper()] = str(value)
+    if args.dev:
+        os.environ["CDS_DEV"] = "1"
+    try:
+        settings = load_settings()
+        from cds.discovery import Discovery
+
+        Discovery.load(settings.hooks_file)
+    except SettingsError as e:
+        print(f"cds: invalid settings: {e}", file=sys.stderr)
+        return 2
+    from cds.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        "cds.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+        server_header=False,
+    )
+    return 0

@@ -1,0 +1,62 @@
+"""Reading request bodies: size limit while streaming, content type, orjson parse, depth limit."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import orjson
+from starlette.requests import Request
+
+from cds.errors import BadRequest, HTTPProblem, PayloadTooLarge
+
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_STRING = re.compile(rb'"[^"]*"')
+_KEEP = bytes(range(256)).translate(None, b'[]{}"')
+_DEPTH_STEP = np.zeros(256, dtype=np.int8)
+_DEPTH_STEP[ord("[")] = _DEPTH_STEP[ord("{")] = 1
+_DEPTH_STEP[ord("]")] = _DEPTH_STEP[ord("}")] = -1
+
+
+def json_depth(raw: bytes) -> int:
+    """Maximum nesting depth of a JSON text, computed at C speed (no recursion in Python)."""
+    structural = _STRING.sub(b"", _ESCAPE.sub(b"", raw).translate(None, _KEEP))
+    if not structural:
+        return 0
+    steps = _DEPTH_STEP[np.frombuffer(structural, dtype=np.uint8)]
+    return int(np.cumsum(steps, dtype=np.int32).max())
+
+
+async def read_json(request: Request, max_bytes: int, max_depth: int) -> Any:
+    """The parsed JSON body, or an HTTPProblem (413 too big, 415 not JSON, 400 malformed/too deep)."""
+    ctype = request.headers.get("content-type", "")
+    media = ctype.split(";", 1)[0].strip().lower()
+    if media not in ("application/json", "application/fhir+json") and not media.endswith("+json"):
+        raise HTTPProblem(
+            f"Content-Type must be application/json (got {media or 'none'})", status=415
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > max_bytes:
+                raise PayloadTooLarge(f"request body is larger than the limit of {max_bytes} bytes")
+        except ValueError:
+            raise BadRequest("Content-Length is not a number") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"request body is larger than the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw:
+        raise BadRequest("request body is empty; expected a JSON object")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise BadRequest(f"request body is not valid JSON: {e}") from None
+    if isinstance(data, dict | list) and json_depth(raw) > max_depth:
+        raise BadRequest(f"JSON nesting is deeper than the limit of {max_depth}")
+    return data

@@ -1,0 +1,34 @@
+"""Prometheus metrics. Labels carry service ids, statuses and indicators, never patient data."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """One registry per app, so several apps (tests) never collide."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "cds_hook_requests", "Hook calls by service and HTTP status", ["service", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "cds_hook_latency_seconds", "Hook answer time", ["service"], buckets=LATENCY_BUCKETS, registry=self.registry
+        )
+        self.cards = Counter("cds_cards", "Cards returned by indicator", ["service", "indicator"], registry=self.registry)
+        self.fallback = Counter(
+            "cds_fhir_fallback_fetches", "Prefetch keys fetched from fhirServer", ["service", "outcome"],
+            registry=self.registry,
+        )
+        self.precondition_failed = Counter(
+            "cds_precondition_failed", "412 answers (required data unavailable)", ["service"], registry=self.registry
+        )
+        self.auth_failures = Counter(
+            "cds_auth_failures", "Rejected JWTs by failed check", ["check"], registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,186 @@
+"""Validation of a hook call's body against CDS Hooks 2.0 and the hook's context definition.
+
+Everything a caller can get wrong is answered here with a 400 (or 413 for counts over a limit)
+naming the field, so the services only ever see well-formed requests.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from cds.errors import BadRequest, PayloadTooLarge
+from cds.hookrequest import HookRequest
+from cds.record import resources_of
+from cds.settings import Settings
+
+# Context fields per hook: (name, required, type check). From the hook pages in
+# ../shared/reference (patient-view 1.0, order-sign 1.1, order-select 1.0).
+_USER_TYPES = {
+    "patient-view": ("Practitioner", "PractitionerRole", "Patient", "RelatedPerson"),
+    "order-sign": ("Practitioner", "PractitionerRole"),
+    "order-select": ("Practitioner", "PractitionerRole"),
+}
+HOOK_CONTEXT: dict[str, dict[str, bool]] = {
+    "patient-view": {"userId": True, "patientId": True, "encounterId": False},
+    "order-sign": {"userId": True, "patientId": True, "encounterId": False, "draftOrders": True},
+    "order-select": {
+        "userId": True,
+        "patientId": True,
+        "encounterId": False,
+        "selections": True,
+        "draftOrders": True,
+    },
+}
+_FHIR_AUTH_FIELDS = {"access_token": str, "token_type": str, "expires_in": (int, float), "scope": str, "subject": str}
+
+
+def _absolute_http_url(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _patient_of(resource: Mapping[str, Any]) -> str | None:
+    """The patient id a resource says it is about (subject/patient reference), if readable."""
+    for key in ("subject", "patient", "beneficiary"):
+        ref = resource.get(key)
+        if isinstance(ref, Mapping):
+            r = ref.get("reference")
+            if isinstance(r, str) and "Patient/" in r:
+                return r.rsplit("Patient/", 1)[1].split("/", 1)[0]
+    return None
+
+
+def _check_context(hook: str, context: Any, settings: Settings) -> None:
+    if not isinstance(context, dict):
+        raise BadRequest("context must be a JSON object", expression=["context"])
+    for name, required in HOOK_CONTEXT[hook].items():
+        if name not in context or context[name] is None:
+            if required:
+                raise BadRequest(f"context.{name} is required for the {hook} hook", expression=[f"context.{name}"])
+            continue
+        value = context[name]
+        if name == "draftOrders" or name == "selections":
+            continue
+        if not isinstance(value, str) or not value:
+            raise BadRequest(f"context.{name} must be a non-empty string", expression=[f"context.{name}"])
+    user = context["userId"]
+    rtype, _, rid = user.partition("/")
+    if not rid or rtype not in _USER_TYPES[hook]:
+        raise BadRequest(
+            f"context.userId must be a reference like Practitioner/123 to one of {', '.join(_USER_TYPES[hook])}",
+            expression=["context.userId"],
+        )
+    if "/" in context["patientId"]:
+        raise BadRequest("context.patientId must be a Patient id, not a reference", expression=["context.patientId"])
+    if "draftOrders" in HOOK_CONTEXT[hook]:
+        bundle = context["draftOrders"]
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+            raise BadRequest("context.draftOrders must be a FHIR Bundle", expression=["context.draftOrders"])
+        entries = bundle.get("entry", [])
+        if not isinstance(entries, list):
+            raise BadRequest("context.draftOrders.entry must be an array", expression=["context.draftOrders.entry"])
+        if len(entries) > settings.max_draft_orders:
+            raise PayloadTooLarge(
+                f"context.draftOrders has {len(entries)} entries; the limit is {settings.max_draft_orders}"
+            )
+        for i, e in enumerate(entries):
+            res = e.get("resource") if isinstance(e, dict) else None
+            if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+                raise BadRequest(
+                    f"context.draftOrders.entry[{i}] has no resource with a resourceType",
+                    expression=[f"context.draftOrders.entry[{i}]"],
+                )
+            if _patient_of(res) not in (None, context["patientId"]):
+                raise BadRequest(
+                    f"context.draftOrders.entry[{i}] is for another patient than context.patientId",
+                    expression=[f"context.draftOrders.entry[{i}]"],
+                )
+
+
+def _check_prefetch(prefetch: Any, patient_id: str, settings: Settings) -> dict[str, Any]:
+    if prefetch is None:
+        return {}
+    if not isinstance(prefetch, dict):
+        raise BadRequest("prefetch must be a JSON object of key -> FHIR resource", expression=["prefetch"])
+    count = 0
+    for key, value in prefetch.items():
+        if value is None:
+            continue
+        if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
+            raise BadRequest(f"prefetch.{key} must be a FHIR resource or null", expression=[f"prefetch.{key}"])
+        for res in resources_of(value):
+            count += 1
+            rtype = res.get("resourceType")
+            if rtype == "Patient":
+                if res.get("id") not in (None, patient_id):
+                    raise BadRequest(
+                        f"prefetch.{key} holds a Patient other than context.patientId", expression=[f"prefetch.{key}"]
+                    )
+            elif _patient_of(res) not in (None, patient_id):
+                raise BadRequest(
+                    f"prefetch.{key} holds a {rtype} of another patient than context.patientId",
+                    expression=[f"prefetch.{key}"],
+                )
+        if count > settings.max_prefetch_resources:
+            raise PayloadTooLarge(
+                f"prefetch holds more than {settings.max_prefetch_resources} resources (the configured limit)"
+            )
+    return prefetch
+
+
+def validate_hook_request(
+    body: Any, service_id: str, service_hook: str, settings: Settings, base_url: str
+) -> HookRequest:
+    """A HookRequest from a parsed body, or BadRequest/PayloadTooLarge saying what is wrong."""
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    hook = body.get("hook")
+    if not isinstance(hook, str) or not hook:
+        raise BadRequest("hook is required (the name of the hook that triggered this call)", expression=["hook"])
+    if hook != service_hook:
+        raise BadRequest(
+            f"service {service_id} answers the {service_hook} hook, not {hook}", expression=["hook"]
+        )
+    hook_instance = body.get("hookInstance")
+    try:
+        uuid.UUID(hook_instance)  # type: ignore[arg-type]
+    except (ValueError, TypeError, AttributeError):
+        raise BadRequest("hookInstance must be a UUID", expression=["hookInstance"]) from None
+    fhir_server = body.get("fhirServer")
+    if fhir_server is not None and not _absolute_http_url(fhir_server):
+        raise BadRequest("fhirServer must be an absolute http(s) URL", expression=["fhirServer"])
+    auth = body.get("fhirAuthorization")
+    if auth is not None:
+        if not isinstance(auth, dict):
+            raise BadRequest("fhirAuthorization must be an object", expression=["fhirAuthorization"])
+        if fhir_server is None:
+            raise BadRequest("fhirServer is required when fhirAuthorization is given", expression=["fhirServer"])
+        for name, typ in _FHIR_AUTH_FIELDS.items():
+            v = auth.get(name)
+            if isinstance(v, bool) or not isinstance(v, typ) or v == "":
+                raise BadRequest(
+                    f"fhirAuthorization.{name} is required ({'number' if name == 'expires_in' else 'string'})",
+                    expression=[f"fhirAuthorization.{name}"],
+                )
+        if auth["token_type"].lower() != "bearer":
+            raise BadRequest("fhirAuthorization.token_type must be Bearer", expression=["fhirAuthorization.token_type"])
+    context = body.get("context")
+    if hook not in HOOK_CONTEXT:
+        raise BadRequest(f"unsupported hook {hook}", expression=["hook"])
+    _check_context(hook, context, settings)
+    prefetch = _check_prefetch(body.get("prefetch"), context["patientId"], settings)
+    return HookRequest(
+        service_id=service_id,
+        hook=hook,
+        hook_instance=hook_instance,  # type: ignore[arg-type]
+        context=context,
+        prefetch=prefetch,
+        fhir_server=fhir_server,
+        fhir_authorization=auth,
+        base_url=base_url,
+    )
