@@ -1,0 +1,216 @@
+"""Load the running service with realistic patient-view and order-sign requests, side by side
+with a bare Starlette endpoint that only parses the same JSON.
+
+    python benchmarks/hooks_load.py [--seconds 10] [--rate 200]
+
+Starts `cds serve --dev` and the bare app (uvicorn, one worker each) on loopback, then per service:
+  1. fixed rate (open loop, --rate requests/s): p50/p99/max latency, errors;
+  2. saturation (wrk, 1 thread, 8 connections): requests/s and the ratio to the bare endpoint.
+Prints the service's peak RSS. Requests come from ../shared/data/synthea-r4 (largest charts).
+Every request carries its own freshly signed JWT (the service refuses replayed tokens).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+import jwt
+import orjson
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.synthea_requests import hook_request, load_patients  # noqa: E402
+from cds.auth.devkeys import DEV_ALGORITHM, DEV_ISSUER, key_id, load_or_create_dev_key  # noqa: E402
+from cds.discovery import Discovery  # noqa: E402
+from cds.settings import REPO_ROOT, load_settings  # noqa: E402
+
+SERVICES = ("deterioration", "care-gaps", "medication-risk")
+HERE = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    import urllib.request
+
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"server at {url} did not become ready")
+
+
+class Tokens:
+    def __init__(self, data_dir: Path) -> None:
+        settings = load_settings(dev=True, data_dir=data_dir)
+        self.key = load_or_create_dev_key(settings)
+        self.kid = key_id(self.key.public_key())
+
+    def mint(self, aud: str, n: int) -> list[str]:
+        now = int(time.time())
+        return [
+            jwt.encode(
+                {"iss": DEV_ISSUER, "sub": "bench", "aud": aud, "iat": now, "exp": now + 600, "jti": str(uuid.uuid4())},
+                self.key,
+                algorithm=DEV_ALGORITHM,
+                headers={"kid": self.kid},
+            )
+            for _ in range(n)
+        ]
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.proc = psutil.Process(pid)
+        self.peak = 0
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            try:
+                rss = self.proc.memory_info().rss + sum(c.memory_info().rss for c in self.proc.children(recursive=True))
+            except psutil.Error:
+                return
+            self.peak = max(self.peak, rss)
+            time.sleep(0.2)
+
+
+async def fixed_rate(url: str, bodies: list[bytes], tokens: list[str], rate: float, seconds: float) -> dict:
+    """Open-loop load: requests start on schedule whether or not earlier ones finished."""
+    latencies: list[float] = []
+    errors = 0
+    n = int(rate * seconds)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {tokens[i]}"}
+            t0 = time.perf_counter()
+            async with session.post(url, data=bodies[i % len(bodies)], headers=headers) as r:
+                await r.read()
+                if r.status != 200:
+                    errors += 1
+            latencies.append((time.perf_counter() - t0) * 1000)
+
+        start = time.perf_counter()
+        tasks = []
+        for i in range(n):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+    latencies.sort()
+    return {
+        "p50": statistics.median(latencies),
+        "p99": latencies[int(len(latencies) * 0.99) - 1],
+        "max": latencies[-1],
+        "errors": errors,
+        "n": n,
+    }
+
+
+def run_wrk(url: str, token_file: Path | None, body_files: list[Path], seconds: int) -> dict:
+    args = ["wrk", "-t1", "-c8", f"-d{seconds}s", "--latency", "-s", str(HERE / "wrk_tokens.lua"), url, "--"]
+    args += [str(token_file) if token_file else "/dev/null", *map(str, body_files)]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1, "s": 1000}
+    return {
+        "rps": rps,
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "p99": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan"),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--rate", type=float, default=200)
+    ap.add_argument("--patients", type=int, default=8)
+    args = ap.parse_args()
+
+    discovery = Discovery.load(REPO_ROOT / "hooks.json")
+    patients = load_patients(args.patients)
+    tmp = Path(tempfile.mkdtemp(prefix="cds-bench-"))
+    body_files: dict[str, list[Path]] = {}
+    for sid in SERVICES:
+        body_files[sid] = []
+        for i, resources in enumerate(patients):
+            p = tmp / f"{sid}-{i}.json"
+            p.write_bytes(orjson.dumps(hook_request(discovery, sid, resources)))
+            body_files[sid].append(p)
+    sizes = {sid: statistics.mean(p.stat().st_size for p in fs) / 1024 for sid, fs in body_files.items()}
+
+    port, bare_port = free_port(), free_port()
+    env = dict(os.environ, CDS_LOG_LEVEL="warning")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cds", "serve", "--dev", "--port", str(port), "--data-dir", str(tmp / "data")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    bare = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "benchmarks.bare_app:app", "--port", str(bare_port), "--log-level", "warning",
+         "--no-access-log"],
+        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/healthz")
+        wait_ready(f"http://127.0.0.1:{port}/readyz")
+        sampler = RssSampler(server.pid)
+        sampler.start()
+        tokens = Tokens(tmp / "data")
+        print(f"cds hook load benchmark: {len(patients)} Synthea charts, {os.cpu_count()} cores, "
+              f"fixed rate {args.rate:g}/s and wrk saturation, {args.seconds} s each")
+        print(f"{'service':<16}{'body KiB':>9}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'errors':>7}"
+              f"{'rps':>8}{'bare rps':>9}{'ratio':>7}")
+        for sid in SERVICES:
+            url = f"http://127.0.0.1:{port}/cds-services/{sid}"
+            bodies = [p.read_bytes() for p in body_files[sid]]
+            # warm-up
+            asyncio.run(fixed_rate(url, bodies, tokens.mint(url, 50), 50, 1))
+            fr = asyncio.run(fixed_rate(url, bodies, tokens.mint(url, int(args.rate * args.seconds)), args.rate,
+                                        args.seconds))
+            token_file = tmp / f"tokens-{sid}.txt"
+            token_file.write_text("\n".join(tokens.mint(url, 3000 * args.seconds)))
+            sat = run_wrk(url, token_file, body_files[sid], args.seconds)
+            bare_sat = run_wrk(f"http://127.0.0.1:{bare_port}/cds-services/{sid}", None, body_files[sid], args.seconds)
+            ratio = sat["rps"] / bare_sat["rps"]
+            print(f"{sid:<16}{sizes[sid]:>9.0f}{fr['p50']:>8.2f}{fr['p99']:>8.2f}{fr['max']:>8.1f}"
+                  f"{fr['errors'] + sat['non2xx']:>7}{sat['rps']:>8.0f}{bare_sat['rps']:>9.0f}{ratio:>7.0%}")
+        sampler.running = False
+        print(f"peak RSS of the service: {sampler.peak / 2**20:.0f} MiB")
+    finally:
+        server.terminate()
+        bare.terminate()
+        server.wait(10)
+        bare.wait(10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

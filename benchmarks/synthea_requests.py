@@ -1,0 +1,60 @@
+"""Realistic hook requests for benchmarks: the prefetch a real EHR would send for Synthea patients
+(../shared/data/synthea-r4), built by evaluating each service's prefetch templates over the
+patient's resources."""
+
+from __future__ import annotations
+
+import gzip
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from cds.discovery import Discovery
+from cds.prefetch import render
+from cds.record import resources_of
+from cds.sandbox.fhirsearch import search
+from cds.settings import REPO_ROOT
+
+SYNTHEA = REPO_ROOT.parent / "shared" / "data" / "synthea-r4"
+
+# A draft order that interacts with common chronic medications (NSAID): realistic order-sign work.
+IBUPROFEN = {
+    "resourceType": "MedicationRequest",
+    "id": "draft-ibuprofen",
+    "status": "draft",
+    "intent": "order",
+    "medicationCodeableConcept": {
+        "coding": [
+            {
+                "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                "code": "197806",
+                "display": "Ibuprofen 600 MG Oral Tablet",
+            }
+        ]
+    },
+}
+
+
+def load_patients(limit: int = 8, data_dir: Path = SYNTHEA) -> list[list[dict[str, Any]]]:
+    """The resources of the largest `limit` Synthea bundles (largest = the realistic worst case)."""
+    files = sorted(data_dir.glob("*.json.gz"), key=lambda p: p.stat().st_size, reverse=True)[:limit]
+    if not files:
+        raise SystemExit(f"no Synthea bundles in {data_dir}")
+    return [list(resources_of(orjson.loads(gzip.decompress(f.read_bytes())))) for f in files]
+
+
+def hook_request(discovery: Discovery, service_id: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    entry = discovery.services[service_id]
+    patient = next(r for r in resources if r["resourceType"] == "Patient")
+    context: dict[str, Any] = {"userId": "Practitioner/bench", "patientId": patient["id"]}
+    if entry.hook == "order-sign":
+        draft = dict(IBUPROFEN, subject={"reference": f"Patient/{patient['id']}"})
+        context["draftOrders"] = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": draft}]}
+    prefetch = {}
+    for key, template in entry.prefetch.items():
+        answer = search(resources, render(template, context))
+        if answer is not None:
+            prefetch[key] = answer
+    return {"hook": entry.hook, "hookInstance": str(uuid.uuid4()), "context": context, "prefetch": prefetch}
