@@ -33,10 +33,10 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.synthea_requests import hook_request, load_patients  # noqa: E402
-from cds.auth.devkeys import DEV_ALGORITHM, DEV_ISSUER, key_id, load_or_create_dev_key  # noqa: E402
-from cds.discovery import Discovery  # noqa: E402
-from cds.settings import REPO_ROOT, load_settings  # noqa: E402
+from benchmarks.synthea_requests import hook_request, load_patients
+from cds.auth.devkeys import DEV_ALGORITHM, DEV_ISSUER, key_id, load_or_create_dev_key
+from cds.discovery import Discovery
+from cds.settings import REPO_ROOT, load_settings
 
 SERVICES = ("deterioration", "care-gaps", "medication-risk")
 HERE = Path(__file__).resolve().parent
@@ -72,7 +72,14 @@ class Tokens:
         now = int(time.time())
         return [
             jwt.encode(
-                {"iss": DEV_ISSUER, "sub": "bench", "aud": aud, "iat": now, "exp": now + 600, "jti": str(uuid.uuid4())},
+                {
+                    "iss": DEV_ISSUER,
+                    "sub": "bench",
+                    "aud": aud,
+                    "iat": now,
+                    "exp": now + 600,
+                    "jti": str(uuid.uuid4()),
+                },
                 self.key,
                 algorithm=DEV_ALGORITHM,
                 headers={"kid": self.kid},
@@ -91,7 +98,9 @@ class RssSampler(threading.Thread):
     def run(self) -> None:
         while self.running:
             try:
-                rss = self.proc.memory_info().rss + sum(c.memory_info().rss for c in self.proc.children(recursive=True))
+                rss = self.proc.memory_info().rss + sum(
+                    c.memory_info().rss for c in self.proc.children(recursive=True)
+                )
             except psutil.Error:
                 return
             self.peak = max(self.peak, rss)
@@ -171,12 +180,25 @@ def main() -> int:
     env = dict(os.environ, CDS_LOG_LEVEL="warning")
     server = subprocess.Popen(
         [sys.executable, "-m", "cds", "serve", "--dev", "--port", str(port), "--data-dir", str(tmp / "data")],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     bare = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "benchmarks.bare_app:app", "--port", str(bare_port), "--log-level", "warning",
-         "--no-access-log"],
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "benchmarks.bare_app:app",
+            "--port",
+            str(bare_port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_ready(f"http://127.0.0.1:{port}/healthz")
@@ -184,24 +206,35 @@ def main() -> int:
         sampler = RssSampler(server.pid)
         sampler.start()
         tokens = Tokens(tmp / "data")
-        print(f"cds hook load benchmark: {len(patients)} Synthea charts, {os.cpu_count()} cores, "
-              f"fixed rate {args.rate:g}/s and wrk saturation, {args.seconds} s each")
-        print(f"{'service':<16}{'body KiB':>9}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'errors':>7}"
-              f"{'rps':>8}{'bare rps':>9}{'ratio':>7}")
+        print(
+            f"cds hook load benchmark: {len(patients)} Synthea charts, {os.cpu_count()} cores, "
+            f"fixed rate {args.rate:g}/s and wrk saturation, {args.seconds} s each"
+        )
+        print(
+            f"{'service':<16}{'body KiB':>9}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'errors':>7}"
+            f"{'rps':>8}{'bare rps':>9}{'ratio':>7}"
+        )
         for sid in SERVICES:
             url = f"http://127.0.0.1:{port}/cds-services/{sid}"
             bodies = [p.read_bytes() for p in body_files[sid]]
             # warm-up
             asyncio.run(fixed_rate(url, bodies, tokens.mint(url, 50), 50, 1))
-            fr = asyncio.run(fixed_rate(url, bodies, tokens.mint(url, int(args.rate * args.seconds)), args.rate,
-                                        args.seconds))
+            fr = asyncio.run(
+                fixed_rate(
+                    url, bodies, tokens.mint(url, int(args.rate * args.seconds)), args.rate, args.seconds
+                )
+            )
             token_file = tmp / f"tokens-{sid}.txt"
             token_file.write_text("\n".join(tokens.mint(url, 3000 * args.seconds)))
             sat = run_wrk(url, token_file, body_files[sid], args.seconds)
-            bare_sat = run_wrk(f"http://127.0.0.1:{bare_port}/cds-services/{sid}", None, body_files[sid], args.seconds)
+            bare_sat = run_wrk(
+                f"http://127.0.0.1:{bare_port}/cds-services/{sid}", None, body_files[sid], args.seconds
+            )
             ratio = sat["rps"] / bare_sat["rps"]
-            print(f"{sid:<16}{sizes[sid]:>9.0f}{fr['p50']:>8.2f}{fr['p99']:>8.2f}{fr['max']:>8.1f}"
-                  f"{fr['errors'] + sat['non2xx']:>7}{sat['rps']:>8.0f}{bare_sat['rps']:>9.0f}{ratio:>7.0%}")
+            print(
+                f"{sid:<16}{sizes[sid]:>9.0f}{fr['p50']:>8.2f}{fr['p99']:>8.2f}{fr['max']:>8.1f}"
+                f"{fr['errors'] + sat['non2xx']:>7}{sat['rps']:>8.0f}{bare_sat['rps']:>9.0f}{ratio:>7.0%}"
+            )
         sampler.running = False
         print(f"peak RSS of the service: {sampler.peak / 2**20:.0f} MiB")
     finally:

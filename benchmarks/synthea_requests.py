@@ -51,7 +51,11 @@ def hook_request(discovery: Discovery, service_id: str, resources: list[dict[str
     context: dict[str, Any] = {"userId": "Practitioner/bench", "patientId": patient["id"]}
     if entry.hook == "order-sign":
         draft = dict(IBUPROFEN, subject={"reference": f"Patient/{patient['id']}"})
-        context["draftOrders"] = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": draft}]}
+        context["draftOrders"] = {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"resource": draft}],
+        }
     prefetch = {}
     for key, template in entry.prefetch.items():
         answer = search(resources, render(template, context))

@@ -121,7 +121,9 @@ class CDSApp:
             hook_instance = req.hook_instance
             service = self.services.get(sid)
             if service is None:
-                raise HTTPProblem(f"service {sid} is not ready: {self.load_errors.get(sid, 'not loaded')}", 503)
+                raise HTTPProblem(
+                    f"service {sid} is not ready: {self.load_errors.get(sid, 'not loaded')}", 503
+                )
             prefetch = dict(req.prefetch)
             missing = missing_keys(entry.prefetch, prefetch)
             if missing:
@@ -158,7 +160,9 @@ class CDSApp:
                 },
             )
 
-    async def _fallback(self, request: Request, req: Any, templates: dict[str, str], missing: list[str]) -> dict:
+    async def _fallback(
+        self, request: Request, req: Any, templates: dict[str, str], missing: list[str]
+    ) -> dict:
         sid = req.service_id
         if req.fhir_server:
             caller = request.scope.get("state", {}).get("caller")
@@ -250,8 +254,12 @@ def create_app(settings: Settings) -> Starlette:
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         ),
-        Middleware(AuthGate, authenticator=state.authenticator, metrics=state.metrics,
-                   public_base_url=settings.public_base_url),
+        Middleware(
+            AuthGate,
+            authenticator=state.authenticator,
+            metrics=state.metrics,
+            public_base_url=settings.public_base_url,
+        ),
     ]
     app = Starlette(
         routes=routes,

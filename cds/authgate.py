@@ -23,7 +23,9 @@ PROTECTED_PREFIXES = ("/cds-services", "/feedback")
 
 
 class AuthGate:
-    def __init__(self, app: ASGIApp, authenticator: Authenticator, metrics: Metrics, public_base_url: str | None):
+    def __init__(
+        self, app: ASGIApp, authenticator: Authenticator, metrics: Metrics, public_base_url: str | None
+    ):
         self.app = app
         self.authenticator = authenticator
         self.metrics = metrics
@@ -55,7 +57,9 @@ class AuthGate:
             self.metrics.auth_failures.labels(check=check).inc()
             log.warning("authentication failed", extra={"check": check, "path": scope["path"]})
             response = operation_outcome(
-                401, "a valid signed JWT from a trusted CDS client is required", headers={"WWW-Authenticate": "Bearer"}
+                401,
+                "a valid signed JWT from a trusted CDS client is required",
+                headers={"WWW-Authenticate": "Bearer"},
             )
             await response(scope, receive, send)
             return

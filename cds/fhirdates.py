@@ -81,4 +81,4 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-__all__ = ["age_in_years", "effective_time", "parse_date", "parse_datetime", "utcnow", "timedelta"]
+__all__ = ["age_in_years", "effective_time", "parse_date", "parse_datetime", "timedelta", "utcnow"]

@@ -137,9 +137,15 @@ class FhirFetcher:
             link = _next_link(page)
         if link:
             log.warning("fhir paging stopped at the page cap", extra={"pages": pages})
-        return {**data, "entry": entries, "link": [l for l in data.get("link") or [] if l.get("relation") != "next"]}
+        return {
+            **data,
+            "entry": entries,
+            "link": [ln for ln in data.get("link") or [] if ln.get("relation") != "next"],
+        }
 
-    async def fetch(self, request: HookRequest, templates: Mapping[str, str], keys: list[str]) -> dict[str, Any]:
+    async def fetch(
+        self, request: HookRequest, templates: Mapping[str, str], keys: list[str]
+    ) -> dict[str, Any]:
         """Resources for `keys`, or PreconditionFailed naming every key that could not be had."""
         if not keys:
             return {}
@@ -168,7 +174,7 @@ class FhirFetcher:
                 continue
             tasks[key] = asyncio.create_task(self._fetch_key(client, url))
         if tasks:
-            done, pending = await asyncio.wait(tasks.values(), timeout=self.settings.fhir_timeout_seconds)
+            _, pending = await asyncio.wait(tasks.values(), timeout=self.settings.fhir_timeout_seconds)
             for t in pending:
                 t.cancel()
             if pending:

@@ -33,9 +33,7 @@ async def read_json(request: Request, max_bytes: int, max_depth: int) -> Any:
     ctype = request.headers.get("content-type", "")
     media = ctype.split(";", 1)[0].strip().lower()
     if media not in ("application/json", "application/fhir+json") and not media.endswith("+json"):
-        raise HTTPProblem(
-            f"Content-Type must be application/json (got {media or 'none'})", status=415
-        )
+        raise HTTPProblem(f"Content-Type must be application/json (got {media or 'none'})", status=415)
     declared = request.headers.get("content-length")
     if declared is not None:
         try:

@@ -13,18 +13,32 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "cds_hook_requests", "Hook calls by service and HTTP status", ["service", "status"], registry=self.registry
+            "cds_hook_requests",
+            "Hook calls by service and HTTP status",
+            ["service", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
-            "cds_hook_latency_seconds", "Hook answer time", ["service"], buckets=LATENCY_BUCKETS, registry=self.registry
+            "cds_hook_latency_seconds",
+            "Hook answer time",
+            ["service"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
-        self.cards = Counter("cds_cards", "Cards returned by indicator", ["service", "indicator"], registry=self.registry)
+        self.cards = Counter(
+            "cds_cards", "Cards returned by indicator", ["service", "indicator"], registry=self.registry
+        )
         self.fallback = Counter(
-            "cds_fhir_fallback_fetches", "Prefetch keys fetched from fhirServer", ["service", "outcome"],
+            "cds_fhir_fallback_fetches",
+            "Prefetch keys fetched from fhirServer",
+            ["service", "outcome"],
             registry=self.registry,
         )
         self.precondition_failed = Counter(
-            "cds_precondition_failed", "412 answers (required data unavailable)", ["service"], registry=self.registry
+            "cds_precondition_failed",
+            "412 answers (required data unavailable)",
+            ["service"],
+            registry=self.registry,
         )
         self.auth_failures = Counter(
             "cds_auth_failures", "Rejected JWTs by failed check", ["check"], registry=self.registry

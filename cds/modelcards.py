@@ -48,7 +48,9 @@ def model_card_routes(settings: Settings) -> list[Route]:
         path = models_dir / name / "card.md"
         if not _NAME.fullmatch(name) or not path.is_file():
             return operation_outcome(404, f"no model card for {name!r}")
-        return HTMLResponse(_PAGE.format(title=html.escape(f"Model card: {name}"), body=md.render(path.read_text())))
+        return HTMLResponse(
+            _PAGE.format(title=html.escape(f"Model card: {name}"), body=md.render(path.read_text()))
+        )
 
     async def asset(request: Request) -> Response:
         name, file = request.path_params["name"], request.path_params["file"]

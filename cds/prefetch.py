@@ -47,8 +47,10 @@ def render(template: str, context: Mapping[str, Any]) -> str:
 
 def is_satisfied(value: Any) -> bool:
     """Whether a prefetch value counts as data: absent, null and OperationOutcome do not."""
-    return isinstance(value, Mapping) and isinstance(value.get("resourceType"), str) and (
-        value["resourceType"] != "OperationOutcome"
+    return (
+        isinstance(value, Mapping)
+        and isinstance(value.get("resourceType"), str)
+        and (value["resourceType"] != "OperationOutcome")
     )
 
 

@@ -51,7 +51,10 @@ class PatientRecord:
 
     @classmethod
     def from_resources(
-        cls, resources: Iterable[Mapping[str, Any]], now: datetime | None = None, patient_id: str | None = None
+        cls,
+        resources: Iterable[Mapping[str, Any]],
+        now: datetime | None = None,
+        patient_id: str | None = None,
     ) -> PatientRecord:
         """Index resources by type, dropping exact duplicates (same type and id)."""
         seen: set[tuple[str, str]] = set()
@@ -128,14 +131,19 @@ class PatientRecord:
         for obs in self.valid("Observation"):
             if codes is not None and not (
                 codes.matches(obs.get("code"))
-                or any(codes.matches(c.get("code")) for c in obs.get("component") or [] if isinstance(c, Mapping))
+                or any(
+                    codes.matches(c.get("code")) for c in obs.get("component") or [] if isinstance(c, Mapping)
+                )
             ):
                 continue
             t = effective_time(obs)
             if since is not None and (t is None or t < since or t > self.now):
                 continue
             out.append((t, obs))
-        out.sort(key=lambda p: (p[0] is not None, p[0] or datetime.min.replace(tzinfo=self.now.tzinfo)), reverse=True)
+        out.sort(
+            key=lambda p: (p[0] is not None, p[0] or datetime.min.replace(tzinfo=self.now.tzinfo)),
+            reverse=True,
+        )
         return [o for _, o in out]
 
     def active_medications(self) -> list[dict[str, Any]]:

@@ -77,19 +77,31 @@ class Settings:
             raise SettingsError(f"port must be 1-65535, not {self.port}")
         if self.workers < 1:
             raise SettingsError("workers must be at least 1")
-        for name in ("max_body_bytes", "max_json_depth", "max_prefetch_resources", "max_draft_orders", "fhir_max_pages"):
+        for name in (
+            "max_body_bytes",
+            "max_json_depth",
+            "max_prefetch_resources",
+            "max_draft_orders",
+            "fhir_max_pages",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be a positive number")
         if self.fhir_timeout_seconds <= 0:
             raise SettingsError("fhir_timeout_seconds must be positive")
         if self.public_base_url and not self.public_base_url.startswith(("http://", "https://")):
             raise SettingsError("public_base_url must start with http:// or https://")
-        if self.database_url and not self.database_url.startswith(("sqlite:", "postgresql://", "postgres://")):
+        if self.database_url and not self.database_url.startswith(
+            ("sqlite:", "postgresql://", "postgres://")
+        ):
             raise SettingsError("database_url must be sqlite:///PATH or postgresql://...")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise SettingsError("log_level must be debug, info, warning or error")
-        if not isinstance(self.trusted_clients, list) or not all(isinstance(c, dict) for c in self.trusted_clients):
-            raise SettingsError("trusted_clients must be a list of tables ({iss, jku|jwks_url|jwks_file, ...})")
+        if not isinstance(self.trusted_clients, list) or not all(
+            isinstance(c, dict) for c in self.trusted_clients
+        ):
+            raise SettingsError(
+                "trusted_clients must be a list of tables ({iss, jku|jwks_url|jwks_file, ...})"
+            )
         return self
 
 

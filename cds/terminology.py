@@ -38,6 +38,7 @@ _ALIASES: dict[str, str] = {
     "urn:oid:2.16.840.1.113883.6.12": CPT,
     "urn:oid:2.16.840.1.113883.6.285": HCPCS,
     "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets": HCPCS,
+    "http://www.nlm.nih.gov/research/umls/hcpcs": HCPCS,  # VSAC expansions spell it so
     "urn:oid:2.16.840.1.113883.6.103": ICD9CM,
     "urn:oid:2.16.840.1.113883.6.4": ICD10PCS,
 }
@@ -82,7 +83,7 @@ def concept_text(concept: Mapping[str, Any] | None) -> str:
 class CodeSet:
     """An immutable set of (system, code) pairs, matched against FHIR concepts."""
 
-    __slots__ = ("name", "_pairs")
+    __slots__ = ("_pairs", "name")
 
     def __init__(self, pairs: Iterable[tuple[str, str]], name: str = "") -> None:
         self.name = name

@@ -101,7 +101,9 @@ def _linear(from_unit: str, to_unit: str, molar_mass: float | None) -> tuple[flo
     return (a, b)
 
 
-def convert(value: float, from_unit: str | None, to_unit: str, molar_mass: float | None = None) -> float | None:
+def convert(
+    value: float, from_unit: str | None, to_unit: str, molar_mass: float | None = None
+) -> float | None:
     """`value` in `from_unit` expressed in `to_unit`; None when the units don't convert.
 
     A missing unit is never guessed: None. `molar_mass` (g/mol) allows mg/dL <-> umol/L.

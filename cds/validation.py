@@ -34,7 +34,13 @@ HOOK_CONTEXT: dict[str, dict[str, bool]] = {
         "draftOrders": True,
     },
 }
-_FHIR_AUTH_FIELDS = {"access_token": str, "token_type": str, "expires_in": (int, float), "scope": str, "subject": str}
+_FHIR_AUTH_FIELDS = {
+    "access_token": str,
+    "token_type": str,
+    "expires_in": (int, float),
+    "scope": str,
+    "subject": str,
+}
 
 
 def _absolute_http_url(value: Any) -> bool:
@@ -61,7 +67,9 @@ def _check_context(hook: str, context: Any, settings: Settings) -> None:
     for name, required in HOOK_CONTEXT[hook].items():
         if name not in context or context[name] is None:
             if required:
-                raise BadRequest(f"context.{name} is required for the {hook} hook", expression=[f"context.{name}"])
+                raise BadRequest(
+                    f"context.{name} is required for the {hook} hook", expression=[f"context.{name}"]
+                )
             continue
         value = context[name]
         if name == "draftOrders" or name == "selections":
@@ -76,14 +84,18 @@ def _check_context(hook: str, context: Any, settings: Settings) -> None:
             expression=["context.userId"],
         )
     if "/" in context["patientId"]:
-        raise BadRequest("context.patientId must be a Patient id, not a reference", expression=["context.patientId"])
+        raise BadRequest(
+            "context.patientId must be a Patient id, not a reference", expression=["context.patientId"]
+        )
     if "draftOrders" in HOOK_CONTEXT[hook]:
         bundle = context["draftOrders"]
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise BadRequest("context.draftOrders must be a FHIR Bundle", expression=["context.draftOrders"])
         entries = bundle.get("entry", [])
         if not isinstance(entries, list):
-            raise BadRequest("context.draftOrders.entry must be an array", expression=["context.draftOrders.entry"])
+            raise BadRequest(
+                "context.draftOrders.entry must be an array", expression=["context.draftOrders.entry"]
+            )
         if len(entries) > settings.max_draft_orders:
             raise PayloadTooLarge(
                 f"context.draftOrders has {len(entries)} entries; the limit is {settings.max_draft_orders}"
@@ -112,14 +124,17 @@ def _check_prefetch(prefetch: Any, patient_id: str, settings: Settings) -> dict[
         if value is None:
             continue
         if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
-            raise BadRequest(f"prefetch.{key} must be a FHIR resource or null", expression=[f"prefetch.{key}"])
+            raise BadRequest(
+                f"prefetch.{key} must be a FHIR resource or null", expression=[f"prefetch.{key}"]
+            )
         for res in resources_of(value):
             count += 1
             rtype = res.get("resourceType")
             if rtype == "Patient":
                 if res.get("id") not in (None, patient_id):
                     raise BadRequest(
-                        f"prefetch.{key} holds a Patient other than context.patientId", expression=[f"prefetch.{key}"]
+                        f"prefetch.{key} holds a Patient other than context.patientId",
+                        expression=[f"prefetch.{key}"],
                     )
             elif _patient_of(res) not in (None, patient_id):
                 raise BadRequest(
@@ -141,7 +156,9 @@ def validate_hook_request(
         raise BadRequest("the request body must be a JSON object")
     hook = body.get("hook")
     if not isinstance(hook, str) or not hook:
-        raise BadRequest("hook is required (the name of the hook that triggered this call)", expression=["hook"])
+        raise BadRequest(
+            "hook is required (the name of the hook that triggered this call)", expression=["hook"]
+        )
     if hook != service_hook:
         raise BadRequest(
             f"service {service_id} answers the {service_hook} hook, not {hook}", expression=["hook"]
@@ -159,7 +176,9 @@ def validate_hook_request(
         if not isinstance(auth, dict):
             raise BadRequest("fhirAuthorization must be an object", expression=["fhirAuthorization"])
         if fhir_server is None:
-            raise BadRequest("fhirServer is required when fhirAuthorization is given", expression=["fhirServer"])
+            raise BadRequest(
+                "fhirServer is required when fhirAuthorization is given", expression=["fhirServer"]
+            )
         for name, typ in _FHIR_AUTH_FIELDS.items():
             v = auth.get(name)
             if isinstance(v, bool) or not isinstance(v, typ) or v == "":
@@ -168,7 +187,9 @@ def validate_hook_request(
                     expression=[f"fhirAuthorization.{name}"],
                 )
         if auth["token_type"].lower() != "bearer":
-            raise BadRequest("fhirAuthorization.token_type must be Bearer", expression=["fhirAuthorization.token_type"])
+            raise BadRequest(
+                "fhirAuthorization.token_type must be Bearer", expression=["fhirAuthorization.token_type"]
+            )
     context = body.get("context")
     if hook not in HOOK_CONTEXT:
         raise BadRequest(f"unsupported hook {hook}", expression=["hook"])

@@ -27,6 +27,13 @@ class Caller:
     def __init__(self, client: TestClient, settings: Settings) -> None:
         self.client = client
         self.settings = settings
+        self.closed = False
+
+    def close(self) -> None:
+        """Stop the app (runs its shutdown: pending writes are flushed)."""
+        if not self.closed:
+            self.closed = True
+            self.client.__exit__(None, None, None)
 
     def headers(self, path: str, extra: dict[str, str] | None = None) -> dict[str, str]:
         h = {"Authorization": f"Bearer {mint_dev_token(self.settings, BASE + path)}"}
@@ -45,18 +52,18 @@ class Caller:
 
 @pytest.fixture
 def make_caller(tmp_path: Path) -> Iterator[Callable[..., Caller]]:
-    clients: list[TestClient] = []
+    callers: list[Caller] = []
 
     def make(**overrides: Any) -> Caller:
         settings = dev_settings(tmp_path, **overrides)
         client = TestClient(create_app(settings), base_url=BASE, raise_server_exceptions=False)
         client.__enter__()
-        clients.append(client)
-        return Caller(client, settings)
+        callers.append(Caller(client, settings))
+        return callers[-1]
 
     yield make
-    for c in clients:
-        c.__exit__(None, None, None)
+    for c in callers:
+        c.close()
 
 
 @pytest.fixture

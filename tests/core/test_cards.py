@@ -6,7 +6,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cds.cards import CARD_KIND_SYSTEM, Action, Card, Coding, Link, Source, Suggestion, override_reason, truncate_summary
+from cds.cards import (
+    CARD_KIND_SYSTEM,
+    Action,
+    Card,
+    Coding,
+    Link,
+    Source,
+    Suggestion,
+    override_reason,
+    truncate_summary,
+)
 
 SRC = Source(label="cds test")
 
@@ -19,7 +29,9 @@ def test_minimal_card_omits_empty_optional_fields() -> None:
 
 
 def test_suggestions_bring_selection_behavior_and_uuids() -> None:
-    s = Suggestion(label="Stop", actions=(Action("delete", "Remove the order", resource_id="MedicationRequest/1"),))
+    s = Suggestion(
+        label="Stop", actions=(Action("delete", "Remove the order", resource_id="MedicationRequest/1"),)
+    )
     j = Card(summary="x", indicator="warning", source=SRC, kind="t", suggestions=(s,)).to_json()
     assert j["selectionBehavior"] == "at-most-one"
     assert j["suggestions"][0]["uuid"] == s.uuid
@@ -35,7 +47,9 @@ def test_suggestions_bring_selection_behavior_and_uuids() -> None:
         lambda: Card(summary="", indicator="info", source=SRC, kind="t"),
         lambda: Card(summary="x", indicator="urgent", source=SRC, kind="t"),  # type: ignore[arg-type]
         lambda: Card(summary="x", indicator="info", source=SRC, kind=""),
-        lambda: Card(summary="x", indicator="info", source=SRC, kind="t", override_reasons=(Coding("a", "s"),)),
+        lambda: Card(
+            summary="x", indicator="info", source=SRC, kind="t", override_reasons=(Coding("a", "s"),)
+        ),
         lambda: Action("create", "make it"),
         lambda: Action("delete", "remove it"),
         lambda: Action("delete", "remove it", resource_id="no-slash"),

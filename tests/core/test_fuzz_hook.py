@@ -13,12 +13,18 @@ from tests.core.conftest import Caller
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
 fhir_like = st.fixed_dictionaries(
-    {"resourceType": st.sampled_from(["Observation", "Condition", "MedicationRequest", "Patient", "Bundle", "X"])},
+    {
+        "resourceType": st.sampled_from(
+            ["Observation", "Condition", "MedicationRequest", "Patient", "Bundle", "X"]
+        )
+    },
     optional={
         "id": st.text(max_size=5),
         "status": st.sampled_from(["final", "active", "entered-in-error", "draft"]) | json_values,
@@ -39,7 +45,10 @@ def requests_for(hook: str) -> st.SearchStrategy[dict[str, Any]]:
         {"userId": st.just("Practitioner/1") | json_values, "patientId": st.just("p1") | json_values},
         optional={
             "draftOrders": st.fixed_dictionaries(
-                {"resourceType": st.just("Bundle"), "entry": st.lists(st.fixed_dictionaries({"resource": fhir_like}))}
+                {
+                    "resourceType": st.just("Bundle"),
+                    "entry": st.lists(st.fixed_dictionaries({"resource": fhir_like})),
+                }
             )
             | json_values
         },
@@ -51,14 +60,23 @@ def requests_for(hook: str) -> st.SearchStrategy[dict[str, Any]]:
             "context": context | json_values,
         },
         optional={
-            "prefetch": st.dictionaries(st.sampled_from(["patient", "vitals", "labs", "medications", "x"]), fhir_like | json_values),
+            "prefetch": st.dictionaries(
+                st.sampled_from(["patient", "vitals", "labs", "medications", "x"]), fhir_like | json_values
+            ),
             "fhirServer": json_values,
         },
     )
 
 
-@pytest.mark.parametrize(("service", "hook"), [("deterioration", "patient-view"), ("care-gaps", "patient-view"), ("medication-risk", "order-sign")])
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@pytest.mark.parametrize(
+    ("service", "hook"),
+    [("deterioration", "patient-view"), ("care-gaps", "patient-view"), ("medication-risk", "order-sign")],
+)
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_no_input_causes_a_500(caller: Caller, service: str, hook: str, data: st.DataObject) -> None:
     body = data.draw(requests_for(hook) | json_values)

@@ -17,7 +17,12 @@ def full_prefetch(caller: Caller, service_id: str, patient_id: str = "p1") -> di
     out: dict[str, Any] = {}
     for key, template in services[service_id].get("prefetch", {}).items():
         if template.startswith("Patient/"):
-            out[key] = {"resourceType": "Patient", "id": patient_id, "gender": "female", "birthDate": "1970-01-01"}
+            out[key] = {
+                "resourceType": "Patient",
+                "id": patient_id,
+                "gender": "female",
+                "birthDate": "1970-01-01",
+            }
         else:
             out[key] = empty_bundle()
     return out
@@ -74,7 +79,9 @@ def test_malformed_json_is_400(caller: Caller) -> None:
 
 
 def test_unsupported_content_type_is_415(caller: Caller) -> None:
-    resp = caller.post("/cds-services/deterioration", content=b"hook=x", headers={"Content-Type": "text/plain"})
+    resp = caller.post(
+        "/cds-services/deterioration", content=b"hook=x", headers={"Content-Type": "text/plain"}
+    )
     assert_outcome(resp, 415, "application/json")
 
 
@@ -106,7 +113,9 @@ def test_too_many_prefetch_resources_is_413(make_caller: Any) -> None:
     bundle = {
         "resourceType": "Bundle",
         "type": "searchset",
-        "entry": [{"resource": {"resourceType": "Observation", "id": str(i), "status": "final"}} for i in range(6)],
+        "entry": [
+            {"resource": {"resourceType": "Observation", "id": str(i), "status": "final"}} for i in range(6)
+        ],
     }
     body = patient_view(prefetch={"vitals": bundle})
     assert_outcome(caller.post("/cds-services/deterioration", json=body), 413, "limit")
@@ -131,7 +140,9 @@ def test_too_many_prefetch_resources_is_413(make_caller: Any) -> None:
             "fhirServer is required",
         ),
         (
-            lambda b: b.update(fhirServer="https://ehr.example/fhir", fhirAuthorization={"access_token": "t"}),
+            lambda b: b.update(
+                fhirServer="https://ehr.example/fhir", fhirAuthorization={"access_token": "t"}
+            ),
             "fhirAuthorization.token_type",
         ),
         (lambda b: b.update(prefetch=[]), "prefetch must be a JSON object"),
@@ -152,16 +163,24 @@ def test_order_sign_needs_a_draft_orders_bundle(caller: Caller) -> None:
     body = {
         "hook": "order-sign",
         "hookInstance": str(uuid.uuid4()),
-        "context": {"userId": "Practitioner/doc1", "patientId": "p1", "draftOrders": {"resourceType": "Patient"}},
+        "context": {
+            "userId": "Practitioner/doc1",
+            "patientId": "p1",
+            "draftOrders": {"resourceType": "Patient"},
+        },
     }
-    assert_outcome(caller.post("/cds-services/medication-risk", json=body), 400, "draftOrders must be a FHIR Bundle")
+    assert_outcome(
+        caller.post("/cds-services/medication-risk", json=body), 400, "draftOrders must be a FHIR Bundle"
+    )
     body["context"].pop("draftOrders")
     assert_outcome(caller.post("/cds-services/medication-risk", json=body), 400, "draftOrders is required")
 
 
 def test_observation_of_another_patient_is_refused(caller: Caller) -> None:
     obs = {"resourceType": "Observation", "status": "final", "subject": {"reference": "Patient/other"}}
-    body = patient_view(prefetch={"vitals": {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": obs}]}})
+    body = patient_view(
+        prefetch={"vitals": {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": obs}]}}
+    )
     assert_outcome(caller.post("/cds-services/deterioration", json=body), 400, "another patient")
 
 
@@ -170,7 +189,9 @@ def test_missing_prefetch_without_fhir_server_is_412_naming_keys(caller: Caller)
     prefetch.pop("vitals")
     prefetch["labs"] = None
     prefetch["conditions"] = {"resourceType": "OperationOutcome", "issue": []}
-    body = assert_outcome(caller.post("/cds-services/deterioration", json=patient_view(prefetch=prefetch)), 412)
+    body = assert_outcome(
+        caller.post("/cds-services/deterioration", json=patient_view(prefetch=prefetch)), 412
+    )
     diag = body["issue"][0]["diagnostics"]
     for key in ("vitals", "labs", "conditions"):
         assert key in diag
@@ -186,7 +207,9 @@ def test_operations_endpoints(caller: Caller) -> None:
     assert caller.client.get("/healthz").json() == {"status": "ok"}
     ready = caller.client.get("/readyz")
     assert ready.status_code == 200, ready.text
-    caller.post("/cds-services/deterioration", json=patient_view(prefetch=full_prefetch(caller, "deterioration")))
+    caller.post(
+        "/cds-services/deterioration", json=patient_view(prefetch=full_prefetch(caller, "deterioration"))
+    )
     text = caller.client.get("/metrics").text
     assert 'cds_hook_requests_total{service="deterioration",status="200"}' in text
     assert "cds_hook_latency_seconds_bucket" in text

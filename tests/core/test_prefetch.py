@@ -50,6 +50,11 @@ def test_missing_keys_treats_absent_null_and_operation_outcome_as_missing() -> N
     assert missing_keys(templates, prefetch) == ["b", "c", "d"]
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(), lambda c: st.lists(c) | st.dictionaries(st.text(), c)))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(),
+        lambda c: st.lists(c) | st.dictionaries(st.text(), c),
+    )
+)
 def test_is_satisfied_never_raises(value: object) -> None:
     assert isinstance(is_satisfied(value), bool)

@@ -28,7 +28,9 @@ def test_from_prefetch_flattens_bundles_dedupes_and_skips_outcomes() -> None:
         {
             "patient": {"resourceType": "Patient", "id": "p", "gender": "male", "birthDate": "1960-06-15"},
             "a": bundle(obs("1", "8867-4", "2026-01-01T10:00:00Z"), {"resourceType": "OperationOutcome"}),
-            "b": bundle(obs("1", "8867-4", "2026-01-01T10:00:00Z"), obs("2", "8867-4", "2026-01-01T11:00:00Z")),
+            "b": bundle(
+                obs("1", "8867-4", "2026-01-01T10:00:00Z"), obs("2", "8867-4", "2026-01-01T11:00:00Z")
+            ),
             "c": None,
         },
         now=now,
@@ -60,7 +62,11 @@ def test_conditions_and_medications_by_status() -> None:
         [
             {"resourceType": "Condition", "id": "c1", "clinicalStatus": {"coding": [{"code": "active"}]}},
             {"resourceType": "Condition", "id": "c2", "clinicalStatus": {"coding": [{"code": "resolved"}]}},
-            {"resourceType": "Condition", "id": "c3", "verificationStatus": {"coding": [{"code": "refuted"}]}},
+            {
+                "resourceType": "Condition",
+                "id": "c3",
+                "verificationStatus": {"coding": [{"code": "refuted"}]},
+            },
             {"resourceType": "MedicationRequest", "id": "m1", "status": "active", "intent": "order"},
             {"resourceType": "MedicationRequest", "id": "m2", "status": "stopped", "intent": "order"},
         ]
