@@ -7,7 +7,6 @@ Bearer` and a generic body; the log line names the failed check, never the token
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -18,7 +17,6 @@ if TYPE_CHECKING:
     from cds.auth import Authenticator
     from cds.metrics import Metrics
 
-log = logging.getLogger("cds.auth")
 PROTECTED_PREFIXES = ("/cds-services", "/feedback")
 
 
@@ -54,8 +52,8 @@ class AuthGate:
             caller = await self.authenticator.authenticate(header, self.called_url(scope))
         except AuthError as e:
             check = getattr(e, "check", "unknown")
+            # The Authenticator has logged which check failed (never the token); count it here.
             self.metrics.auth_failures.labels(check=check).inc()
-            log.warning("authentication failed", extra={"check": check, "path": scope["path"]})
             response = operation_outcome(
                 401,
                 "a valid signed JWT from a trusted CDS client is required",

@@ -1,0 +1,34 @@
+"""The authenticated caller of a request, and where the service may fetch on its behalf."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cds.auth.clients import TrustedClient
+from cds.auth.urls import normalize_base_url
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A CDS client whose JWT passed every check. `sub` and `tenant` are as the token states."""
+
+    iss: str
+    sub: str | None
+    tenant: str | None
+    jti: str
+    client: TrustedClient
+    dev: bool = False  # development mode: plain http FHIR servers allowed
+
+    def allows_fhir_server(self, url: str) -> bool:
+        """Whether the service may fetch from `url` (a hook's fhirServer) for this caller.
+
+        Exact match against the client's allow-listed base URLs (after normalising case, default
+        port and trailing slash), https only outside development mode: an authenticated caller
+        must not be able to point the service at arbitrary or internal URLs.
+        """
+        norm = normalize_base_url(url)
+        if norm is None:
+            return False
+        if norm.startswith("http://") and not self.dev:
+            return False
+        return self.client.any_fhir_server or norm in self.client.fhir_servers
