@@ -41,3 +41,32 @@ def ecqm_dir() -> Path:
 @pytest.fixture(scope="session")
 def synthea_dir() -> Path:
     return require_data("synthea-r4")
+
+
+# --- Real FHIR test server (Medplum's engine in memory, tests/fhirserver/server.js) ---------------
+
+
+@pytest.fixture(scope="session")
+def fhir_server():
+    """One test FHIR server for the session (see tests/fhir_server.py). Without Node.js it skips,
+    or fails under CDS_REQUIRE_DATA=1 / CI=1."""
+    import shutil
+
+    from fhir_server import running_fhir_server
+
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        msg = "Node.js 20 (node, npm) is needed for the FHIR server tests"
+        if os.environ.get("CDS_REQUIRE_DATA") == "1" or os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    with running_fhir_server() as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_fhir_server(fhir_server):
+    """The session's FHIR server, emptied, with its request log cleared and faults off."""
+    fhir_server.reset()
+    fhir_server.clear()
+    yield fhir_server
+    fhir_server.reset()

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from cds.discovery import Discovery
+from cds.settings import REPO_ROOT
 from tests.core.conftest import Caller, patient_view
 from tests.fhir_server import dead_base_url
 
@@ -71,13 +73,13 @@ def hook_queries(server: Any) -> list[str]:
     return [r["path"] for r in server.requests() if r["method"] == "GET"]
 
 
+TEMPLATES = Discovery.load(REPO_ROOT / "hooks.json").services["deterioration"].prefetch
+
+
 def test_complete_prefetch_fetches_nothing(caller: Caller, server: Any) -> None:
-    prefetch = {
-        "patient": PATIENT,
-        "vitals": {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": v} for v in VITALS]},
-        "labs": {"resourceType": "Bundle", "type": "searchset", "entry": []},
-        "conditions": {"resourceType": "Bundle", "type": "searchset", "entry": []},
-    }
+    prefetch = {k: {"resourceType": "Bundle", "type": "searchset", "entry": []} for k in TEMPLATES}
+    prefetch["patient"] = PATIENT
+    prefetch["vitals"]["entry"] = [{"resource": v} for v in VITALS]
     resp = caller.post("/cds-services/deterioration", json=with_fhir(server, patient_view(PID, prefetch)))
     assert resp.status_code == 200, resp.text
     assert hook_queries(server) == []
@@ -89,7 +91,7 @@ def test_partial_prefetch_fetches_only_the_missing_keys(caller: Caller, server: 
     resp = caller.post("/cds-services/deterioration", json=with_fhir(server, patient_view(PID, prefetch)))
     assert resp.status_code == 200, resp.text
     queries = hook_queries(server)
-    assert len(queries) == 2, queries
+    assert len(queries) == len(TEMPLATES) - 2, queries
     assert all(f"patient=Patient%2F{PID}" in q or f"patient=Patient/{PID}" in q for q in queries)
     assert all(r["auth_ok"] for r in server.requests())
     assert [c["indicator"] for c in resp.json()["cards"]] == ["critical"]
@@ -98,7 +100,7 @@ def test_partial_prefetch_fetches_only_the_missing_keys(caller: Caller, server: 
 def test_absent_prefetch_fetches_everything_and_scores(caller: Caller, server: Any) -> None:
     resp = caller.post("/cds-services/deterioration", json=with_fhir(server, patient_view(PID)))
     assert resp.status_code == 200, resp.text
-    assert len(hook_queries(server)) == 4
+    assert len(hook_queries(server)) == len(TEMPLATES)
     assert [c["indicator"] for c in resp.json()["cards"]] == ["critical"]
 
 
