@@ -37,12 +37,33 @@ IBUPROFEN = {
 }
 
 
+def _as_served(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bundle's resources as a FHIR server would serve them: `urn:uuid:` references between
+    entries rewritten to `Type/id`."""
+    targets = {
+        e["fullUrl"]: f"{e['resource']['resourceType']}/{e['resource']['id']}"
+        for e in bundle.get("entry", [])
+        if isinstance(e.get("fullUrl"), str) and "id" in e.get("resource", {})
+    }
+
+    def fix(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: (targets.get(v, v) if k == "reference" and isinstance(v, str) else fix(v)) for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [fix(v) for v in node]
+        return node
+
+    return [fix(r) for r in resources_of(bundle)]
+
+
 def load_patients(limit: int = 8, data_dir: Path = SYNTHEA) -> list[list[dict[str, Any]]]:
     """The resources of the largest `limit` Synthea bundles (largest = the realistic worst case)."""
     files = sorted(data_dir.glob("*.json.gz"), key=lambda p: p.stat().st_size, reverse=True)[:limit]
     if not files:
         raise SystemExit(f"no Synthea bundles in {data_dir}")
-    return [list(resources_of(orjson.loads(gzip.decompress(f.read_bytes())))) for f in files]
+    return [_as_served(orjson.loads(gzip.decompress(f.read_bytes()))) for f in files]
 
 
 def hook_request(discovery: Discovery, service_id: str, resources: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 -- wrk script: POST a rotating set of bodies, each request with a fresh (never replayed) JWT.
--- args: <tokens file> <body file> [<body file> ...]
+-- args: <tokens file, or /dev/null for no Authorization header> <body file> [<body file> ...]
 local tokens, bodies, i = {}, {}, 0
 function init(args)
   for line in io.lines(args[1]) do tokens[#tokens + 1] = line end
@@ -11,7 +11,7 @@ function init(args)
 end
 function request()
   i = i + 1
-  local t = tokens[((i - 1) % #tokens) + 1]
-  local b = bodies[((i - 1) % #bodies) + 1]
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. t}, b)
+  local headers = {["Content-Type"] = "application/json"}
+  if #tokens > 0 then headers["Authorization"] = "Bearer " .. tokens[((i - 1) % #tokens) + 1] end
+  return wrk.format("POST", nil, headers, bodies[((i - 1) % #bodies) + 1])
 end
