@@ -2,8 +2,9 @@
 
 Validation happens at construction, so a service that builds a bad card fails in its own tests,
 not in an EHR. Optional fields that are empty are omitted from the JSON, never sent as null.
-Besides the spec fields a card carries `kind`, `score` and `model_version`, which the service
-records (for feedback and analytics) but never sends.
+Besides the spec fields a card carries `kind` (the rule, measure or band that produced it; sent
+as `source.topic` so clients and QA scenarios can tell cards apart), and `score` and
+`model_version`, which the service records (for feedback and analytics) but never sends.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ INDICATORS: tuple[str, ...] = ("info", "warning", "critical")
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 OVERRIDE_SYSTEM = "https://cds.example.org/CodeSystem/override-reason"
+# Card kinds travel as `source.topic` (the spec's categorisation "for filtering, searching or
+# ordered display"), so EHRs, QA scenarios and analytics can tell cards apart without the summary.
+CARD_KIND_SYSTEM = "https://cds.example.org/CodeSystem/card-kind"
 
 
 def _new_uuid() -> str:
@@ -145,7 +149,8 @@ class Link:
 
 @dataclass(frozen=True)
 class Card:
-    """One CDS Hooks card. `kind` names the rule/measure/band that produced it (not sent)."""
+    """One CDS Hooks card. `kind` names the rule/measure/band that produced it; it is sent as
+    `source.topic` (system CARD_KIND_SYSTEM) unless the source carries its own topic."""
 
     summary: str
     indicator: Indicator
@@ -174,7 +179,10 @@ class Card:
             object.__setattr__(self, "selection_behavior", "at-most-one")
         if self.selection_behavior not in (None, "at-most-one", "any"):
             raise ValueError("selectionBehavior must be at-most-one or any")
-        if self.selection_behavior == "at-most-one" and sum(bool(s.is_recommended) for s in self.suggestions) > 1:
+        if (
+            self.selection_behavior == "at-most-one"
+            and sum(bool(s.is_recommended) for s in self.suggestions) > 1
+        ):
             raise ValueError("at most one suggestion may be recommended with at-most-one")
         for r in self.override_reasons:
             if not r.display:
@@ -190,6 +198,8 @@ class Card:
             "indicator": self.indicator,
             "source": self.source.to_json(),
         }
+        if self.source.topic is None:
+            d["source"]["topic"] = {"system": CARD_KIND_SYSTEM, "code": self.kind}
         if self.detail:
             d["detail"] = self.detail
         if self.suggestions:

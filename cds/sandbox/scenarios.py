@@ -1,0 +1,353 @@
+"""QA scenarios: a sample patient, a service, its context and draft orders, and the cards expected
+(or none). Loaded from YAML (or JSON) files; `compare` turns an actual answer into a list of
+readable differences, empty when the scenario passes.
+
+A file holds one scenario, a list of them, or `{scenarios: [...]}`. One scenario:
+
+    name: Septic patient gets a critical deterioration card
+    patient: sbx-sepsis-high          # a sample patient id (cds/sandbox/patients/catalog.yaml)
+    service: deterioration            # a service id from the discovery document
+    orders: [order-id, ...]           # order-sign: stored draft orders (default: all of them)
+    draft_orders: [{...}, ...]        # or inline FHIR request resources instead
+    context: {encounterId: ...}       # extra context fields (override the built ones)
+    prefetch: true                    # false: send no prefetch (tests the FHIR fallback / 412)
+    expect:
+      status: 200                     # HTTP status (default 200)
+      cards: none                     # or a list of expected cards:
+        - kind: ddi:warfarin-nsaid    # the card kind (source.topic code)
+          indicator: warning
+          summary: "warfarin.*ibuprofen"   # regular expression, searched case-insensitively
+          detail: "bleeding"               # optional regex on the detail
+          suggestions:                     # optional; listed suggestions must all be present
+            - label: "Cancel ibuprofen"    # regex on the label
+              actions: [delete]            # action types, in order
+      other_cards: forbid             # forbid (default): any card not listed is a difference
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from cds.cards import CARD_KIND_SYSTEM, INDICATORS
+
+
+class ScenarioError(ValueError):
+    """A scenario file is malformed; the message names the file, scenario and field."""
+
+
+@dataclass(frozen=True)
+class ExpectedSuggestion:
+    label: str | None = None  # regex
+    actions: tuple[str, ...] | None = None  # action types in order
+
+
+@dataclass(frozen=True)
+class ExpectedCard:
+    kind: str | None = None
+    indicator: str | None = None
+    summary: str | None = None  # regex
+    detail: str | None = None  # regex
+    suggestions: tuple[ExpectedSuggestion, ...] | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.kind:
+            parts.append(f"kind={self.kind}")
+        if self.indicator:
+            parts.append(f"indicator={self.indicator}")
+        if self.summary:
+            parts.append(f"summary~/{self.summary}/")
+        if self.suggestions:
+            parts.append("suggestions=[" + ", ".join(s.label or "*" for s in self.suggestions) + "]")
+        return ", ".join(parts) or "any card"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    file: Path
+    patient: str
+    service: str
+    orders: tuple[str, ...] | None = None
+    draft_orders: tuple[dict[str, Any], ...] | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    prefetch: bool = True
+    status: int = 200
+    cards: tuple[ExpectedCard, ...] = ()
+    allow_other_cards: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.file.stem} :: {self.name}"
+
+
+_SCENARIO_KEYS = {"name", "patient", "service", "orders", "draft_orders", "context", "prefetch", "expect"}
+_EXPECT_KEYS = {"status", "cards", "other_cards"}
+_CARD_KEYS = {"kind", "indicator", "summary", "detail", "suggestions"}
+
+
+def _regex(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ScenarioError(f"{where}: must be a regular expression string")
+    try:
+        re.compile(value)
+    except re.error as e:
+        raise ScenarioError(f"{where}: invalid regular expression: {e}") from None
+    return value
+
+
+def _parse_card(raw: Any, where: str) -> ExpectedCard:
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{where}: an expected card is a mapping of {sorted(_CARD_KEYS)}")
+    unknown = set(raw) - _CARD_KEYS
+    if unknown:
+        raise ScenarioError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    indicator = raw.get("indicator")
+    if indicator is not None and indicator not in INDICATORS:
+        raise ScenarioError(f"{where}: indicator must be one of {', '.join(INDICATORS)}")
+    suggestions = None
+    if raw.get("suggestions") is not None:
+        if not isinstance(raw["suggestions"], list):
+            raise ScenarioError(f"{where}.suggestions: must be a list")
+        parsed = []
+        for j, s in enumerate(raw["suggestions"]):
+            sw = f"{where}.suggestions[{j}]"
+            if isinstance(s, str):
+                s = {"label": s}
+            if not isinstance(s, dict) or set(s) - {"label", "actions"}:
+                raise ScenarioError(
+                    f"{sw}: a suggestion is {{label: regex, actions: [create|update|delete]}}"
+                )
+            actions = s.get("actions")
+            if actions is not None and not (
+                isinstance(actions, list) and all(a in ("create", "update", "delete") for a in actions)
+            ):
+                raise ScenarioError(f"{sw}.actions: a list of create, update or delete")
+            parsed.append(
+                ExpectedSuggestion(
+                    _regex(s.get("label"), f"{sw}.label"), tuple(actions) if actions is not None else None
+                )
+            )
+        suggestions = tuple(parsed)
+    return ExpectedCard(
+        kind=raw.get("kind"),
+        indicator=indicator,
+        summary=_regex(raw.get("summary"), f"{where}.summary"),
+        detail=_regex(raw.get("detail"), f"{where}.detail"),
+        suggestions=suggestions,
+    )
+
+
+def _parse_scenario(raw: Any, file: Path, index: int) -> Scenario:
+    where = f"{file}: scenario {index + 1}"
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{where}: must be a mapping")
+    if isinstance(raw.get("name"), str):
+        where = f"{file}: scenario {raw['name']!r}"
+    unknown = set(raw) - _SCENARIO_KEYS
+    if unknown:
+        raise ScenarioError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    for key in ("name", "patient", "service"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise ScenarioError(f"{where}: '{key}' is required (text)")
+    orders = raw.get("orders")
+    if orders is not None and not (isinstance(orders, list) and all(isinstance(o, str) for o in orders)):
+        raise ScenarioError(f"{where}: orders must be a list of draft order ids")
+    drafts = raw.get("draft_orders")
+    if drafts is not None and not (isinstance(drafts, list) and all(isinstance(o, dict) for o in drafts)):
+        raise ScenarioError(f"{where}: draft_orders must be a list of FHIR resources")
+    context = raw.get("context") or {}
+    if not isinstance(context, dict):
+        raise ScenarioError(f"{where}: context must be a mapping")
+    expect = raw.get("expect")
+    if not isinstance(expect, dict):
+        raise ScenarioError(f"{where}: 'expect' is required: {{cards: [...] | none, status: 200}}")
+    unknown = set(expect) - _EXPECT_KEYS
+    if unknown:
+        raise ScenarioError(f"{where}.expect: unknown field(s) {', '.join(sorted(unknown))}")
+    status = expect.get("status", 200)
+    if not isinstance(status, int):
+        raise ScenarioError(f"{where}.expect.status: an HTTP status code")
+    cards_raw = expect.get("cards", [] if status != 200 else None)
+    if cards_raw is None and status == 200:
+        raise ScenarioError(f"{where}.expect.cards: list the expected cards, or write `cards: none`")
+    if cards_raw in ("none", "no card", "no cards", [], None):
+        cards: tuple[ExpectedCard, ...] = ()
+    elif isinstance(cards_raw, list):
+        cards = tuple(_parse_card(c, f"{where}.expect.cards[{i}]") for i, c in enumerate(cards_raw))
+    else:
+        raise ScenarioError(f"{where}.expect.cards: a list of cards or `none`")
+    other = expect.get("other_cards", "forbid")
+    if other not in ("forbid", "allow"):
+        raise ScenarioError(f"{where}.expect.other_cards: forbid or allow")
+    return Scenario(
+        name=raw["name"],
+        file=file,
+        patient=raw["patient"],
+        service=raw["service"],
+        orders=tuple(orders) if orders is not None else None,
+        draft_orders=tuple(drafts) if drafts is not None else None,
+        context=context,
+        prefetch=bool(raw.get("prefetch", True)),
+        status=status,
+        cards=cards,
+        allow_other_cards=other == "allow",
+    )
+
+
+def load_scenarios(paths: list[Path]) -> list[Scenario]:
+    """Scenarios from files and directories (every *.yaml, *.yml, *.json inside, sorted)."""
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir() if f.suffix in (".yaml", ".yml", ".json"))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise ScenarioError(f"{p}: no such file or directory")
+    out: list[Scenario] = []
+    for f in files:
+        try:
+            data = orjson.loads(f.read_bytes()) if f.suffix == ".json" else yaml.safe_load(f.read_text())
+        except (yaml.YAMLError, orjson.JSONDecodeError) as e:
+            raise ScenarioError(f"{f}: cannot parse: {e}") from None
+        if isinstance(data, dict) and "scenarios" in data:
+            data = data["scenarios"]
+        items = data if isinstance(data, list) else [data]
+        out += [_parse_scenario(raw, f, i) for i, raw in enumerate(items)]
+    names = [s.id for s in out]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ScenarioError(f"duplicate scenario names: {', '.join(dupes)}")
+    return out
+
+
+# --- comparison ---------------------------------------------------------------------------------
+_HTML = re.compile(r"<(?!https?://)[A-Za-z!/?]")
+
+
+def card_kind(card: dict[str, Any]) -> str | None:
+    """A card's kind, from source.topic when it is in the card-kind code system."""
+    topic = (card.get("source") or {}).get("topic") or {}
+    return topic.get("code") if topic.get("system") == CARD_KIND_SYSTEM else None
+
+
+def describe_card(card: dict[str, Any]) -> str:
+    return f'[{card.get("indicator")}] kind={card_kind(card) or "?"} "{card.get("summary")}"'
+
+
+def spec_problems(card: dict[str, Any]) -> list[str]:
+    """CDS Hooks 2.0 rules a card breaks (what would make an EHR or the official sandbox fail)."""
+    problems = []
+    summary = card.get("summary")
+    if not isinstance(summary, str) or not summary.strip():
+        problems.append("summary is missing")
+    elif len(summary) >= 140:
+        problems.append(f"summary is {len(summary)} characters (must be under 140)")
+    if card.get("indicator") not in INDICATORS:
+        problems.append(f"indicator {card.get('indicator')!r} is not info, warning or critical")
+    if not isinstance(card.get("source"), dict) or not card["source"].get("label"):
+        problems.append("source.label is missing")
+    if card.get("suggestions") and card.get("selectionBehavior") not in ("at-most-one", "any"):
+        problems.append("suggestions without a valid selectionBehavior")
+    if not card.get("uuid"):
+        problems.append("no uuid (feedback impossible)")
+    for key, value in card.items():
+        if value is None or value == [] or value == {}:
+            problems.append(f"{key} is empty/null (optional fields must be omitted)")
+    if isinstance(card.get("detail"), str) and _HTML.search(card["detail"]):
+        problems.append(
+            "detail contains HTML markup (detail is Markdown; some clients pass raw HTML through)"
+        )
+    return problems
+
+
+def _suggestion_diffs(expected: tuple[ExpectedSuggestion, ...], actual: list[dict[str, Any]]) -> list[str]:
+    diffs = []
+    used: set[int] = set()
+    for es in expected:
+        found = None
+        for i, s in enumerate(actual):
+            if i in used:
+                continue
+            if es.label and not re.search(es.label, str(s.get("label", "")), re.IGNORECASE):
+                continue
+            found = i
+            break
+        if found is None:
+            labels = ", ".join(repr(s.get("label")) for s in actual) or "none"
+            diffs.append(f"suggestion ~/{es.label}/ missing (suggestions: {labels})")
+            continue
+        used.add(found)
+        if es.actions is not None:
+            got = tuple(a.get("type") for a in actual[found].get("actions") or [])
+            if got != es.actions:
+                diffs.append(
+                    f"suggestion {actual[found].get('label')!r}: actions expected {list(es.actions)}, got {list(got)}"
+                )
+    return diffs
+
+
+def card_diffs(expected: ExpectedCard, card: dict[str, Any]) -> list[str]:
+    """How one actual card differs from one expected card (empty: it matches)."""
+    diffs = []
+    kind = card_kind(card)
+    if expected.kind is not None and expected.kind != kind:
+        diffs.append(f"kind: expected {expected.kind}, got {kind or 'none (no card-kind source.topic)'}")
+    if expected.indicator is not None and expected.indicator != card.get("indicator"):
+        diffs.append(f"indicator: expected {expected.indicator}, got {card.get('indicator')}")
+    if expected.summary is not None and not re.search(expected.summary, str(card.get("summary", "")), re.I):
+        diffs.append(f"summary: expected to match /{expected.summary}/, got {card.get('summary')!r}")
+    if expected.detail is not None and not re.search(expected.detail, str(card.get("detail", "")), re.I):
+        diffs.append(f"detail: expected to match /{expected.detail}/")
+    if expected.suggestions is not None:
+        diffs += _suggestion_diffs(expected.suggestions, list(card.get("suggestions") or []))
+    return diffs
+
+
+def compare(scenario: Scenario, status: int, body: Any) -> list[str]:
+    """Every difference between what the scenario expects and what the service answered."""
+    if status != scenario.status:
+        detail = ""
+        if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
+            detail = ": " + "; ".join(str(i.get("diagnostics", "")) for i in body.get("issue") or [])
+        return [f"HTTP status: expected {scenario.status}, got {status}{detail}"]
+    if status != 200:
+        return []
+    if not isinstance(body, dict) or not isinstance(body.get("cards"), list):
+        return ['response is not a CDS Hooks answer ({"cards": [...]})']
+    actual: list[dict[str, Any]] = [c for c in body["cards"] if isinstance(c, dict)]
+    diffs: list[str] = []
+    for card in actual:
+        diffs += [f"card {describe_card(card)} breaks the spec: {p}" for p in spec_problems(card)]
+    remaining = list(range(len(actual)))
+    for exp in scenario.cards:
+        exact = next((i for i in remaining if not card_diffs(exp, actual[i])), None)
+        if exact is not None:
+            remaining.remove(exact)
+            continue
+        # The nearest card (same kind first, then fewest differences) explains what changed.
+        near = sorted(
+            remaining,
+            key=lambda i: (
+                exp.kind is not None and card_kind(actual[i]) != exp.kind,
+                len(card_diffs(exp, actual[i])),
+            ),
+        )
+        if near and (exp.kind is None or card_kind(actual[near[0]]) == exp.kind):
+            i = near[0]
+            remaining.remove(i)
+            diffs += [f"card {exp.describe()}: {d}" for d in card_diffs(exp, actual[i])]
+        else:
+            diffs.append(f"missing card: {exp.describe()}")
+    if not scenario.allow_other_cards:
+        diffs += [f"unexpected card: {describe_card(actual[i])}" for i in remaining]
+    return diffs

@@ -1,0 +1,104 @@
+"""The sandbox's JSON API and page, mounted by the app when the sandbox is enabled."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from cds.app import create_app
+from cds.sandbox.patients import sample_patients
+from cds.settings import load_settings
+
+
+def _client(tmp: Path, **overrides: object) -> TestClient:
+    return TestClient(create_app(load_settings(data_dir=tmp, **overrides)))
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    with _client(tmp_path_factory.mktemp("dev"), dev=True) as c:
+        yield c
+
+
+def test_page_and_static_files_are_served_with_a_strict_policy(dev: TestClient) -> None:
+    page = dev.get("/sandbox")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "default-src 'none'" in csp and "unsafe-inline" not in csp
+    assert 'src="sandbox/static/sandbox.js"' in page.text and "http" not in page.text.split("<body>")[0]
+    for name in ("sandbox.js", "markdown.js", "sandbox.css"):
+        assert dev.get(f"/sandbox/static/{name}").status_code == 200
+    assert dev.get("/sandbox/", follow_redirects=False).headers["location"].endswith("/sandbox")
+
+
+def test_api_lists_patients_and_builds_requests(dev: TestClient) -> None:
+    config = dev.get("/sandbox/api/config").json()
+    assert config["dev"] is True and {s["id"] for s in config["services"]} == {
+        "deterioration",
+        "care-gaps",
+        "medication-risk",
+    }
+    listed = dev.get("/sandbox/api/patients").json()["patients"]
+    assert [p["id"] for p in listed] == [p.id for p in sample_patients()]
+    warfarin = next(p for p in listed if p["id"] == "sbx-warfarin-af")
+    assert any("Naproxen" in o["label"] for o in warfarin["orders"])
+    got = dev.get(
+        "/sandbox/api/request",
+        params={
+            "patient": "sbx-warfarin-af",
+            "service": "medication-risk",
+            "orders": "sbx-warfarin-af-naproxen",
+        },
+    ).json()
+    assert got["url"] == "http://testserver/cds-services/medication-risk"
+    entries = got["request"]["context"]["draftOrders"]["entry"]
+    assert [e["resource"]["id"] for e in entries] == ["sbx-warfarin-af-naproxen"]
+    edited = {"resourceType": "MedicationRequest", "id": "x", "status": "draft", "intent": "order"}
+    posted = dev.post(
+        "/sandbox/api/request",
+        json={
+            "patient": "sbx-warfarin-af",
+            "service": "medication-risk",
+            "draftOrders": [edited],
+            "prefetch": False,
+        },
+    ).json()["request"]
+    assert posted["context"]["draftOrders"]["entry"] == [{"resource": edited}] and "prefetch" not in posted
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"patient": "nobody", "service": "deterioration"}, "no sample patient 'nobody'"),
+        ({"patient": "sbx-healthy-adult", "service": "nothing"}, "no service 'nothing'"),
+        ({"service": "deterioration"}, "give a sample patient id"),
+        ({"patient": "sbx-warfarin-af", "service": "medication-risk", "orders": "zzz"}, "no draft order zzz"),
+    ],
+)
+def test_bad_requests_say_what_is_wrong(dev: TestClient, params: dict, message: str) -> None:
+    resp = dev.get("/sandbox/api/request", params=params)
+    assert resp.status_code == 400
+    assert message in resp.json()["issue"][0]["diagnostics"]
+
+
+def test_tokens_only_for_this_service_and_only_in_dev_mode(dev: TestClient, tmp_path: Path) -> None:
+    ok = dev.post("/sandbox/api/token", json={"aud": "http://testserver/cds-services/deterioration"})
+    assert ok.status_code == 200 and ok.json()["token"].count(".") == 2
+    for aud in ("https://elsewhere.example/cds-services/x", "http://testserver/metrics", None):
+        assert dev.post("/sandbox/api/token", json={"aud": aud}).status_code == 400
+    with _client(tmp_path, sandbox=True) as prod:
+        assert prod.get("/sandbox").status_code == 200
+        assert prod.get("/sandbox/api/config").json()["dev"] is False
+        refused = prod.post(
+            "/sandbox/api/token", json={"aud": "http://testserver/cds-services/deterioration"}
+        )
+        assert refused.status_code == 403 and "paste a token" in refused.json()["issue"][0]["diagnostics"]
+
+
+def test_sandbox_is_off_in_production_settings(tmp_path: Path) -> None:
+    with _client(tmp_path) as prod:
+        assert prod.get("/sandbox").status_code == 404
+        assert prod.get("/sandbox/api/patients").status_code == 404
