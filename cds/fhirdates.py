@@ -7,8 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 
-@lru_cache(maxsize=8192)
-def parse_datetime(value: str | None) -> datetime | None:
+def parse_datetime(value: Any) -> datetime | None:
     """A timezone-aware datetime for a FHIR date, dateTime or instant; None when unreadable.
 
     Partial dates (`2024`, `2024-05`) mean their first instant; a dateTime without a zone is taken
@@ -16,6 +15,11 @@ def parse_datetime(value: str | None) -> datetime | None:
     """
     if not isinstance(value, str) or not value:
         return None
+    return _parse_datetime(value)
+
+
+@lru_cache(maxsize=8192)
+def _parse_datetime(value: str) -> datetime | None:
     v = value.strip()
     try:
         if len(v) == 4:
@@ -34,6 +38,8 @@ def parse_datetime(value: str | None) -> datetime | None:
 
 def parse_date(value: str | None) -> date | None:
     """The calendar date of a FHIR date or dateTime (in its own zone)."""
+    if not isinstance(value, str):  # malformed input (a list, a number): no date, not a TypeError
+        return None
     dt = parse_datetime(value)
     return dt.date() if dt else None
 

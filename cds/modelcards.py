@@ -24,6 +24,7 @@ _NAME = re.compile(r"[a-z0-9_-]+")
 _SERVABLE = {".png": "image/png", ".json": "application/json", ".md": "text/markdown; charset=utf-8"}
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>
+<base href="{base}">
 <style>body{{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3rem .6rem}}img{{max-width:100%}}
 code,pre{{background:#f4f4f4}}</style></head><body>{body}</body></html>"""
@@ -48,9 +49,12 @@ def model_card_routes(settings: Settings) -> list[Route]:
         path = models_dir / name / "card.md"
         if not _NAME.fullmatch(name) or not path.is_file():
             return operation_outcome(404, f"no model card for {name!r}")
-        return HTMLResponse(
-            _PAGE.format(title=html.escape(f"Model card: {name}"), body=md.render(path.read_text()))
+        page = _PAGE.format(
+            title=html.escape(f"Model card: {name}"),
+            base=f"{request.scope.get('root_path', '')}/models/{name}/",  # plots are linked relative to the card
+            body=md.render(path.read_text()),
         )
+        return HTMLResponse(page)
 
     async def asset(request: Request) -> Response:
         name, file = request.path_params["name"], request.path_params["file"]

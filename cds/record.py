@@ -20,6 +20,12 @@ INVALID_STATUSES = frozenset({"entered-in-error", "cancelled", "canceled"})
 ACTIVE_MED_STATUSES = frozenset({"active", "on-hold", "intended"})
 
 
+def _status(resource: Mapping[str, Any]) -> str | None:
+    """A resource's status when it is a string (malformed input may hold anything there)."""
+    s = resource.get("status")
+    return s if isinstance(s, str) else None
+
+
 def resources_of(value: Any) -> Iterable[dict[str, Any]]:
     """The resources inside one prefetch value: a resource, a Bundle of them, or nothing.
 
@@ -118,7 +124,7 @@ class PatientRecord:
 
     def valid(self, resource_type: str) -> list[dict[str, Any]]:
         """Resources of a type that were not entered in error or cancelled."""
-        return [r for r in self.of_type(resource_type) if r.get("status") not in INVALID_STATUSES]
+        return [r for r in self.of_type(resource_type) if _status(r) not in INVALID_STATUSES]
 
     def observations(
         self, codes: CodeSet | None = None, since: datetime | None = None
@@ -151,9 +157,9 @@ class PatientRecord:
         meds = [
             m
             for m in self.of_type("MedicationRequest")
-            if m.get("status") in ACTIVE_MED_STATUSES and m.get("intent") not in ("proposal", "plan")
+            if _status(m) in ACTIVE_MED_STATUSES and m.get("intent") not in ("proposal", "plan")
         ]
-        meds += [m for m in self.of_type("MedicationStatement") if m.get("status") in ("active", "intended")]
+        meds += [m for m in self.of_type("MedicationStatement") if _status(m) in ("active", "intended")]
         return meds
 
     def conditions(self, active_only: bool = True) -> list[dict[str, Any]]:
@@ -184,10 +190,10 @@ class PatientRecord:
         return out
 
     def procedures(self) -> list[dict[str, Any]]:
-        return [p for p in self.valid("Procedure") if p.get("status") != "not-done"]
+        return [p for p in self.valid("Procedure") if _status(p) != "not-done"]
 
     def immunizations(self) -> list[dict[str, Any]]:
-        return [i for i in self.valid("Immunization") if i.get("status") != "not-done"]
+        return [i for i in self.valid("Immunization") if _status(i) != "not-done"]
 
     def encounters(self) -> list[dict[str, Any]]:
         return self.valid("Encounter")

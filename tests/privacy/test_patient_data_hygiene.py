@@ -13,7 +13,7 @@ import pytest
 from benchmarks.synthea_requests import hook_request, load_patients
 from cds.discovery import Discovery
 from cds.settings import REPO_ROOT
-from tests.core.conftest import Caller, make_caller  # noqa: F401 (fixture)
+from tests.core.conftest import Caller
 
 SERVICES = ("deterioration", "care-gaps", "medication-risk")
 # Log fields that are operational numbers (timings, statuses, counts), never clinical values.

@@ -1,0 +1,1 @@
+"""Feature extraction: the one path from FHIR resources to model inputs, for training and serving."""

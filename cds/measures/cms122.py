@@ -1,0 +1,105 @@
+"""CMS122 Diabetes: Glycemic Status Assessment Greater Than 9%
+(DiabetesGlycemicStatusAssessmentGreaterThan9PercentFHIR 0.1.002). Inverse measure.
+
+Adults 18-75 at the end of the period with diabetes and a qualifying visit. Numerator (the gap):
+the lowest HbA1c/GMI on the most recent day in the period is > 9% or has no result, or there is
+none. Excluded: hospice, nursing home, advanced illness and frailty, palliative care.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from cds.measures import common
+from cds.measures import qicore as q
+from cds.measures.context import MeasureContext
+from cds.measures.result import Criteria, Evidence, last_evidence
+from cds.measures.spec import load_spec
+from cds.terminology import concept_text
+
+SPEC = load_spec("CMS122")
+_PERCENT = ("%", "")
+
+
+def evaluate(ctx: MeasureContext) -> tuple[list[Criteria], Evidence]:
+    age = ctx.age_at_end()
+    ip = (
+        age is not None
+        and SPEC["age"]["min"] <= age <= SPEC["age"]["max"]
+        and bool(common.qualifying_encounters(ctx))
+        and any(
+            q.overlaps_days(q.prevalence_interval(c, ctx.birth_date), ctx.days)
+            for c in ctx.retrieve("Condition", SPEC.vs("Diabetes"))
+        )
+    )
+    if not ip:
+        return [Criteria(False, False, False, False)], Evidence(label="")
+    exclusion = (
+        common.has_hospice_services(ctx)
+        or common.nursing_home_66(ctx)
+        or common.advanced_illness_and_frailty(ctx)
+        or common.has_palliative_care(ctx)
+    )
+    lowest = _lowest_on_most_recent_day(ctx)
+    no_result = lowest is not None and not q.has_value(lowest[1])
+    elevated = lowest is not None and _above_threshold(lowest[1])
+    numerator = no_result or elevated or lowest is None
+    return [Criteria(True, True, exclusion, numerator)], _evidence(ctx, lowest, elevated)
+
+
+def _assessments(ctx: MeasureContext) -> list[tuple[datetime, dict[str, Any]]]:
+    """ "Glycemic Status Assessment": lab HbA1c or GMI whose latest time falls in the period."""
+    out = []
+    for obs in ctx.retrieve(
+        "Observation", SPEC.vs("HbA1c Laboratory Test"), SPEC.code("Glucose management indicator")
+    ):
+        t = q.latest(q.choice_interval(obs, "effective", ctx.birth_date))
+        if q.lab_performed(obs) and t is not None and q.in_days(t, ctx.days):
+            out.append((t, obs))
+    return out
+
+
+def _lowest_on_most_recent_day(ctx: MeasureContext) -> tuple[datetime, dict[str, Any]] | None:
+    """ "Lowest Glycemic Status Assessment Reading on Most Recent Day" (null values sort first)."""
+    found = _assessments(ctx)
+    if not found:
+        return None
+    last_day = max(q.day(t) for t, _ in found)
+    same_day = [(t, o) for t, o in found if q.day(t) == last_day]
+
+    def key(item: tuple[datetime, dict[str, Any]]) -> tuple[int, float]:
+        v = q.value_quantity(item[1])
+        return (0, 0.0) if v is None else (1, v[0])
+
+    return min(same_day, key=key)
+
+
+def _above_threshold(obs: dict[str, Any]) -> bool:
+    """`value > 9 '%'` (a value in another unit does not compare: null)."""
+    v = q.value_quantity(obs)
+    return v is not None and v[1] in _PERCENT and v[0] > SPEC["threshold_percent"]
+
+
+def _value_text(obs: dict[str, Any]) -> str:
+    v = q.value_quantity(obs)
+    if v is None:
+        return "no result" if not q.has_value(obs) else "non-numeric result"
+    return f"{v[0]:g}%" if v[1] == "%" else f"{v[0]:g} {v[1]}".strip()
+
+
+def _evidence(
+    ctx: MeasureContext, lowest: tuple[datetime, dict[str, Any]] | None, elevated: bool
+) -> Evidence:
+    """The reading the measure used (lowest on the most recent day), else the last one on record."""
+    if lowest is not None:
+        t, obs = lowest
+        label = concept_text(obs.get("code")) or "HbA1c"
+        return Evidence(label=label, when=t, value=_value_text(obs), out_of_control=elevated)
+    found = []
+    codes = (SPEC.vs("HbA1c Laboratory Test"), SPEC.code("Glucose management indicator"))
+    for obs in ctx.retrieve("Observation", *codes):
+        t = q.latest(q.choice_interval(obs, "effective", ctx.birth_date))
+        if q.lab_performed(obs) and t is not None:
+            found.append((t, concept_text(obs.get("code")) or "HbA1c", _value_text(obs)))
+    return last_evidence("no HbA1c on record", found)

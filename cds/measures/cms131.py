@@ -1,0 +1,61 @@
+"""CMS131 Diabetes: Eye Exam (DiabetesEyeExamFHIR 0.0.002).
+
+Adults 18-75 at the end of the period with diabetes and a qualifying visit (the measure's own list).
+Numerator: with diabetic retinopathy, a retinal exam in the period; without, in the period or the
+year before. Excluded: hospice, advanced illness and frailty, nursing home, palliative care.
+"""
+
+from __future__ import annotations
+
+from cds.measures import common
+from cds.measures import qicore as q
+from cds.measures.context import MeasureContext
+from cds.measures.qicore import Days
+from cds.measures.result import Criteria, Evidence, last_evidence
+from cds.measures.spec import load_spec
+from cds.terminology import concept_text
+
+SPEC = load_spec("CMS131")
+
+
+def evaluate(ctx: MeasureContext) -> tuple[list[Criteria], Evidence]:
+    age = ctx.age_at_end()
+    ip = (
+        age is not None
+        and SPEC["age"]["min"] <= age <= SPEC["age"]["max"]
+        and bool(common.qualifying_encounters(ctx, SPEC.vss(SPEC["qualifying_encounters"])))
+        and any(
+            q.overlaps_days(q.prevalence_interval(c, ctx.birth_date), ctx.days)
+            for c in ctx.retrieve("Condition", SPEC.vs("Diabetes"))
+        )
+    )
+    if not ip:
+        return [Criteria(False, False, False, False)], Evidence(label="")
+    exclusion = (
+        common.has_hospice_services(ctx)
+        or common.advanced_illness_and_frailty(ctx)
+        or common.nursing_home_66(ctx)
+        or common.has_palliative_care(ctx)
+    )
+    retinopathy = any(
+        q.overlaps_days(q.prevalence_interval(c, ctx.birth_date), ctx.days)
+        for c in ctx.retrieve("Condition", SPEC.vs("Diabetic Retinopathy"))
+    )
+    window = ctx.days if retinopathy else ctx.days_back(SPEC["lookback_years_without_retinopathy"])
+    return [Criteria(True, True, exclusion, _exam_during(ctx, window))], _evidence(ctx)
+
+
+def _exam_during(ctx: MeasureContext, window: Days) -> bool:
+    return any(
+        q.exam_performed(o) and q.during_days(q.choice_interval(o, "effective", ctx.birth_date), window)
+        for o in ctx.retrieve("Observation", SPEC.vs("Retinal or Dilated Eye Exam"))
+    )
+
+
+def _evidence(ctx: MeasureContext) -> Evidence:
+    found = []
+    for obs in ctx.retrieve("Observation", SPEC.vs("Retinal or Dilated Eye Exam")):
+        t = q.latest(q.choice_interval(obs, "effective", ctx.birth_date))
+        if q.exam_performed(obs) and t is not None:
+            found.append((t, concept_text(obs.get("code")) or "retinal exam", None))
+    return last_evidence("no retinal eye exam on record", found)

@@ -1,0 +1,1 @@
+"""Clinical scores computed from a patient record or its features (NEWS2, model risk)."""

@@ -1,0 +1,1 @@
+"""Training pipelines: data sets turned into FHIR, features, models, evaluations and model cards."""

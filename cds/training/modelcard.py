@@ -1,0 +1,132 @@
+"""The model card of the deterioration model, written from its metadata so the numbers cannot drift."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ci(m: dict[str, Any], key: str) -> str:
+    lo, hi = m[f"{key}_ci"]
+    return f"{m[key]:.3f} ({lo:.3f}–{hi:.3f})"
+
+
+def _pct(x: float) -> str:
+    return "–" if x != x else f"{x:.0%}"  # NaN when nothing alerts
+
+
+def render_card(md: dict[str, Any]) -> str:
+    """card.md: intended use, population, outcome, performance with CIs, thresholds, limitations, licence."""
+    ev = md["evaluation"]
+    same = ev["apache_stays"]
+    td = md["training_data"]
+    th = md["thresholds"]
+    rows = []
+    for key, label in (
+        ("model", "This model (calibrated xgboost)"),
+        ("apache_iva", "APACHE IVa predicted mortality"),
+        ("news2_baseline", "NEWS2 baseline (worst 24 h values)"),
+    ):
+        m = same[key]
+        rows.append(
+            f"| {label} | {_ci(m, 'auroc')} | {_ci(m, 'auprc')} | {m['brier']:.4f} | "
+            f"{m['calibration_slope']:.2f} | {m['calibration_intercept']:.2f} |"
+        )
+    alert_rows = []
+    for key, label in (("model", "This model"), ("apache_iva", "APACHE IVa"), ("news2", "NEWS2 (≥5 / ≥7)")):
+        for t in ev["thresholds"][key]:
+            alert_rows.append(
+                f"| {label} | {t['threshold']:g} | {_pct(t['alert_rate'])} | {_pct(t['sensitivity'])} | "
+                f"{_pct(t['ppv'])} | {_pct(t['specificity'])} |"
+            )
+    features = ", ".join(f"{f['label']} ({f['unit']})" for f in md["features"])
+    excluded = ", ".join(f["label"] if "label" in f else f["name"] for f in md["excluded_features"]) or "none"
+    allm = ev["all_stays"]["model"]
+    return f"""# Model card: deterioration risk (version {md["version"]})
+
+## Intended use
+Decision support for clinicians: a calibrated estimate, shown beside NEWS2 on the patient-view hook,
+of how ill an adult hospital patient is, from the worst vital signs and laboratory values charted in
+the last 24 hours. **For research and development. It must be validated locally before any clinical
+use. It is never a diagnosis** and never replaces clinical judgement or the local escalation policy.
+It is not for children, pregnancy, or patients on end-of-life care pathways.
+
+## Outcome — said plainly
+The model predicts **in-hospital death** (eICU `hospitaldischargestatus = Expired`) from the first
+24 hours of an ICU stay. Death is used as a *proxy* for clinical deterioration because it is the
+outcome the training data records reliably; the model was not trained on rapid-response calls,
+ICU transfers or cardiac arrests, and its "risk" is a risk of dying in hospital, not of deteriorating
+within a given number of hours.
+
+## Population and data
+- {td["name"]} ({td["stays"]} ICU stays with first-day APACHE values and a known outcome,
+  {td["deaths"]} deaths, {td["hospitals"]} US hospitals, 2014–2015). Adults admitted to ICUs,
+  not ward patients: on a ward the risks will be lower and the alert rates different.
+- Each stay was converted to FHIR Observations (LOINC, UCUM) and Procedures (SNOMED CT) and read
+  through the service's own feature extractor ({td["fhir_conversion"]}).
+- Training data SHA-256: `{td["sha256"]}`.
+- Licence: {td["licence"]}. A model trained on it is a produced work. Citation: {td["citation"]}
+
+## Inputs
+Worst value in the 24 hours before scoring (APACHE rules: furthest from normal, lowest, highest, or
+24 h total for urine): {features}. Missing values stay missing (xgboost learns a direction for them);
+nothing is filled with zero.
+Extracted and shown to the clinician but **not used by the model** (absent from the training data):
+{excluded}.
+
+## Method
+xgboost {md["xgboost"]["version"]} (gradient-boosted trees, depth {md["xgboost"]["params"]["max_depth"]},
+{md["xgboost"]["rounds"]} rounds, seed {md["xgboost"]["params"]["seed"]}), calibrated with
+{md["calibration"]["method"]} scaling fitted on out-of-fold predictions. Per-patient explanations are
+xgboost feature contributions (SHAP values, `pred_contribs`) on the log-odds scale.
+
+## Performance
+{ev["design"]}. All {allm["n"]} stays: AUROC {_ci(allm, "auroc")}, AUPRC {_ci(allm, "auprc")},
+Brier {allm["brier"]:.4f}.
+
+On the {same["model"]["n"]} stays with an APACHE IVa prediction ({same["model"]["events"]} deaths), same folds:
+
+| score | AUROC (95% CI) | AUPRC (95% CI) | Brier | calibration slope | calibration intercept |
+|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+APACHE IVa uses the admission diagnosis, chronic health and the full first-day APACHE physiology;
+this model uses only what a FHIR chart gives. NEWS2 was not designed to predict death in ICU patients;
+its probabilities here come from a logistic fit on the training folds.
+
+![ROC curves](roc.png)
+![Calibration](calibration.png)
+
+## Card thresholds
+- **warning**: NEWS2 5–6, or any single NEWS2 parameter scoring 3, or risk ≥ {th["warning"]:g};
+- **critical**: NEWS2 ≥ 7, or risk ≥ {th["critical"]:g};
+- nothing is shown otherwise (few cards is the point).
+
+The card scores NEWS2 on the newest set of observations of the last 24 hours, as the RCP chart
+intends; the NEWS2 baseline above uses the worst values of the ICU day (all eICU gives), which is
+why it alerts on most ICU stays.
+
+Risk thresholds: {th["rule"]}. At these thresholds, on the stays above:
+
+| score | threshold | alert rate | sensitivity | PPV | specificity |
+|---|---|---|---|---|---|
+{chr(10).join(alert_rows)}
+
+## Limitations
+- Small training set (about {td["deaths"]} deaths); wide confidence intervals; the demo's hospitals
+  are not a sample of any one health system. Expect the model to be less accurate elsewhere and
+  recalibrate locally before use.
+- ICU first-day physiology, not ward observations; timing within the day is synthetic (APACHE
+  worst values carry no time), so the model cannot use trends.
+- SpO2 is charted for few training stays (from respiratory charting) and potassium and lactate for
+  none: the model uses SpO2 weakly and ignores potassium and lactate (NEWS2 still scores SpO2).
+- In ICU patients NEWS2 triggers on most stays (see the alert table): the NEWS2 rules of the card
+  are meant for ward patients. Where the service runs in an ICU, expect many NEWS2-driven cards.
+- Death is a proxy: patients with treatment limitations die without "deteriorating" in the sense
+  of a missed rescue, and rescued patients count as survivors.
+- Not validated for children, pregnancy or any subgroup analysis; fairness across sex, age and
+  ethnicity has not been assessed.
+
+## Sources
+NEWS2: Royal College of Physicians. National Early Warning Score (NEWS) 2. London: RCP, 2017.
+APACHE IV: Zimmerman JE et al. Crit Care Med 2006;34:1297–310.
+"""

@@ -1,0 +1,99 @@
+"""The fixed patient through the real app: POST /cds-services/deterioration with a signed token."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from cds.app import create_app
+from cds.auth import mint_dev_token
+from cds.settings import load_settings
+
+from .fhir import patient, sick_patient
+from .test_service import FIXED_RISK
+
+BASE = "http://testserver"
+
+
+def bundle(resources):
+    return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources]}
+
+
+@pytest.fixture
+def client(tmp_path: Path):
+    settings = load_settings(dev=True, data_dir=tmp_path)
+    with TestClient(create_app(settings), base_url=BASE, raise_server_exceptions=False) as c:
+        yield c, settings
+
+
+def call(client, settings, body):
+    path = "/cds-services/deterioration"
+    token = mint_dev_token(settings, BASE + path)
+    return client.post(path, json=body, headers={"Authorization": f"Bearer {token}"})
+
+
+def test_fixed_patient_gets_a_fixed_score_over_http(client) -> None:
+    c, settings = client
+    now = datetime.now(UTC)
+    resources = sick_patient(now)
+    # 80 years old whenever the test runs, as in the in-process test
+    resources[0] = patient(birth=date(now.year - 80, 1, 1).isoformat())
+    obs = [r for r in resources if r["resourceType"] == "Observation"]
+    body = {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/d1", "patientId": "p1"},
+        "prefetch": {
+            "patient": resources[0],
+            "vitals": bundle(obs),
+            "labs": bundle([]),
+            "conditions": bundle([]),
+            "procedures": bundle([]),
+        },
+    }
+    r = call(c, settings, body)
+    assert r.status_code == 200, r.text
+    (card,) = r.json()["cards"]
+    assert card["indicator"] == "critical"
+    assert f"{FIXED_RISK:.0%} risk of in-hospital death" in card["summary"]
+    assert card["links"][0]["url"] == f"{BASE}/models/deterioration"
+    assert c.get("/models/deterioration").status_code == 200
+
+
+def test_low_patient_gets_no_card_over_http(client) -> None:
+    c, settings = client
+    body = {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/d1", "patientId": "p1"},
+        "prefetch": {
+            "patient": patient(),
+            "vitals": bundle([]),
+            "labs": bundle([]),
+            "conditions": bundle([]),
+            "procedures": bundle([]),
+        },
+    }
+    r = call(c, settings, body)
+    assert r.status_code == 200, r.text
+    assert r.json()["cards"] == []
+
+
+def test_tampered_model_is_reported_at_readyz(tmp_path: Path) -> None:
+    import shutil
+
+    from cds.settings import REPO_ROOT
+
+    models = tmp_path / "models"
+    shutil.copytree(REPO_ROOT / "models", models)
+    with open(models / "deterioration" / "model.ubj", "ab") as fh:
+        fh.write(b"\0")
+    settings = load_settings(dev=True, data_dir=tmp_path / "data", models_dir=models)
+    with TestClient(create_app(settings), base_url=BASE, raise_server_exceptions=False) as c:
+        r = c.get("/readyz")
+    assert r.status_code == 503
+    assert "model.ubj does not match its SHA-256" in r.json()["services"]["deterioration"]
