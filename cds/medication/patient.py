@@ -1,0 +1,196 @@
+"""The patient facts the medication rules use: age, sex, eGFR, recent labs, conditions, allergies.
+
+Read once per hook call from the PatientRecord, so each rule asks a dict instead of the chart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from cds.fhirdates import effective_time
+from cds.medication.egfr import ckd_epi_2021
+from cds.medication.knowledge import ConditionSet, Knowledge, LabDef
+from cds.medication.resolve import Resolver, as_list
+from cds.record import PatientRecord
+from cds.terminology import ICD10, ICD10CM, LOINC, SNOMED, CodeSet, codings, concept_text
+from cds.units import quantity_in
+
+_UNITLESS = {None, "", "1", "{INR}", "INR", "{ratio}", "ratio", "{ratio}/1"}
+
+
+@dataclass(frozen=True)
+class LabValue:
+    lab: str
+    value: float
+    when: datetime | None
+    note: str = ""  # how it was obtained, e.g. "CKD-EPI 2021 from creatinine 2.1 mg/dL"
+
+
+@dataclass(frozen=True)
+class Allergy:
+    label: str
+    ingredients: frozenset[str]  # ingredients the allergy names, directly or through a class
+    snomed: frozenset[str]
+    high_risk: bool
+
+
+@dataclass
+class PatientFacts:
+    age: int | None
+    female: bool | None
+    egfr: LabValue | None
+    labs: dict[str, LabValue]
+    condition_codes: set[tuple[str, str]]
+    allergies: list[Allergy]
+    active_ingredients: frozenset[str] = field(default_factory=frozenset)
+
+    def has_condition(self, conditions: ConditionSet) -> bool:
+        for system, code in self.condition_codes:
+            if system == SNOMED and code in conditions.snomed:
+                return True
+            if system in (ICD10CM, ICD10) and code.upper().startswith(conditions.icd10_prefixes):
+                return True
+        return False
+
+
+def _lab_value(obs: Mapping[str, Any], lab: LabDef, codes: CodeSet) -> float | None:
+    """The observation's value in the lab's unit (its own value, or the matching component's)."""
+    quantity = None
+    if codes.matches(obs.get("code")):
+        quantity = obs.get("valueQuantity")
+    else:
+        for comp in as_list(obs.get("component")):
+            if isinstance(comp, Mapping) and codes.matches(comp.get("code")):
+                quantity = comp.get("valueQuantity")
+                break
+    if not isinstance(quantity, Mapping):
+        return None
+    if quantity.get("comparator") in ("<", ">", "<=", ">="):
+        return None  # "<0.5" is not a value we can compare against a threshold
+    if lab.unit is None:
+        unit = quantity.get("code") or quantity.get("unit")
+        value = quantity.get("value")
+        if unit in _UNITLESS and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        return None
+    return quantity_in(quantity, lab.unit, molar_mass=lab.molar_mass)
+
+
+def latest_values(
+    record: PatientRecord, labs: Mapping[str, LabDef], codes: Mapping[str, CodeSet]
+) -> dict[str, LabValue]:
+    """The newest readable value of each lab within its freshness window, in one pass over the chart."""
+    by_code = {code: lid for lid, lab in labs.items() for code in lab.loinc}
+    candidates: dict[str, list[tuple[datetime, Mapping[str, Any]]]] = {}
+    for obs in record.valid("Observation"):
+        if obs.get("status") not in (None, "final", "amended", "corrected", "preliminary"):
+            continue
+        hit = {by_code[c] for s, c in codings(obs.get("code")) if s == LOINC and c in by_code}
+        for comp in as_list(obs.get("component")):
+            if isinstance(comp, Mapping):
+                hit.update(by_code[c] for s, c in codings(comp.get("code")) if s == LOINC and c in by_code)
+        if not hit:
+            continue
+        when = effective_time(obs)
+        if when is None or when > record.now:
+            continue
+        for lid in hit:
+            if when >= record.now - timedelta(days=labs[lid].max_age_days):
+                candidates.setdefault(lid, []).append((when, obs))
+    out: dict[str, LabValue] = {}
+    for lid, found in candidates.items():
+        found.sort(key=lambda p: p[0], reverse=True)
+        for when, obs in found:
+            value = _lab_value(obs, labs[lid], codes[lid])
+            if value is not None:
+                out[lid] = LabValue(lid, value, when)
+                break
+    return out
+
+
+class PatientReader:
+    """Builds PatientFacts; holds the per-lab CodeSets so they are built once at start."""
+
+    def __init__(self, kb: Knowledge, resolver: Resolver) -> None:
+        self.kb = kb
+        self.resolver = resolver
+        self.codes = {lid: CodeSet.of(LOINC, *lab.loinc, name=lid) for lid, lab in kb.labs.items()}
+
+    def read(self, record: PatientRecord) -> PatientFacts:
+        age = record.age()
+        sex = record.sex
+        female = None if sex is None else sex == "female"
+        labs = latest_values(record, self.kb.labs, self.codes)
+        conditions = {pair for c in record.conditions(active_only=True) for pair in codings(c.get("code"))}
+        return PatientFacts(
+            age=age,
+            female=female,
+            egfr=self._egfr(labs.pop("egfr", None), labs.pop("creatinine", None), age, female),
+            labs=labs,
+            condition_codes=conditions,
+            allergies=[a for a in (self._allergy(x) for x in record.allergies()) if a is not None],
+        )
+
+    @staticmethod
+    def _egfr(
+        reported: LabValue | None, creat: LabValue | None, age: int | None, female: bool | None
+    ) -> LabValue | None:
+        """Reported eGFR or CKD-EPI 2021 from creatinine, whichever is newer (reported wins a tie)."""
+        computed = None
+        if creat is not None and creat.value > 0 and age is not None and age >= 18 and female is not None:
+            value = ckd_epi_2021(creat.value, age, female)
+            computed = LabValue(
+                "egfr", value, creat.when, f"CKD-EPI 2021 from creatinine {creat.value:.2f} mg/dL"
+            )
+        if reported and computed:
+            if computed.when and reported.when and computed.when > reported.when:
+                return computed
+            return reported
+        return reported or computed
+
+    def _allergy(self, res: Mapping[str, Any]) -> Allergy | None:
+        category = res.get("category")
+        if isinstance(category, str):
+            category = [category]
+        categories = {c for c in category if isinstance(c, str)} if isinstance(category, list) else set()
+        if categories and not categories & {"medication", "biologic"}:
+            return None  # food and environment allergies cannot match a drug
+        concept = res.get("code") if isinstance(res.get("code"), Mapping) else None
+        ings = set(self.resolver.concept_ingredients(concept))
+        text = " ".join(
+            t
+            for t in [concept_text(concept)]
+            + [c.get("display", "") for c in as_list((concept or {}).get("coding")) if isinstance(c, Mapping)]
+            if isinstance(t, str)
+        )
+        for class_id in self.kb.class_name_index.find(text):
+            ings |= self.kb.class_members.get(class_id, frozenset())
+        snomed = frozenset(code for system, code in codings(concept) if system == SNOMED)
+        if not ings and not snomed:
+            return None
+        high = res.get("criticality") == "high"
+        for reaction in as_list(res.get("reaction")):
+            if not isinstance(reaction, Mapping):
+                continue
+            if reaction.get("severity") == "severe":
+                high = True
+            for m in as_list(reaction.get("manifestation")):
+                if "anaphyla" in _concept_words(m):
+                    high = True
+        label = concept_text(concept) or text.strip()
+        if not label:  # a bare SNOMED code: name the allergy after the group it belongs to
+            group = next((g for g in self.kb.allergy_groups if g.snomed & snomed), None)
+            label = self.kb.class_names.get(group.id, group.id) if group else "recorded drug allergy"
+        return Allergy(label, frozenset(ings), snomed, high)
+
+
+def _concept_words(concept: Any) -> str:
+    if not isinstance(concept, Mapping):
+        return ""
+    parts = [concept.get("text") or ""] + [
+        c.get("display") or "" for c in as_list(concept.get("coding")) if isinstance(c, Mapping)
+    ]
+    return " ".join(p for p in parts if isinstance(p, str)).lower()
