@@ -10,8 +10,9 @@ Options (`[services.care-gaps]`): `period` = "calendar-year" | "rolling-12-month
 `max_cards` (default 3), `measures` (default all eight), `count_current_visit` (default true):
 the visit the chart is opened in (context.encounterId) is usually still open (no period end), so
 by the letter of the CQL it is not yet "during" the period and a patient's first visit of the year
-would show no gaps; with this option that visit counts as ending now. The measure engine itself
-(and `cds measure evaluate`) stays exact.
+would show no gaps; with this option that visit counts as ending now. `accept_legacy_bp_panel`
+(default true): blood pressure panels coded with the older LOINC 55284-4 count as the QI-Core panel
+85354-9. The measure engine itself (and `cds measure evaluate`) stays exact.
 Decision support for clinicians, to be validated locally before clinical use; never a diagnosis.
 """
 
@@ -30,6 +31,7 @@ from cds.measures.valuesets import ValueSetError, default_valuesets
 from cds.record import PatientRecord
 from cds.services.base import ServiceLoadError
 from cds.settings import Settings
+from cds.terminology import LOINC, CodeSet
 
 PERIODS = ("calendar-year", "rolling-12-months")
 DEFAULT_MAX_CARDS = 3
@@ -63,6 +65,9 @@ class CareGapsService:
         self.count_current_visit = opts.get("count_current_visit", True)
         if not isinstance(self.count_current_visit, bool):
             raise ServiceLoadError("services.care-gaps.count_current_visit must be true or false")
+        self.accept_legacy_bp_panel = opts.get("accept_legacy_bp_panel", True)
+        if not isinstance(self.accept_legacy_bp_panel, bool):
+            raise ServiceLoadError("services.care-gaps.accept_legacy_bp_panel must be true or false")
         measures = opts.get("measures", MEASURE_IDS)
         if (
             not isinstance(measures, list | tuple)
@@ -91,6 +96,8 @@ class CareGapsService:
         period = self.period_for(record.now)
         if self.count_current_visit:
             record = with_current_visit_closed(record, request.context.get("encounterId"))
+        if self.accept_legacy_bp_panel:
+            record = with_legacy_bp_panels(record)
         results = evaluate(record, period, self.measures, self.valuesets)
         gaps: list[tuple[int, int, Card]] = []
         for result in results:
@@ -119,6 +126,32 @@ def with_current_visit_closed(record: PatientRecord, encounter_id: Any) -> Patie
         by_type = {**record.by_type, "Encounter": (*encounters[:i], closed, *encounters[i + 1 :])}
         return PatientRecord(patient=record.patient, by_type=by_type, now=record.now)
     return record
+
+
+# QI-Core's blood pressure profile is LOINC 85354-9; many EHRs (and Synthea) still send the older
+# panel 55284-4 with the same systolic/diastolic components. At the point of care both count, or a
+# patient with a perfectly good reading would get a false "blood pressure" gap (CMS165).
+_BP_PANEL = {"system": LOINC, "code": "85354-9", "display": "Blood pressure panel with all children optional"}
+_LEGACY_BP = CodeSet.of(LOINC, "55284-4")
+_CURRENT_BP = CodeSet.of(LOINC, "85354-9")
+
+
+def with_legacy_bp_panels(record: PatientRecord) -> PatientRecord:
+    """The record with 55284-4 panels also coded as 85354-9 (see `accept_legacy_bp_panel`)."""
+    observations = record.of_type("Observation")
+    changed = False
+    out = []
+    for obs in observations:
+        code = obs.get("code")
+        if _LEGACY_BP.matches(code) and not _CURRENT_BP.matches(code) and isinstance(code, dict):
+            obs = {**obs, "code": {**code, "coding": [*(code.get("coding") or []), _BP_PANEL]}}
+            changed = True
+        out.append(obs)
+    if not changed:
+        return record
+    return PatientRecord(
+        patient=record.patient, by_type={**record.by_type, "Observation": tuple(out)}, now=record.now
+    )
 
 
 # --- cards -------------------------------------------------------------------------------------
