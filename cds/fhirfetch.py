@@ -88,7 +88,7 @@ def _split(relative_url: str) -> tuple[str, dict[str, list[str]]]:
 
 def _next_link(bundle: Mapping[str, Any]) -> str | None:
     for link in bundle.get("link") or []:
-        if isinstance(link, Mapping) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
             return link["url"]
     return None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
@@ -11,20 +10,25 @@ from starlette.requests import Request
 
 from cds.errors import BadRequest, HTTPProblem, PayloadTooLarge
 
-_ESCAPE = re.compile(rb"\\.", re.DOTALL)
-_STRING = re.compile(rb'"[^"]*"')
-_KEEP = bytes(range(256)).translate(None, b'[]{}"')
+_NOT_STRUCTURAL = bytes(sorted(set(range(256)) - set(b'[]{}"')))
 _DEPTH_STEP = np.zeros(256, dtype=np.int8)
 _DEPTH_STEP[ord("[")] = _DEPTH_STEP[ord("{")] = 1
 _DEPTH_STEP[ord("]")] = _DEPTH_STEP[ord("}")] = -1
 
 
 def json_depth(raw: bytes) -> int:
-    """Maximum nesting depth of a JSON text, computed at C speed (no recursion in Python)."""
-    structural = _STRING.sub(b"", _ESCAPE.sub(b"", raw).translate(None, _KEEP))
-    if not structural:
+    """Maximum nesting depth of a (valid) JSON text, at C/numpy speed, without recursion.
+
+    Escaped backslashes and quotes are dropped first, so every remaining quote opens or closes a
+    string; then only quotes and brackets are kept, and brackets inside strings are masked out.
+    """
+    if b"\\" in raw:
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    structural = np.frombuffer(raw.translate(None, _NOT_STRUCTURAL), dtype=np.uint8)
+    if structural.size == 0:
         return 0
-    steps = _DEPTH_STEP[np.frombuffer(structural, dtype=np.uint8)]
+    outside = (np.cumsum(structural == 34, dtype=np.int32) & 1) == 0
+    steps = _DEPTH_STEP[structural] * outside
     return int(np.cumsum(steps, dtype=np.int32).max())
 
 

@@ -48,7 +48,7 @@ def render(template: str, context: Mapping[str, Any]) -> str:
 def is_satisfied(value: Any) -> bool:
     """Whether a prefetch value counts as data: absent, null and OperationOutcome do not."""
     return (
-        isinstance(value, Mapping)
+        isinstance(value, dict)
         and isinstance(value.get("resourceType"), str)
         and (value["resourceType"] != "OperationOutcome")
     )

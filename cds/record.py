@@ -31,14 +31,14 @@ def resources_of(value: Any) -> Iterable[dict[str, Any]]:
 
     OperationOutcome entries (a client's way of saying a query failed) are dropped.
     """
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         return
     rtype = value.get("resourceType")
     if rtype == "Bundle":
         for entry in value.get("entry") or []:
-            if isinstance(entry, Mapping):
+            if isinstance(entry, dict):
                 res = entry.get("resource")
-                if isinstance(res, Mapping) and isinstance(res.get("resourceType"), str):
+                if isinstance(res, dict) and isinstance(res.get("resourceType"), str):
                     if res["resourceType"] == "Bundle":
                         yield from resources_of(res)
                     elif res["resourceType"] != "OperationOutcome":
@@ -138,7 +138,7 @@ class PatientRecord:
             if codes is not None and not (
                 codes.matches(obs.get("code"))
                 or any(
-                    codes.matches(c.get("code")) for c in obs.get("component") or [] if isinstance(c, Mapping)
+                    codes.matches(c.get("code")) for c in obs.get("component") or [] if isinstance(c, dict)
                 )
             ):
                 continue
@@ -208,8 +208,8 @@ class PatientRecord:
 
 
 def _first_code(concept: Any) -> str | None:
-    if isinstance(concept, Mapping):
+    if isinstance(concept, dict):
         for c in concept.get("coding") or []:
-            if isinstance(c, Mapping) and isinstance(c.get("code"), str):
+            if isinstance(c, dict) and isinstance(c.get("code"), str):
                 return c["code"]
     return None

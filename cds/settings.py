@@ -106,7 +106,7 @@ class Settings:
 
 
 def _coerce(name: str, typ: Any, raw: Any) -> Any:
-    text = str(typ)
+    text = typ.__name__ if isinstance(typ, type) else str(typ)  # "int", not "<class 'int'>"
     try:
         if isinstance(raw, str):
             if "bool" in text and raw.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):

@@ -53,7 +53,7 @@ def canonical_system(system: str | None) -> str:
 
 def codings(concept: Mapping[str, Any] | None) -> Iterator[tuple[str, str]]:
     """Every (canonical system, code) of a CodeableConcept or a single Coding."""
-    if not isinstance(concept, Mapping):
+    if not isinstance(concept, dict):
         return
     items = concept.get("coding")
     if items is None and "code" in concept:
@@ -61,7 +61,7 @@ def codings(concept: Mapping[str, Any] | None) -> Iterator[tuple[str, str]]:
     if not isinstance(items, list):
         return
     for c in items:
-        if isinstance(c, Mapping):
+        if isinstance(c, dict):
             code = c.get("code")
             if isinstance(code, str) and code:
                 yield canonical_system(c.get("system")), code
@@ -69,13 +69,13 @@ def codings(concept: Mapping[str, Any] | None) -> Iterator[tuple[str, str]]:
 
 def concept_text(concept: Mapping[str, Any] | None) -> str:
     """The human text of a CodeableConcept: its text, else the first coding display."""
-    if not isinstance(concept, Mapping):
+    if not isinstance(concept, dict):
         return ""
     text = concept.get("text")
     if isinstance(text, str) and text:
         return text
     for c in concept.get("coding") or []:
-        if isinstance(c, Mapping) and isinstance(c.get("display"), str):
+        if isinstance(c, dict) and isinstance(c.get("display"), str):
             return c["display"]
     return ""
 

@@ -121,7 +121,7 @@ def quantity_in(
     quantity: Mapping[str, Any] | None, to_unit: str, molar_mass: float | None = None
 ) -> float | None:
     """The value of a FHIR Quantity in `to_unit` (UCUM), using its `code` else its `unit`."""
-    if not isinstance(quantity, Mapping):
+    if not isinstance(quantity, dict):
         return None
     value = quantity.get("value")
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):

@@ -54,7 +54,7 @@ def _patient_of(resource: Mapping[str, Any]) -> str | None:
     """The patient id a resource says it is about (subject/patient reference), if readable."""
     for key in ("subject", "patient", "beneficiary"):
         ref = resource.get(key)
-        if isinstance(ref, Mapping):
+        if isinstance(ref, dict):
             r = ref.get("reference")
             if isinstance(r, str) and "Patient/" in r:
                 return r.rsplit("Patient/", 1)[1].split("/", 1)[0]

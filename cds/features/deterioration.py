@@ -194,7 +194,7 @@ def _number(container: Mapping[str, Any], spec: FeatureSpec) -> float | None:
     q = container.get("valueQuantity")
     if spec.unit in ("{score}", "[pH]"):
         # Scores and pH have no unit to convert; accept a bare number.
-        raw = q.get("value") if isinstance(q, Mapping) else container.get("valueInteger")
+        raw = q.get("value") if isinstance(q, dict) else container.get("valueInteger")
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             return None
         value = float(raw)
@@ -216,10 +216,10 @@ def _consciousness_level(concept: Any) -> str | None:
         if any((SNOMED, c) in pairs for c in v["snomed"]):
             return level
     text: Any = ""
-    if isinstance(concept, Mapping):
+    if isinstance(concept, dict):
         coding = concept.get("coding")
         text = concept.get("text") or next(
-            (c.get("display") for c in coding if isinstance(c, Mapping))
+            (c.get("display") for c in coding if isinstance(c, dict))
             if isinstance(coding, list)
             else iter(()),
             "",
@@ -249,7 +249,7 @@ def _pick(spec: FeatureSpec, readings: list[tuple[float, datetime]]) -> tuple[fl
 
 def _procedure_in_window(proc: Mapping[str, Any], start: datetime, at: datetime) -> bool:
     period = proc.get("performedPeriod")
-    if isinstance(period, Mapping):
+    if isinstance(period, dict):
         begin, end = (
             parse_datetime(v) if isinstance(v := period.get(k), str) else None for k in ("start", "end")
         )
@@ -288,7 +288,7 @@ def extract(record: PatientRecord, at: datetime | None = None) -> DeteriorationF
         parts: list[Mapping[str, Any]] = [obs]
         components = obs.get("component")
         if isinstance(components, list):
-            parts += [c for c in components if isinstance(c, Mapping)]
+            parts += [c for c in components if isinstance(c, dict)]
         bp: dict[str, float] = {}
         for part in parts:
             if part.get("dataAbsentReason") is not None:

@@ -94,7 +94,7 @@ class MeasureContext:
 
     # --- retrieve -------------------------------------------------------------------------
     def _medication(self, ref: Any, owner: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        if not isinstance(ref, Mapping) or not isinstance(ref.get("reference"), str):
+        if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
             return None
         r = ref["reference"]
         if r.startswith("#"):

@@ -34,7 +34,7 @@ _DAYS_IN = {
 
 def _single(items: Any) -> Mapping[str, Any] | None:
     """CQL `singleton from`: the only element, None when empty (and, unlike CQL, when several)."""
-    if isinstance(items, list) and len(items) == 1 and isinstance(items[0], Mapping):
+    if isinstance(items, list) and len(items) == 1 and isinstance(items[0], dict):
         return items[0]
     return None
 
@@ -53,8 +53,8 @@ def medication_request_period(req: Mapping[str, Any]) -> Interval | None:
     dosage = _single(req.get("dosageInstruction"))
     dose_and_rate = _single(dosage.get("doseAndRate")) if dosage else None
     timing = dosage.get("timing") if dosage else None
-    repeat = timing.get("repeat") if isinstance(timing, Mapping) else None
-    repeat = repeat if isinstance(repeat, Mapping) else {}
+    repeat = timing.get("repeat") if isinstance(timing, dict) else None
+    repeat = repeat if isinstance(repeat, dict) else {}
 
     frequency = _num(repeat.get("frequencyMax")) or _num(repeat.get("frequency"))
     per = _num(repeat.get("period"))
@@ -70,25 +70,23 @@ def medication_request_period(req: Mapping[str, Any]) -> Interval | None:
     dose = None
     if dose_and_rate:
         rng = dose_and_rate.get("doseRange")
-        if isinstance(rng, Mapping) and isinstance(rng.get("high"), Mapping):
+        if isinstance(rng, dict) and isinstance(rng.get("high"), dict):
             dose = _num(rng["high"].get("value"))
         q = dose_and_rate.get("doseQuantity")
-        if dose is None and isinstance(q, Mapping):
+        if dose is None and isinstance(q, dict):
             dose = _num(q.get("value"))
 
-    bounds = repeat.get("boundsPeriod") if isinstance(repeat.get("boundsPeriod"), Mapping) else None
-    dispense = req.get("dispenseRequest") if isinstance(req.get("dispenseRequest"), Mapping) else {}
+    bounds = repeat.get("boundsPeriod") if isinstance(repeat.get("boundsPeriod"), dict) else None
+    dispense = req.get("dispenseRequest") if isinstance(req.get("dispenseRequest"), dict) else {}
     days_supply = None
     esd = dispense.get("expectedSupplyDuration")
-    if isinstance(esd, Mapping) and _num(esd.get("value")) is not None:
+    if isinstance(esd, dict) and _num(esd.get("value")) is not None:
         factor = _DAYS_IN.get(str(esd.get("code") or esd.get("unit") or "d"))
         days_supply = _num(esd["value"]) * factor if factor else None
-    quantity = (
-        _num(dispense["quantity"].get("value")) if isinstance(dispense.get("quantity"), Mapping) else None
-    )
+    quantity = _num(dispense["quantity"].get("value")) if isinstance(dispense.get("quantity"), dict) else None
     refills = _num(dispense.get("numberOfRepeatsAllowed")) or 0.0
 
-    validity = dispense.get("validityPeriod") if isinstance(dispense.get("validityPeriod"), Mapping) else {}
+    validity = dispense.get("validityPeriod") if isinstance(dispense.get("validityPeriod"), dict) else {}
     start = (
         (_date(bounds.get("start")) if bounds else None)
         or _date(req.get("authoredOn"))

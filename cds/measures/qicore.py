@@ -82,7 +82,7 @@ def point(t: datetime | None) -> Interval | None:
 
 def period_interval(period: Any) -> Interval | None:
     """FHIRHelpers ToInterval(Period): no start gives `Interval(null, end]`, no end `[start, null]`."""
-    if not isinstance(period, Mapping):
+    if not isinstance(period, dict):
         return None
     start = instant(period.get("start"))
     end = instant(period.get("end")) or MAX
@@ -91,7 +91,7 @@ def period_interval(period: Any) -> Interval | None:
 
 def _age_bound(birth: date | None, q: Any) -> date | None:
     """Birth date + an Age quantity (years or months)."""
-    if birth is None or not isinstance(q, Mapping) or not isinstance(q.get("value"), int | float):
+    if birth is None or not isinstance(q, dict) or not isinstance(q.get("value"), int | float):
         return None
     unit = str(q.get("code") or q.get("unit") or "a").lower()
     n = int(q["value"])
@@ -130,7 +130,7 @@ def choice_interval(resource: Mapping[str, Any], name: str, birth: date | None =
     if a is not None:
         return age_interval(birth, a, a)
     r = resource.get(name + "Range")
-    if isinstance(r, Mapping):
+    if isinstance(r, dict):
         return age_interval(birth, r.get("low"), r.get("high"))
     return None  # Timing, string or absent
 
@@ -238,9 +238,9 @@ def has_code(concepts: Any, system: str, code: str) -> bool:
     """CQL `C ~ Code`: any coding of a CodeableConcept (or list of them) has this system and code."""
     listed: Iterable[Any] = concepts if isinstance(concepts, list) else (concepts,)
     for concept in listed:
-        if isinstance(concept, Mapping):
+        if isinstance(concept, dict):
             for c in items(concept.get("coding")):
-                if isinstance(c, Mapping) and c.get("code") == code and c.get("system") == system:
+                if isinstance(c, dict) and c.get("code") == code and c.get("system") == system:
                     return True
     return False
 
@@ -295,7 +295,7 @@ def medication_active(req: Mapping[str, Any]) -> bool:
 def do_not_perform(req: Mapping[str, Any]) -> bool | None:
     """QICoreCommon doNotPerform(): the qicore-doNotPerform modifier extension, else None."""
     for ext in items(req.get("modifierExtension")):
-        if isinstance(ext, Mapping) and ext.get("url") == DO_NOT_PERFORM_URL:
+        if isinstance(ext, dict) and ext.get("url") == DO_NOT_PERFORM_URL:
             return ext.get("valueBoolean")
     return None
 
@@ -308,7 +308,7 @@ def has_value(obs: Mapping[str, Any]) -> bool:
 def value_quantity(obs: Mapping[str, Any]) -> tuple[float, str] | None:
     """`value as Quantity`: (value, UCUM unit) or None."""
     q = obs.get("valueQuantity")
-    if isinstance(q, Mapping) and isinstance(q.get("value"), int | float):
+    if isinstance(q, dict) and isinstance(q.get("value"), int | float):
         return float(q["value"]), str(q.get("code") or q.get("unit") or "")
     return None
 
@@ -336,7 +336,7 @@ def abatement_interval(cond: Mapping[str, Any], birth: date | None) -> Interval 
     if v is not None:
         return point(instant(v))
     p = cond.get("abatementPeriod")
-    if isinstance(p, Mapping):
+    if isinstance(p, dict):
         # Interval[low, high): an open null high is unknown; an open high its predecessor.
         lo = instant(p.get("start"))
         hi = instant(p.get("end"))
@@ -345,7 +345,7 @@ def abatement_interval(cond: Mapping[str, Any], birth: date | None) -> Interval 
     if a is not None:
         return age_interval(birth, a, a)
     r = cond.get("abatementRange")
-    if isinstance(r, Mapping):
+    if isinstance(r, dict):
         return age_interval(birth, r.get("low"), r.get("high"))
     return None
 
@@ -368,7 +368,7 @@ def age_at(birth: date | None, on: date) -> int | None:
 
 def reference_id(ref: Any) -> str | None:
     """QICoreCommon getId(): the last path segment of a reference."""
-    if isinstance(ref, Mapping):
+    if isinstance(ref, dict):
         ref = ref.get("reference")
     if isinstance(ref, str) and ref:
         if ref.startswith("urn:uuid:"):  # Bundle-internal reference (Synthea): the uuid is the id

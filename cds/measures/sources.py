@@ -52,7 +52,7 @@ def load_resources(paths: Iterable[Path]) -> list[dict[str, Any]]:
     for path in paths:
         for f in _files(path):
             doc = _read(f)
-            if not isinstance(doc, Mapping) or not isinstance(doc.get("resourceType"), str):
+            if not isinstance(doc, dict) or not isinstance(doc.get("resourceType"), str):
                 raise SourceError(f"{f}: not a FHIR resource (no resourceType)")
             out.extend(r for r in resources_of(doc) if r.get("resourceType") not in _SKIP)
     return out
@@ -62,7 +62,7 @@ def _patient_of(res: Mapping[str, Any]) -> str | None:
     """The patient id a resource's subject/patient names (`Patient/id` or a Bundle `urn:uuid:id`)."""
     for name in _PATIENT_FIELDS:
         ref = res.get(name)
-        if isinstance(ref, Mapping) and isinstance(ref.get("reference"), str):
+        if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
             r = ref["reference"]
             if "Patient/" in r:
                 return r.rsplit("Patient/", 1)[1].split("/")[0]

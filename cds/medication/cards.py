@@ -61,20 +61,18 @@ def _subject(draft: Mapping[str, Any], patient_id: str) -> dict[str, Any]:
     subj = draft.get("subject")
     return (
         dict(subj)
-        if isinstance(subj, Mapping) and subj.get("reference")
+        if isinstance(subj, dict) and subj.get("reference")
         else {"reference": f"Patient/{patient_id}"}
     )
 
 
 def _context_fields(draft: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        k: copy.deepcopy(draft[k]) for k in ("encounter", "requester") if isinstance(draft.get(k), Mapping)
-    }
+    return {k: copy.deepcopy(draft[k]) for k in ("encounter", "requester") if isinstance(draft.get(k), dict)}
 
 
 def _route(draft: Mapping[str, Any]) -> Any:
     first = (draft.get("dosageInstruction") or [None])[0]
-    return copy.deepcopy(first.get("route")) if isinstance(first, Mapping) and first.get("route") else None
+    return copy.deepcopy(first.get("route")) if isinstance(first, dict) and first.get("route") else None
 
 
 class CardBuilder:

@@ -63,10 +63,10 @@ def _lab_value(obs: Mapping[str, Any], lab: LabDef, codes: CodeSet) -> float | N
         quantity = obs.get("valueQuantity")
     else:
         for comp in as_list(obs.get("component")):
-            if isinstance(comp, Mapping) and codes.matches(comp.get("code")):
+            if isinstance(comp, dict) and codes.matches(comp.get("code")):
                 quantity = comp.get("valueQuantity")
                 break
-    if not isinstance(quantity, Mapping):
+    if not isinstance(quantity, dict):
         return None
     if quantity.get("comparator") in ("<", ">", "<=", ">="):
         return None  # "<0.5" is not a value we can compare against a threshold
@@ -90,7 +90,7 @@ def latest_values(
             continue
         hit = {by_code[c] for s, c in codings(obs.get("code")) if s == LOINC and c in by_code}
         for comp in as_list(obs.get("component")):
-            if isinstance(comp, Mapping):
+            if isinstance(comp, dict):
                 hit.update(by_code[c] for s, c in codings(comp.get("code")) if s == LOINC and c in by_code)
         if not hit:
             continue
@@ -158,12 +158,12 @@ class PatientReader:
         categories = {c for c in category if isinstance(c, str)} if isinstance(category, list) else set()
         if categories and not categories & {"medication", "biologic"}:
             return None  # food and environment allergies cannot match a drug
-        concept = res.get("code") if isinstance(res.get("code"), Mapping) else None
+        concept = res.get("code") if isinstance(res.get("code"), dict) else None
         ings = set(self.resolver.concept_ingredients(concept))
         text = " ".join(
             t
             for t in [concept_text(concept)]
-            + [c.get("display", "") for c in as_list((concept or {}).get("coding")) if isinstance(c, Mapping)]
+            + [c.get("display", "") for c in as_list((concept or {}).get("coding")) if isinstance(c, dict)]
             if isinstance(t, str)
         )
         for class_id in self.kb.class_name_index.find(text):
@@ -173,7 +173,7 @@ class PatientReader:
             return None
         high = res.get("criticality") == "high"
         for reaction in as_list(res.get("reaction")):
-            if not isinstance(reaction, Mapping):
+            if not isinstance(reaction, dict):
                 continue
             if reaction.get("severity") == "severe":
                 high = True
@@ -188,9 +188,9 @@ class PatientReader:
 
 
 def _concept_words(concept: Any) -> str:
-    if not isinstance(concept, Mapping):
+    if not isinstance(concept, dict):
         return ""
     parts = [concept.get("text") or ""] + [
-        c.get("display") or "" for c in as_list(concept.get("coding")) if isinstance(c, Mapping)
+        c.get("display") or "" for c in as_list(concept.get("coding")) if isinstance(c, dict)
     ]
     return " ".join(p for p in parts if isinstance(p, str)).lower()

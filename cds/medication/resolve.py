@@ -48,12 +48,12 @@ class Resolver:
 
     def concept_ingredients(self, concept: Mapping[str, Any] | None) -> frozenset[str]:
         """Ingredient RxCUIs of a CodeableConcept: by RxNorm code, else by names in its text."""
-        if not isinstance(concept, Mapping):
+        if not isinstance(concept, dict):
             return frozenset()
         codes: list[str] = []
         texts: list[str] = []
         for c in as_list(concept.get("coding")):
-            if not isinstance(c, Mapping):
+            if not isinstance(c, dict):
                 continue
             if canonical_system(c.get("system")) == RXNORM and isinstance(c.get("code"), str):
                 codes.append(c["code"])
@@ -91,21 +91,21 @@ class Resolver:
         """The Med for a MedicationRequest/Statement; raises UnreadableMedication when it names none."""
         concept = resource.get("medicationCodeableConcept")
         if concept is not None:
-            if not isinstance(concept, Mapping) or not (concept.get("coding") or concept.get("text")):
+            if not isinstance(concept, dict) or not (concept.get("coding") or concept.get("text")):
                 raise UnreadableMedication("medicationCodeableConcept has neither a coding nor text")
             label = concept_text(concept) or "medication"
             return Med(
                 key, resource, label, _all_text(concept).lower(), self.concept_ingredients(concept), draft
             )
         ref = resource.get("medicationReference")
-        if isinstance(ref, Mapping):
+        if isinstance(ref, dict):
             med = self._referenced(resource, ref, record, bundle)
             if med is not None:
                 concept = med.get("code")
                 ings = set(self.concept_ingredients(concept))
                 texts = [_all_text(concept)]
                 for item in as_list(med.get("ingredient")):
-                    if isinstance(item, Mapping) and isinstance(item.get("itemCodeableConcept"), Mapping):
+                    if isinstance(item, dict) and isinstance(item.get("itemCodeableConcept"), dict):
                         ings |= self.concept_ingredients(item["itemCodeableConcept"])
                         texts.append(_all_text(item["itemCodeableConcept"]))
                 label = concept_text(concept) or ref.get("display") or "medication"
@@ -136,7 +136,7 @@ class Resolver:
         if target.startswith("#"):
             for c in as_list(resource.get("contained")):
                 if (
-                    isinstance(c, Mapping)
+                    isinstance(c, dict)
                     and c.get("resourceType") == "Medication"
                     and c.get("id") == target[1:]
                 ):
@@ -164,8 +164,8 @@ def _relative(reference: str) -> str:
 
 
 def _all_text(concept: Any) -> str:
-    if not isinstance(concept, Mapping):
+    if not isinstance(concept, dict):
         return ""
     out = [concept.get("text") or ""]
-    out += [c.get("display") or "" for c in as_list(concept.get("coding")) if isinstance(c, Mapping)]
+    out += [c.get("display") or "" for c in as_list(concept.get("coding")) if isinstance(c, dict)]
     return " ".join(t for t in out if isinstance(t, str))

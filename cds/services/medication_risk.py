@@ -44,7 +44,7 @@ class MedicationRiskService:
         bundle = request.context.get("draftOrders")
         if bundle is None:
             return []
-        if not isinstance(bundle, Mapping) or bundle.get("resourceType") != "Bundle":
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise BadRequest("context.draftOrders must be a FHIR Bundle", expression=["context.draftOrders"])
         entries = bundle.get("entry") or []
         if not isinstance(entries, list):
@@ -53,8 +53,8 @@ class MedicationRiskService:
             )
         resources: list[tuple[int, Mapping[str, Any]]] = []
         for i, entry in enumerate(entries):
-            res = entry.get("resource") if isinstance(entry, Mapping) else None
-            if not isinstance(res, Mapping) or not isinstance(res.get("resourceType"), str):
+            res = entry.get("resource") if isinstance(entry, dict) else None
+            if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
                 raise BadRequest(
                     f"context.draftOrders.entry[{i}] has no resource with a resourceType",
                     expression=[f"context.draftOrders.entry[{i}]"],
