@@ -29,6 +29,7 @@ from cds.fhirfetch import FhirFetcher
 from cds.jsonbody import read_json
 from cds.metrics import Metrics
 from cds.modelcards import model_card_routes
+from cds.openapi import openapi_route
 from cds.prefetch import missing_keys
 from cds.privacy import patient_key
 from cds.record import PatientRecord
@@ -230,6 +231,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", state.healthz, methods=["GET"]),
         Route("/readyz", state.readyz, methods=["GET"]),
         Route("/metrics", state.metrics_endpoint, methods=["GET"]),
+        openapi_route(state.discovery, settings),
         *model_card_routes(settings),
     ]
     try:
@@ -239,12 +241,9 @@ def create_app(settings: Settings) -> Starlette:
     except ModuleNotFoundError:  # TODO(lead): remove once feedback lands
         pass
     if settings.sandbox_enabled:
-        try:
-            from cds.sandbox.routes import sandbox_routes
+        from cds.sandbox.routes import sandbox_routes
 
-            routes += sandbox_routes(settings)
-        except ModuleNotFoundError:  # TODO(lead): remove once sandbox lands
-            pass
+        routes += sandbox_routes(settings)
 
     middleware = [
         Middleware(

@@ -69,6 +69,7 @@ class LiveServer:
         )
         log.close()
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        last = "no answer"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"cds serve exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
@@ -76,11 +77,14 @@ class LiveServer:
                 r = self.client.get("/readyz" if self.wait_ready else "/healthz", timeout=1)
                 if r.status_code == 200 or (not self.wait_ready and r.status_code < 500):
                     return self
+                last = f"HTTP {r.status_code} {r.text[:500]}"
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"cds serve did not start within {STARTUP_TIMEOUT_S} s:\n{self.log()[-3000:]}")
+        raise RuntimeError(
+            f"cds serve not ready within {STARTUP_TIMEOUT_S} s ({last}):\n{self.log()[-3000:]}"
+        )
 
     def log(self) -> str:
         try:
