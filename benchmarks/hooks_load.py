@@ -162,6 +162,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--rate", type=float, default=200)
     ap.add_argument("--patients", type=int, default=8)
+    ap.add_argument(
+        "--workers", type=int, default=1, help="worker processes for the service and the bare app"
+    )
     args = ap.parse_args()
 
     discovery = Discovery.load(REPO_ROOT / "hooks.json")
@@ -179,7 +182,19 @@ def main() -> int:
     port, bare_port = free_port(), free_port()
     env = dict(os.environ, CDS_LOG_LEVEL="warning")
     server = subprocess.Popen(
-        [sys.executable, "-m", "cds", "serve", "--dev", "--port", str(port), "--data-dir", str(tmp / "data")],
+        [
+            sys.executable,
+            "-m",
+            "cds",
+            "serve",
+            "--dev",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp / "data"),
+            "--workers",
+            str(args.workers),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -195,6 +210,8 @@ def main() -> int:
             "--log-level",
             "warning",
             "--no-access-log",
+            "--workers",
+            str(args.workers),
         ],
         cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,
@@ -208,7 +225,7 @@ def main() -> int:
         tokens = Tokens(tmp / "data")
         print(
             f"cds hook load benchmark: {len(patients)} Synthea charts, {os.cpu_count()} cores, "
-            f"fixed rate {args.rate:g}/s and wrk saturation, {args.seconds} s each"
+            f"fixed rate {args.rate:g}/s and wrk saturation, {args.seconds} s each, {args.workers} worker(s)"
         )
         print(
             f"{'service':<16}{'body KiB':>9}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'errors':>7}"

@@ -8,6 +8,7 @@ suppression and card memory -> cards.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -32,11 +33,11 @@ from cds.modelcards import model_card_routes
 from cds.openapi import openapi_route
 from cds.prefetch import missing_keys
 from cds.privacy import patient_key
-from cds.record import PatientRecord
+from cds.record import PatientRecord, resources_of
 from cds.services.base import Service, ServiceLoadError
 from cds.services.registry import service_class
 from cds.settings import Settings
-from cds.validation import validate_hook_request
+from cds.validation import is_about, validate_hook_request
 
 log = logging.getLogger("cds.app")
 
@@ -77,6 +78,12 @@ class CDSApp:
     async def startup(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.load_services()
+        # Models, knowledge bases and value sets live for the whole process: move them out of the
+        # garbage collector's sight, and collect less often (a hook allocates ~100k short-lived
+        # objects; default thresholds ran a collection several times per request).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(100_000, 50, 100)
         await self.fetcher.start()
         await self.authenticator.start()
         message = getattr(self.authenticator, "startup_message", lambda: None)()
@@ -125,11 +132,15 @@ class CDSApp:
                 raise HTTPProblem(
                     f"service {sid} is not ready: {self.load_errors.get(sid, 'not loaded')}", 503
                 )
-            prefetch = dict(req.prefetch)
-            missing = missing_keys(entry.prefetch, prefetch)
+            resources = list(req.prefetch_resources)
+            missing = missing_keys(entry.prefetch, req.prefetch)
             if missing:
-                prefetch.update(await self._fallback(request, req, entry.prefetch, missing))
-            record = PatientRecord.from_prefetch(prefetch, patient_id=req.patient_id)
+                fetched = await self._fallback(request, req, entry.prefetch, missing)
+                # A server answering with another patient's data must not reach a card.
+                resources += [
+                    r for v in fetched.values() for r in resources_of(v) if is_about(r, req.patient_id)
+                ]
+            record = PatientRecord.from_resources(resources, patient_id=req.patient_id)
             cards = service.evaluate(req, record)
             if self.store is not None and cards:
                 cards = await self.store.filter_and_record(

@@ -22,6 +22,8 @@ class HookRequest:
     fhir_server: str | None = None
     fhir_authorization: dict[str, Any] | None = field(default=None, repr=False)
     base_url: str = "http://127.0.0.1:8080"
+    # The prefetch's resources, flattened and checked to be about this patient (by validation).
+    prefetch_resources: tuple[dict[str, Any], ...] = field(default=(), repr=False)
 
     @property
     def patient_id(self) -> str:

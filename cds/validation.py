@@ -51,14 +51,23 @@ def _absolute_http_url(value: Any) -> bool:
 
 
 def _patient_of(resource: Mapping[str, Any]) -> str | None:
-    """The patient id a resource says it is about (subject/patient reference), if readable."""
-    for key in ("subject", "patient", "beneficiary"):
-        ref = resource.get(key)
-        if isinstance(ref, dict):
-            r = ref.get("reference")
-            if isinstance(r, str) and "Patient/" in r:
-                return r.rsplit("Patient/", 1)[1].split("/", 1)[0]
-    return None
+    """The patient id a resource says it is about (subject/patient reference), if readable.
+
+    On the hook path for every prefetched resource: kept to a few dict lookups.
+    """
+    ref = resource.get("subject") or resource.get("patient")
+    if type(ref) is not dict:
+        return None
+    r = ref.get("reference")
+    if type(r) is not str:
+        return None
+    if r.startswith("Patient/"):
+        rid = r[8:]
+    elif "/Patient/" in r:
+        rid = r.rsplit("/Patient/", 1)[1]
+    else:
+        return None
+    return rid.split("/", 1)[0] if "/" in rid else rid
 
 
 def _check_context(hook: str, context: Any, settings: Settings) -> None:
@@ -114,12 +123,13 @@ def _check_context(hook: str, context: Any, settings: Settings) -> None:
                 )
 
 
-def _check_prefetch(prefetch: Any, patient_id: str, settings: Settings) -> dict[str, Any]:
+def _check_prefetch(prefetch: Any, patient_id: str, settings: Settings) -> tuple[dict[str, Any], list[dict]]:
+    """The prefetch object and its resources, flattened once (the record is built from them)."""
     if prefetch is None:
-        return {}
+        return {}, []
     if not isinstance(prefetch, dict):
         raise BadRequest("prefetch must be a JSON object of key -> FHIR resource", expression=["prefetch"])
-    count = 0
+    resources: list[dict[str, Any]] = []
     for key, value in prefetch.items():
         if value is None:
             continue
@@ -128,24 +138,28 @@ def _check_prefetch(prefetch: Any, patient_id: str, settings: Settings) -> dict[
                 f"prefetch.{key} must be a FHIR resource or null", expression=[f"prefetch.{key}"]
             )
         for res in resources_of(value):
-            count += 1
-            rtype = res.get("resourceType")
-            if rtype == "Patient":
-                if res.get("id") not in (None, patient_id):
-                    raise BadRequest(
-                        f"prefetch.{key} holds a Patient other than context.patientId",
-                        expression=[f"prefetch.{key}"],
-                    )
-            elif _patient_of(res) not in (None, patient_id):
-                raise BadRequest(
-                    f"prefetch.{key} holds a {rtype} of another patient than context.patientId",
-                    expression=[f"prefetch.{key}"],
+            if not is_about(res, patient_id):
+                what = (
+                    "a Patient other than"
+                    if res["resourceType"] == "Patient"
+                    else (f"a {res['resourceType']} of another patient than")
                 )
-        if count > settings.max_prefetch_resources:
+                raise BadRequest(
+                    f"prefetch.{key} holds {what} context.patientId", expression=[f"prefetch.{key}"]
+                )
+            resources.append(res)
+        if len(resources) > settings.max_prefetch_resources:
             raise PayloadTooLarge(
                 f"prefetch holds more than {settings.max_prefetch_resources} resources (the configured limit)"
             )
-    return prefetch
+    return prefetch, resources
+
+
+def is_about(resource: dict[str, Any], patient_id: str) -> bool:
+    """False when a resource says it is about another patient (no reference: assumed ours)."""
+    if resource.get("resourceType") == "Patient":
+        return resource.get("id") in (None, patient_id)
+    return _patient_of(resource) in (None, patient_id)
 
 
 def validate_hook_request(
@@ -194,13 +208,14 @@ def validate_hook_request(
     if hook not in HOOK_CONTEXT:
         raise BadRequest(f"unsupported hook {hook}", expression=["hook"])
     _check_context(hook, context, settings)
-    prefetch = _check_prefetch(body.get("prefetch"), context["patientId"], settings)
+    prefetch, resources = _check_prefetch(body.get("prefetch"), context["patientId"], settings)
     return HookRequest(
         service_id=service_id,
         hook=hook,
         hook_instance=hook_instance,  # type: ignore[arg-type]
         context=context,
         prefetch=prefetch,
+        prefetch_resources=tuple(resources),
         fhir_server=fhir_server,
         fhir_authorization=auth,
         base_url=base_url,
