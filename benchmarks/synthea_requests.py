@@ -49,7 +49,8 @@ def _as_served(bundle: dict[str, Any]) -> list[dict[str, Any]]:
     def fix(node: Any) -> Any:
         if isinstance(node, dict):
             return {
-                k: (targets.get(v, v) if k == "reference" and isinstance(v, str) else fix(v)) for k, v in node.items()
+                k: (targets.get(v, v) if k == "reference" and isinstance(v, str) else fix(v))
+                for k, v in node.items()
             }
         if isinstance(node, list):
             return [fix(v) for v in node]

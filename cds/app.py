@@ -26,6 +26,8 @@ from starlette.routing import BaseRoute, Route
 from cds.authgate import AuthGate
 from cds.discovery import Discovery
 from cds.errors import HTTPProblem, PreconditionFailed, operation_outcome, problem_response
+from cds.feedback.routes import feedback_routes
+from cds.feedback.store import open_store
 from cds.fhirfetch import FhirFetcher
 from cds.jsonbody import read_json
 from cds.metrics import Metrics
@@ -90,8 +92,6 @@ class CDSApp:
         if message:
             log.warning(message)
         try:
-            from cds.feedback.store import open_store
-
             self.store = await open_store(self.settings)
         except Exception as e:  # the hook path keeps answering without a feedback store
             log.error("feedback store unavailable; hooks answer without card memory", extra={"error": str(e)})
@@ -245,12 +245,7 @@ def create_app(settings: Settings) -> Starlette:
         openapi_route(state.discovery, settings),
         *model_card_routes(settings),
     ]
-    try:
-        from cds.feedback.routes import feedback_routes
-
-        routes += feedback_routes(lambda: state.store)
-    except ModuleNotFoundError:  # TODO(lead): remove once feedback lands
-        pass
+    routes += feedback_routes(lambda: state.store)
     if settings.sandbox_enabled:
         from cds.sandbox.routes import sandbox_routes
 

@@ -35,7 +35,8 @@ def resources_of(value: Any) -> Iterable[dict[str, Any]]:
         return
     rtype = value.get("resourceType")
     if rtype == "Bundle":
-        for entry in value.get("entry") or []:
+        entries = value.get("entry")
+        for entry in entries if isinstance(entries, list) else ():
             if isinstance(entry, dict):
                 res = entry.get("resource")
                 if isinstance(res, dict) and isinstance(res.get("resourceType"), str):

@@ -1,0 +1,9 @@
+"""Feedback: card memory, the CDS Hooks feedback endpoint, repeat-alert suppression, retention and
+alert analytics, on SQLite (default) or PostgreSQL."""
+
+from __future__ import annotations
+
+from cds.feedback.routes import feedback_routes
+from cds.feedback.store import FeedbackStore, open_store
+
+__all__ = ["FeedbackStore", "feedback_routes", "open_store"]

@@ -1,0 +1,171 @@
+"""PostgreSQL backend (psycopg 3, async pool), for several service instances on one database.
+
+Every statement runs in an explicit transaction that has committed before the call returns
+(PostgreSQL's default synchronous_commit makes that durable). Migrations take a transaction-scoped
+advisory lock, so instances starting together migrate once. Broken connections (a database
+restart) are checked and replaced by the pool, which keeps trying to connect when the server is
+down.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from cds.feedback import migrations, queries
+from cds.feedback.records import CardRecord, FeedbackRequest, RecentCard, card_params, feedback_params
+from cds.feedback.store import SummaryRows
+from cds.feedback.validate import FeedbackError, match_cards
+
+MIGRATION_LOCK = 0x0CD5FEED  # pg_advisory_xact_lock key for schema migrations
+CONNECT_TIMEOUT_SECONDS = 5.0  # start-up and feedback wait this long for a connection
+WRITE_CONNECT_TIMEOUT_SECONDS = 1.0  # the background card writer (it retries)
+_PARAM = re.compile(r"(?<![:\w]):(\w+)")
+
+
+def sql(query: str) -> str:
+    """A queries.py statement with psycopg's %(name)s placeholders."""
+    return _PARAM.sub(r"%(\1)s", query)
+
+
+INSERT_CARD = sql(queries.INSERT_CARD)
+INSERT_FEEDBACK = sql(queries.INSERT_FEEDBACK)
+RECENT_CARDS = sql(queries.RECENT_CARDS)
+PURGE = sql(queries.PURGE)
+SUMMARY_OUTCOMES = sql(queries.SUMMARY_OUTCOMES)
+SUMMARY_REASONS = sql(queries.SUMMARY_REASONS)
+SUMMARY_SERIES = sql(queries.SUMMARY_SERIES)
+
+
+class PostgresBackend:
+    dialect = "postgresql"
+
+    def __init__(self, url: str, read_timeout: float, max_size: int = 8) -> None:
+        self.url = url
+        self.read_timeout = read_timeout
+        self.pool = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_size,
+            open=False,
+            check=AsyncConnectionPool.check_connection,
+            kwargs={"connect_timeout": 5, "application_name": "cds-feedback"},
+            timeout=CONNECT_TIMEOUT_SECONDS,
+        )
+
+    async def migrate(self, now_ms: int) -> int:
+        """Apply pending migrations; ConnectionError while the server cannot be reached."""
+        if self.pool.closed:
+            await self.pool.open(wait=False)  # connects in the background, retrying
+        try:
+            return await self._migrate(now_ms)
+        except (PoolTimeout, psycopg.OperationalError) as e:
+            raise ConnectionError(f"cannot reach the feedback database (CDS_DATABASE_URL): {e}") from None
+
+    async def _migrate(self, now_ms: int) -> int:
+        async with self.pool.connection(timeout=CONNECT_TIMEOUT_SECONDS) as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            await conn.execute(migrations.VERSION_TABLE)
+            cur = await conn.execute("SELECT COALESCE(MAX(version), 0) FROM cds_schema_version")
+            current = (await cur.fetchone())[0]
+            for m in migrations.pending(current):
+                for statement in m.statements(self.dialect):
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO cds_schema_version (version, name, applied_ms) VALUES (%s, %s, %s)",
+                    (m.version, m.name, now_ms),
+                )
+                current = m.version
+        return current
+
+    async def write_cards(self, rows: Sequence[CardRecord]) -> None:
+        # A short wait: the writer retries anyway, and an outage shows in the log within a second.
+        async with (
+            self.pool.connection(timeout=WRITE_CONNECT_TIMEOUT_SECONDS) as conn,
+            conn.transaction(),
+            conn.cursor() as cur,
+        ):
+            await cur.executemany(INSERT_CARD, [card_params(r) for r in rows])
+
+    async def recent_cards(self, service: str, patient_key: str, since_ms: int) -> list[RecentCard]:
+        args = {"service": service, "patient_key": patient_key, "since": since_ms}
+        async with self.pool.connection(timeout=self.read_timeout) as conn:
+            cur = await conn.execute(RECENT_CARDS, args)
+            rows = await cur.fetchall()
+        return [RecentCard(k, i, t, bool(o)) for k, i, t, o in rows]
+
+    async def store_feedback(self, requests: Sequence[FeedbackRequest]) -> list[int | FeedbackError]:
+        results: list[int | FeedbackError] = []
+        async with self.pool.connection() as conn, conn.transaction():
+            for req in requests:  # a nested transaction is a savepoint: a refused request is undone alone
+                try:
+                    async with conn.transaction():
+                        results.append(await _store_one(conn, req))
+                except FeedbackError as e:
+                    results.append(e)
+                except psycopg.errors.ForeignKeyViolation:  # the retention purge deleted the card meanwhile
+                    results.append(FeedbackError("a card of this request has passed the retention period"))
+                except psycopg.errors.DataError as e:  # a value PostgreSQL cannot store: this request only
+                    results.append(FeedbackError(f"a value of this request cannot be stored: {e}"))
+        return results
+
+    async def purge(self, cutoff_ms: int) -> int:
+        total = 0
+        while True:
+            async with self.pool.connection() as conn, conn.transaction():
+                cur = await conn.execute(PURGE, {"cutoff": cutoff_ms})
+                n = cur.rowcount
+            total += n
+            if n < queries.PURGE_CHUNK:
+                return total
+
+    async def summary(self, since_ms: int, until_ms: int, service: str | None, bucket_ms: int) -> SummaryRows:
+        args = {"since": since_ms, "until": until_ms, "service": service, "bucket": bucket_ms}
+        out = SummaryRows()
+        async with self.pool.connection() as conn, conn.transaction():
+            for name, query in (
+                ("outcomes", SUMMARY_OUTCOMES),
+                ("reasons", SUMMARY_REASONS),
+                ("series", SUMMARY_SERIES),
+            ):
+                cur = await conn.execute(query, args)
+                setattr(
+                    out,
+                    name,
+                    [tuple(int(v) if _is_count(v) else v for v in row) for row in await cur.fetchall()],
+                )
+        return out
+
+    async def counts(self) -> tuple[int, int]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(queries.COUNTS)
+            cards, feedback = await cur.fetchone()
+        return int(cards), int(feedback)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+async def _store_one(conn: AsyncConnection, req: FeedbackRequest) -> int:
+    cur = await conn.execute(
+        "SELECT uuid, suggestions FROM cds_card WHERE service = %s AND uuid = ANY(%s)",
+        (req.service, sorted({e.card for e in req.entries})),
+    )
+    cards = {u: tuple(json.loads(s)) for u, s in await cur.fetchall()}
+    rows = match_cards(req.service, list(req.entries), cards, req.received_ms)
+    stored = 0
+    async with conn.cursor() as c:
+        for r in rows:  # one by one: rowcount tells a new row from an idempotent repeat
+            await c.execute(INSERT_FEEDBACK, feedback_params(r))
+            stored += c.rowcount
+    return stored
+
+
+def _is_count(v: object) -> bool:
+    # SUM() over integers is NUMERIC in PostgreSQL (Decimal in Python); counts are ints.
+    return type(v).__name__ == "Decimal"

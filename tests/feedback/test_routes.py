@@ -1,0 +1,127 @@
+"""The HTTP endpoints, through ASGI, on both backends: status codes, OperationOutcome bodies,
+idempotency and the summary."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from cds.feedback.routes import feedback_routes
+from cds.feedback.store import FeedbackStore
+
+from .helpers import a_card, accepted, overridden
+
+pytestmark = pytest.mark.anyio
+
+SERVICE = "medication-risk"
+
+
+def client(app: Starlette) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cds.test")
+
+
+async def post(store: FeedbackStore, body: object, service: str = SERVICE, **kw: object) -> httpx.Response:
+    async with client(Starlette(routes=feedback_routes(store))) as c:
+        if isinstance(body, bytes):
+            return await c.post(f"/cds-services/{service}/feedback", content=body, **kw)  # type: ignore[arg-type]
+        return await c.post(f"/cds-services/{service}/feedback", json=body)
+
+
+def issue() -> list:
+    return [a_card(), a_card(kind="renal:metformin", indicator="critical", version="2.0.0")]
+
+
+def when(minutes: int = 1) -> str:
+    return (datetime.now(UTC) - timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
+
+
+async def test_feedback_is_stored_once(store: FeedbackStore) -> None:
+    cards = issue()
+    await store.filter_and_record(SERVICE, "pk1", cards, datetime.now(UTC))
+    body = {"feedback": [accepted(cards[0], when()), overridden(cards[1], when())]}
+    r = await post(store, body)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"received": 2, "stored": 2}
+    r = await post(store, body)
+    assert r.status_code == 200 and r.json() == {"received": 2, "stored": 0}
+    assert await store.counts() == (2, 2)
+
+
+async def test_bad_entry_is_a_400_operation_outcome_and_nothing_is_stored(store: FeedbackStore) -> None:
+    cards = issue()
+    await store.filter_and_record(SERVICE, "pk1", cards, datetime.now(UTC))
+    bad = dict(accepted(cards[1], when()))
+    del bad["acceptedSuggestions"]
+    r = await post(store, {"feedback": [accepted(cards[0], when()), bad]})
+    assert r.status_code == 400
+    outcome = r.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    issue_ = outcome["issue"][0]
+    assert issue_["severity"] == "error" and issue_["code"] == "invalid"
+    assert issue_["diagnostics"].startswith("feedback[1].acceptedSuggestions: required")
+    assert issue_["expression"] == ["feedback[1].acceptedSuggestions"]
+    unknown = await post(store, {"feedback": [accepted(cards[0], when()), overridden(a_card(), when())]})
+    assert unknown.status_code == 400
+    assert "feedback[1].card" in unknown.json()["issue"][0]["diagnostics"]
+    assert await store.counts() == (2, 0)
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status"),
+    [
+        (b"{not json", {"content-type": "application/json"}, 400),
+        (b'{"feedback": []}', {"content-type": "text/plain"}, 415),
+        (b"", {"content-type": "application/json"}, 400),
+        (b"[]", {"content-type": "application/json"}, 400),
+    ],
+)
+async def test_malformed_requests(store: FeedbackStore, content: bytes, headers: dict, status: int) -> None:
+    r = await post(store, content, headers=headers)
+    assert r.status_code == status
+    assert r.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_unknown_service_is_a_404(store: FeedbackStore) -> None:
+    r = await post(store, {"feedback": []}, service="no-such-service")
+    assert r.status_code == 404
+    assert r.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_no_store_is_a_503() -> None:
+    async with client(Starlette(routes=feedback_routes(lambda: None))) as c:
+        r = await c.post("/cds-services/care-gaps/feedback", json={"feedback": []})
+        s = await c.get("/feedback/summary")
+    assert r.status_code == s.status_code == 503
+    assert r.headers["retry-after"]
+
+
+async def test_summary(store: FeedbackStore) -> None:
+    cards = issue()
+    await store.filter_and_record(SERVICE, "pk1", cards, datetime.now(UTC))
+    assert (await post(store, {"feedback": [overridden(cards[1], when())]})).status_code == 200
+    async with client(Starlette(routes=feedback_routes(lambda: store))) as c:
+        r = await c.get("/feedback/summary", params={"since": "1d", "service": SERVICE})
+        assert r.status_code == 200, r.text
+        report = r.json()
+        assert report["service"] == SERVICE and report["bucket"] == "hour"
+        assert report["totals"] == {
+            "issued": 2, "accepted": 0, "overridden": 1, "ignored": 1, "acceptance_rate": 0.0, "override_rate": 0.5,
+        }  # fmt: skip
+        renal = next(k for k in report["kinds"] if k["kind"] == "renal:metformin")
+        assert renal["top_override_reasons"] == [
+            {"code": "benefit", "cards": 1, "system": "https://cds.example.org/CodeSystem/override-reason"}
+        ]
+        assert renal["by_model_version"][0]["model_version"] == "2.0.0"
+        assert renal["series"][0]["override_rate"] == 1.0
+        for params in (
+            {"since": "yesterday"},
+            {"since": "now", "until": "1d"},
+            {"service": "nope"},
+            {"x": "1"},
+        ):
+            bad = await c.get("/feedback/summary", params=params)
+            assert bad.status_code == 400, params
+            assert bad.json()["resourceType"] == "OperationOutcome"
