@@ -47,7 +47,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.hooks_load import Tokens, free_port, wait_ready
+from benchmarks.hooks_load import Tokens, free_port, open_loop, wait_ready
 from benchmarks.synthea_requests import hook_request, load_patients
 from cds.discovery import Discovery
 from cds.settings import REPO_ROOT, load_settings
@@ -58,39 +58,6 @@ SERVICE = "medication-risk"
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[max(0, int(len(values) * q) - 1)]
-
-
-async def hooks(
-    url: str, bodies: list[bytes], tokens: list[str], rate: float, seconds: float
-) -> dict[str, Any]:
-    """Open-loop hook load; latencies in ms and the cards of each answer."""
-    latencies: list[float] = []
-    cards: list[dict[str, Any]] = []
-    errors = 0
-    n = int(rate * seconds)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=128)) as session:
-
-        async def one(i: int) -> None:
-            nonlocal errors
-            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {tokens[i]}"}
-            t0 = time.perf_counter()
-            async with session.post(url, data=bodies[i % len(bodies)], headers=headers) as r:
-                body = await r.read()
-                latencies.append((time.perf_counter() - t0) * 1000)
-                if r.status != 200:
-                    errors += 1
-                    return
-            cards.extend(orjson.loads(body)["cards"])
-
-        start = time.perf_counter()
-        tasks = []
-        for i in range(n):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
-    return {"latencies": latencies, "errors": errors, "cards": cards}
 
 
 class FeedbackLoad:
@@ -227,7 +194,7 @@ def main() -> int:
             f"x {args.client_rate:g}/s; {args.seconds:g} s phases x {args.rounds} rounds; {backend}; "
             f"{os.cpu_count()} cores"
         )
-        warm = asyncio.run(hooks(hook_url, bodies, tokens.mint(hook_url, 200), 50, 4))
+        warm = asyncio.run(open_loop(hook_url, bodies, tokens.mint(hook_url, 200), 50, 4))
         cards = warm["cards"]
         if not cards:
             raise SystemExit("the service returned no cards to give feedback on")
@@ -247,7 +214,9 @@ def main() -> int:
         fork = multiprocessing.get_context("fork")
 
         def phase_a(rnd: int) -> None:
-            a = asyncio.run(hooks(hook_url, bodies, tokens.mint(hook_url, n_hooks), args.rate, args.seconds))
+            a = asyncio.run(
+                open_loop(hook_url, bodies, tokens.mint(hook_url, n_hooks), args.rate, args.seconds)
+            )
             latencies_a.extend(a["latencies"])
             round_p99["A"].append(percentile(a["latencies"], 0.99))
             errors["hooks"] += a["errors"]
@@ -261,7 +230,7 @@ def main() -> int:
             receive, send = fork.Pipe(duplex=False)
             clients = fork.Process(target=feedback_process, args=(load, fb_tokens, args, send))
             clients.start()
-            b = asyncio.run(hooks(hook_url, bodies, hook_tokens, args.rate, args.seconds))
+            b = asyncio.run(open_loop(hook_url, bodies, hook_tokens, args.rate, args.seconds))
             ack, new, statuses, lat = receive.recv()
             clients.join()
             phase = "C" if control else "B"
