@@ -30,6 +30,7 @@ from cds.feedback.routes import feedback_routes
 from cds.feedback.store import open_store
 from cds.fhirfetch import FhirFetcher
 from cds.gcpolicy import collect_periodically, freeze_startup_state
+from cds.hooksfirst import HooksFirst
 from cds.jsonbody import read_json
 from cds.metrics import Metrics
 from cds.modelcards import model_card_routes
@@ -251,21 +252,25 @@ def create_app(settings: Settings) -> Starlette:
 
         routes += sandbox_routes(settings)
 
-    middleware = [
-        Middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type"],
-            max_age=600,
-        ),
+    middleware = [Middleware(HooksFirst)]
+    if settings.cors_origins:  # none by default; the middleware would still wrap every answer
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["Authorization", "Content-Type"],
+                max_age=600,
+            )
+        )
+    middleware.append(
         Middleware(
             AuthGate,
             authenticator=state.authenticator,
             metrics=state.metrics,
             public_base_url=settings.public_base_url,
-        ),
-    ]
+        )
+    )
     app = Starlette(
         routes=routes,
         middleware=middleware,

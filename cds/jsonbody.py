@@ -46,6 +46,10 @@ def json_depth(raw: bytes) -> int:
     return int(np.cumsum(steps, dtype=np.int32).max())
 
 
+def _openers(raw: bytes) -> int:
+    return raw.count(b"[") + raw.count(b"{")
+
+
 async def read_json(request: Request, max_bytes: int, max_depth: int) -> Any:
     """The parsed JSON body, or an HTTPProblem (413 too big, 415 not JSON, 400 malformed/too deep)."""
     ctype = request.headers.get("content-type", "")
@@ -73,6 +77,7 @@ async def read_json(request: Request, max_bytes: int, max_depth: int) -> Any:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         raise BadRequest(f"request body is not valid JSON: {e}") from None
-    if isinstance(data, dict | list) and json_depth(raw) > max_depth:
+    # No text nests deeper than it has brackets: small bodies (feedback) skip the scan.
+    if isinstance(data, dict | list) and _openers(raw) > max_depth and json_depth(raw) > max_depth:
         raise BadRequest(f"JSON nesting is deeper than the limit of {max_depth}")
     return data

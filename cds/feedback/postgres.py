@@ -9,8 +9,9 @@ down.
 
 from __future__ import annotations
 
-import json
 import re
+import time
+import weakref
 from collections.abc import Sequence
 
 import psycopg
@@ -18,13 +19,15 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from cds.feedback import migrations, queries
-from cds.feedback.records import CardRecord, FeedbackRequest, RecentCard, card_params, feedback_params
+from cds.feedback.batch import Batch, card_uuids, issued_cards
+from cds.feedback.records import CardRecord, FeedbackRequest, RecentCard, card_params
 from cds.feedback.store import SummaryRows
-from cds.feedback.validate import FeedbackError, match_cards
+from cds.feedback.validate import FeedbackError
 
 MIGRATION_LOCK = 0x0CD5FEED  # pg_advisory_xact_lock key for schema migrations
 CONNECT_TIMEOUT_SECONDS = 5.0  # start-up and feedback wait this long for a connection
 WRITE_CONNECT_TIMEOUT_SECONDS = 1.0  # the background card writer (it retries)
+CHECK_AFTER_IDLE_SECONDS = 1.0  # connections idle longer than this are checked before use
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 
 
@@ -34,7 +37,6 @@ def sql(query: str) -> str:
 
 
 INSERT_CARD = sql(queries.INSERT_CARD)
-INSERT_FEEDBACK = sql(queries.INSERT_FEEDBACK)
 RECENT_CARDS = sql(queries.RECENT_CARDS)
 PURGE = sql(queries.PURGE)
 SUMMARY_OUTCOMES = sql(queries.SUMMARY_OUTCOMES)
@@ -48,15 +50,26 @@ class PostgresBackend:
     def __init__(self, url: str, read_timeout: float, max_size: int = 8) -> None:
         self.url = url
         self.read_timeout = read_timeout
+        self._last_used: weakref.WeakKeyDictionary[AsyncConnection, float] = weakref.WeakKeyDictionary()
         self.pool = AsyncConnectionPool(
             url,
             min_size=1,
             max_size=max_size,
             open=False,
-            check=AsyncConnectionPool.check_connection,
+            check=self._check_if_idle,
+            reset=self._mark_used,
             kwargs={"connect_timeout": 5, "application_name": "cds-feedback"},
             timeout=CONNECT_TIMEOUT_SECONDS,
         )
+
+    # A connection used moments ago is known good: checking it costs a round trip per transaction.
+    # One idle for longer (the database may have restarted meanwhile) is checked before use.
+    async def _mark_used(self, conn: AsyncConnection) -> None:
+        self._last_used[conn] = time.monotonic()
+
+    async def _check_if_idle(self, conn: AsyncConnection) -> None:
+        if time.monotonic() - self._last_used.get(conn, float("-inf")) > CHECK_AFTER_IDLE_SECONDS:
+            await AsyncConnectionPool.check_connection(conn)
 
     async def migrate(self, now_ms: int) -> int:
         """Apply pending migrations; ConnectionError while the server cannot be reached."""
@@ -100,19 +113,30 @@ class PostgresBackend:
         return [RecentCard(k, i, t, bool(o)) for k, i, t, o in rows]
 
     async def store_feedback(self, requests: Sequence[FeedbackRequest]) -> list[int | FeedbackError]:
-        results: list[int | FeedbackError] = []
-        async with self.pool.connection() as conn, conn.transaction():
-            for req in requests:  # a nested transaction is a savepoint: a refused request is undone alone
-                try:
-                    async with conn.transaction():
-                        results.append(await _store_one(conn, req))
-                except FeedbackError as e:
-                    results.append(e)
-                except psycopg.errors.ForeignKeyViolation:  # the retention purge deleted the card meanwhile
-                    results.append(FeedbackError("a card of this request has passed the retention period"))
-                except psycopg.errors.DataError as e:  # a value PostgreSQL cannot store: this request only
-                    results.append(FeedbackError(f"a value of this request cannot be stored: {e}"))
-        return results
+        async with self.pool.connection() as conn:
+            try:
+                async with conn.transaction():
+                    return await _store_batch(conn, requests)
+            except (psycopg.errors.ForeignKeyViolation, psycopg.errors.DataError):
+                pass  # one request is at fault: again, each in its own savepoint, to refuse it alone
+            results: list[int | FeedbackError] = []
+            async with conn.transaction():
+                for req in requests:  # a nested transaction is a savepoint: a refused request is undone alone
+                    try:
+                        async with conn.transaction():
+                            (result,) = await _store_batch(conn, [req])
+                        results.append(result)
+                    except (
+                        psycopg.errors.ForeignKeyViolation
+                    ):  # the retention purge deleted the card meanwhile
+                        results.append(
+                            FeedbackError("a card of this request has passed the retention period")
+                        )
+                    except (
+                        psycopg.errors.DataError
+                    ) as e:  # a value PostgreSQL cannot store: this request only
+                        results.append(FeedbackError(f"a value of this request cannot be stored: {e}"))
+            return results
 
     async def purge(self, cutoff_ms: int) -> int:
         total = 0
@@ -151,19 +175,19 @@ class PostgresBackend:
         await self.pool.close()
 
 
-async def _store_one(conn: AsyncConnection, req: FeedbackRequest) -> int:
+async def _store_batch(
+    conn: AsyncConnection, requests: Sequence[FeedbackRequest]
+) -> list[int | FeedbackError]:
+    """The batch in two statements: one lookup of its cards, one INSERT of its rows (see batch.py)."""
     cur = await conn.execute(
-        "SELECT uuid, suggestions FROM cds_card WHERE service = %s AND uuid = ANY(%s)",
-        (req.service, sorted({e.card for e in req.entries})),
+        "SELECT uuid, service, suggestions FROM cds_card WHERE uuid = ANY(%s)", (card_uuids(requests),)
     )
-    cards = {u: tuple(json.loads(s)) for u, s in await cur.fetchall()}
-    rows = match_cards(req.service, list(req.entries), cards, req.received_ms)
-    stored = 0
-    async with conn.cursor() as c:
-        for r in rows:  # one by one: rowcount tells a new row from an idempotent repeat
-            await c.execute(INSERT_FEEDBACK, feedback_params(r))
-            stored += c.rowcount
-    return stored
+    batch = Batch(requests, issued_cards(await cur.fetchall()))
+    new: list[str] = []
+    for statement, params in batch.inserts("%s"):
+        cur = await conn.execute(statement, params)
+        new += [k for (k,) in await cur.fetchall()]
+    return batch.count_new(new)
 
 
 def _is_count(v: object) -> bool:

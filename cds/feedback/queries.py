@@ -21,14 +21,6 @@ VALUES (:uuid, :service, :kind, :indicator, :model_version, :score, :issued_ms, 
 ON CONFLICT (uuid) DO NOTHING
 """
 
-INSERT_FEEDBACK = """
-INSERT INTO cds_feedback (card_uuid, service, outcome, accepted_suggestions, reason_system, reason_code,
-                          has_comment, outcome_ms, received_ms, entry_key)
-VALUES (:card_uuid, :service, :outcome, :accepted_suggestions, :reason_system, :reason_code,
-        :has_comment, :outcome_ms, :received_ms, :entry_key)
-ON CONFLICT (entry_key) DO NOTHING
-"""
-
 RECENT_CARDS = """
 SELECT c.kind, c.indicator, c.issued_ms,
        EXISTS (SELECT 1 FROM cds_feedback f

@@ -79,7 +79,7 @@ def card_params(r: CardRecord) -> dict[str, Any]:
 
 
 def feedback_params(r: FeedbackRecord) -> dict[str, Any]:
-    """Parameters of INSERT_FEEDBACK for a FeedbackRecord ."""
+    """Row values (by queries.FEEDBACK_COLUMNS) for a FeedbackRecord."""
     return {
         "card_uuid": r.card_uuid,
         "service": r.service,

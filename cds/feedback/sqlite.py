@@ -9,25 +9,18 @@ durable before it returns, so a feedback 200 survives a crash or power loss.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from cds.feedback import migrations, queries
-from cds.feedback.records import (
-    CardRecord,
-    FeedbackRecord,
-    FeedbackRequest,
-    RecentCard,
-    card_params,
-    feedback_params,
-)
+from cds.feedback.batch import Batch, card_uuids, chunks, issued_cards, multi_row
+from cds.feedback.records import CardRecord, FeedbackRequest, RecentCard, card_params
 from cds.feedback.store import SummaryRows
-from cds.feedback.validate import FeedbackError, match_cards
+from cds.feedback.validate import FeedbackError
 
 T = TypeVar("T")
 
@@ -94,9 +87,9 @@ class SQLiteBackend:
         params = [card_params(r) for r in rows]
 
         def run(conn: sqlite3.Connection) -> None:
-            for chunk in _chunks(params, ROWS_PER_STATEMENT):
+            for chunk in chunks(params):
                 conn.execute(
-                    *_multi_row(queries.CARD_COLUMNS, "cds_card", chunk, "ON CONFLICT (uuid) DO NOTHING")
+                    *multi_row(queries.CARD_COLUMNS, "cds_card", chunk, "ON CONFLICT (uuid) DO NOTHING", "?")
                 )
 
         await self._write(run)
@@ -108,39 +101,13 @@ class SQLiteBackend:
 
     async def store_feedback(self, requests: Sequence[FeedbackRequest]) -> list[int | FeedbackError]:
         def run(conn: sqlite3.Connection) -> list[int | FeedbackError]:
-            # Checked in Python against one lookup, then one multi-row INSERT: few SQLite calls, so
-            # few GIL hand-overs between this thread and the event loop answering hooks.
-            uuids = sorted({e.card for r in requests for e in r.entries})
-            issued: dict[str, dict[str, tuple[str, ...]]] = {}
-            for chunk in _chunks(uuids, ROWS_PER_STATEMENT):
-                marks = ",".join("?" * len(chunk))
-                query = f"SELECT uuid, service, suggestions FROM cds_card WHERE uuid IN ({marks})"
-                for uuid, service, suggestions in conn.execute(query, chunk).fetchall():
-                    issued.setdefault(service, {})[uuid] = tuple(json.loads(suggestions))
-            results: list[int | FeedbackError] = []
-            rows: list[tuple[int, FeedbackRecord]] = []
-            for i, req in enumerate(requests):
-                try:
-                    checked = match_cards(
-                        req.service, list(req.entries), issued.get(req.service, {}), req.received_ms
-                    )
-                except FeedbackError as e:
-                    results.append(e)
-                    continue
-                results.append(0)
-                rows += [(i, r) for r in checked]
-            new: set[str] = set()
-            for chunk in _chunks(rows, ROWS_PER_STATEMENT):
-                sql, params = _multi_row(
-                    queries.FEEDBACK_COLUMNS, "cds_feedback", [feedback_params(r) for _, r in chunk],
-                    "ON CONFLICT (entry_key) DO NOTHING RETURNING entry_key",
-                )  # fmt: skip
-                new.update(k for (k,) in conn.execute(sql, params).fetchall())
-            for i, r in rows:
-                if r.entry_key in new:  # counted once, for the first request that carried it
-                    new.discard(r.entry_key)
-                    results[i] += 1  # type: ignore[operator]
-            return results
+            found: list[tuple[str, str, str]] = []
+            for chunk in chunks(card_uuids(requests)):
+                query = f"SELECT uuid, service, suggestions FROM cds_card WHERE uuid IN ({','.join('?' * len(chunk))})"
+                found += conn.execute(query, chunk).fetchall()
+            batch = Batch(requests, issued_cards(found))
+            new = [k for sql, params in batch.inserts("?") for (k,) in conn.execute(sql, params).fetchall()]
+            return batch.count_new(new)
 
         return await self._write(run)
 
@@ -177,20 +144,3 @@ class SQLiteBackend:
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
-
-
-ROWS_PER_STATEMENT = 90  # 90 rows x <= 10 columns stays under SQLite's oldest variable limit (999)
-C = TypeVar("C")
-
-
-def _chunks(items: Sequence[C], size: int) -> list[Sequence[C]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def _multi_row(
-    columns: tuple[str, ...], table: str, rows: Sequence[dict[str, Any]], tail: str
-) -> tuple[str, list]:
-    """One INSERT of many rows (one SQLite call instead of one per row)."""
-    one = "(" + ",".join("?" * len(columns)) + ")"
-    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {','.join([one] * len(rows))} {tail}"
-    return sql, [row[c] for row in rows for c in columns]

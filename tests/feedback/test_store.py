@@ -15,9 +15,9 @@ import pytest
 from cds.cards import Card
 from cds.feedback import migrations
 from cds.feedback.migrations import SchemaError
-from cds.feedback.records import CardRecord
+from cds.feedback.records import CardRecord, FeedbackRequest
 from cds.feedback.store import FeedbackStore, open_store, to_ms
-from cds.feedback.validate import FeedbackError
+from cds.feedback.validate import FeedbackEntry, FeedbackError
 from cds.privacy import patient_key
 from cds.settings import Settings, SettingsError
 
@@ -276,3 +276,26 @@ async def test_concurrent_requests_commit_together_but_fail_alone(store: Feedbac
     assert results[:20] == [1] * 20
     assert all(isinstance(r, FeedbackError) and r.status == 400 for r in results[20:])
     assert await store.counts() == (20, 20)
+
+
+async def test_a_value_the_database_refuses_fails_only_its_request(store: FeedbackStore) -> None:
+    """One multi-row INSERT stores a batch; if the database refuses a value, each request is tried
+    alone, so only the one carrying it is refused (PostgreSQL text cannot hold NUL; SQLite can)."""
+    cards = [a_card() for _ in range(3)]
+    await store.filter_and_record(SERVICE, "pk1", cards, T0)
+    await store.flush()
+
+    def request(card: Card, code: str) -> FeedbackRequest:
+        entry = FeedbackEntry(0, card.uuid, "overridden", to_ms(T0), reason_system="urn:x", reason_code=code)
+        return FeedbackRequest(SERVICE, (entry,), to_ms(T0))
+
+    batch = [request(cards[0], "benefit"), request(cards[1], "nul\x00byte"), request(cards[2], "benefit")]
+    results = await store.backend.store_feedback(batch)
+    assert results[0] == 1 and results[2] == 1
+    if store.backend.dialect == "postgresql":
+        assert isinstance(results[1], FeedbackError) and "cannot be stored" in results[1].message
+        assert await store.counts() == (3, 2)
+    else:
+        assert results[1] == 1
+        assert await store.counts() == (3, 3)
+    assert await store.backend.store_feedback(batch[:1]) == [0]  # idempotent, by the same path
