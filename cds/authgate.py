@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cds.errors import operation_outcome
+from cds.hooksfirst import can_wait
 
 if TYPE_CHECKING:
     from cds.auth import Authenticator
@@ -49,7 +50,9 @@ class AuthGate:
 
         header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
         try:
-            caller = await self.authenticator.authenticate(header, self.called_url(scope))
+            caller = await self.authenticator.authenticate(
+                header, self.called_url(scope), off_loop=can_wait(scope)
+            )
         except AuthError as e:
             check = getattr(e, "check", "unknown")
             # The Authenticator has logged which check failed (never the token); count it here.

@@ -31,8 +31,9 @@ from cds.settings import Settings, SettingsError
 log = logging.getLogger("cds.auth")
 
 MAX_TOKEN_CHARS = 16 * 1024
-# Signature checks run on these threads, off the event loop: OpenSSL releases the GIL while it
-# verifies (~0.5 ms for ES384), so other requests keep being served meanwhile, on another core.
+# Signature checks of calls nobody waits on (feedback) run on these threads, off the event loop:
+# OpenSSL releases the GIL while it verifies (~0.5 ms for ES384), so hooks keep being answered
+# meanwhile, on another core. Hook calls verify inline: the hand-over would add to their latency.
 VERIFY_THREADS = 2
 MAX_JTI_CHARS = 256
 _REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
@@ -109,13 +110,14 @@ class Authenticator:
             self._verifier.shutdown(wait=False)
             self._verifier = None
 
-    async def authenticate(self, authorization: str | None, url: str) -> Caller:
+    async def authenticate(self, authorization: str | None, url: str, *, off_loop: bool = False) -> Caller:
         """The caller, if the `Authorization` header carries a valid JWT whose `aud` is `url`.
 
-        `url` is the exact URL called (public base URL + path behind a proxy). Raises AuthError.
+        `url` is the exact URL called (public base URL + path behind a proxy); `off_loop` verifies
+        the signature on a worker thread. Raises AuthError.
         """
         try:
-            return await self._authenticate(authorization, url)
+            return await self._authenticate(authorization, url, off_loop)
         except AuthError as e:
             if e.check == "replay-cache-full":
                 log.error("authentication refused: check=%s (replay cache full)", e.check)
@@ -125,7 +127,7 @@ class Authenticator:
                 )
             raise
 
-    async def _authenticate(self, authorization: str | None, url: str) -> Caller:
+    async def _authenticate(self, authorization: str | None, url: str, off_loop: bool) -> Caller:
         if not self.clients:
             raise AuthError("no-trusted-clients")
         if not authorization or not authorization.strip():
@@ -165,11 +167,14 @@ class Authenticator:
             raise AuthError("jku-not-allowed", iss)  # never fetched: not on this issuer's list
 
         key = await self._find_key(client, kid, jku, alg)
-        if self._verifier is None:
-            self._verifier = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="cds-jwt-verify")
-        claims = await asyncio.get_running_loop().run_in_executor(
-            self._verifier, self._verify, token, key, alg, url, iss
-        )
+        if off_loop:
+            if self._verifier is None:
+                self._verifier = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="cds-jwt-verify")
+            claims = await asyncio.get_running_loop().run_in_executor(
+                self._verifier, self._verify, token, key, alg, url, iss
+            )
+        else:
+            claims = self._verify(token, key, alg, url, iss)
 
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_CHARS:

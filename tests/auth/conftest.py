@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -171,14 +172,16 @@ def ehr_client(server: JwksServer, **overrides: Any) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if v is not None}
 
 
-@pytest.fixture
-async def make_auth(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    """Build started Authenticators from trusted-client entries; closed after the test."""
+@pytest.fixture(params=[False, True], ids=["inline", "off-loop"])
+async def make_auth(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Any]]:
+    """Build started Authenticators from trusted-client entries; closed after the test. Every test
+    runs twice: signatures verified on the event loop (hooks) and on a worker thread (feedback)."""
     made: list[Authenticator] = []
 
     async def make(*clients: dict[str, Any], jwks: JwksCache | None = None, **settings: Any) -> Authenticator:
         s = Settings(trusted_clients=list(clients), data_dir=tmp_path, **settings)
         auth = Authenticator(s, jwks=jwks)
+        auth.authenticate = functools.partial(auth.authenticate, off_loop=request.param)  # type: ignore[method-assign]
         await auth.start()
         made.append(auth)
         return auth
