@@ -1,7 +1,7 @@
 """Feedback under load: 50 concurrent clients post feedback while hooks are being answered.
 
-    python benchmarks/feedback_load.py [--seconds 5] [--rate 100] [--clients 50] [--client-rate 2]
-                                       [--rounds 6] [--postgres URL|auto] [--control]
+    python benchmarks/feedback_load.py [--seconds 8] [--rate 100] [--clients 50] [--client-rate 2]
+                                       [--rounds 10] [--postgres URL|auto] [--control]
 
 Starts `cds serve --dev` (one worker) on 127.0.0.1 with a fresh data directory (SQLite; or
 PostgreSQL with --postgres, `auto` starting a throwaway server with scripts/start-postgres.sh).
@@ -148,11 +148,11 @@ def start_postgres(spec: str, tmp: Path) -> tuple[str, Path | None]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=5, help="length of each phase")
+    ap.add_argument("--seconds", type=float, default=8, help="length of each phase")
     ap.add_argument("--rate", type=float, default=100, help="hook requests per second")
     ap.add_argument("--clients", type=int, default=50, help="concurrent feedback clients")
     ap.add_argument("--client-rate", type=float, default=2, help="feedback posts per second per client")
-    ap.add_argument("--rounds", type=int, default=6, help="A/B rounds (order alternates)")
+    ap.add_argument("--rounds", type=int, default=10, help="A/B rounds (order alternates)")
     ap.add_argument("--patients", type=int, default=8)
     ap.add_argument("--postgres", metavar="URL|auto", help="use PostgreSQL instead of SQLite")
     ap.add_argument(
@@ -275,6 +275,8 @@ def main() -> int:
     print(f"hook p99, median over rounds: {median_a:.2f} ms without feedback load, {median_b:.2f} ms with: "
           f"{slowdown:+.1%} ({'OK' if slowdown <= 0.10 else 'MORE THAN 10% SLOWER'}); pooled p99 "
           f"{pooled_a:.2f} / {pooled_b:.2f} ms ({pooled_b / pooled_a - 1:+.1%}); hook errors: {errors['hooks']}")  # fmt: skip
+    paired = statistics.median(b / a - 1 for a, b in zip(round_p99["A"], round_p99["B"], strict=True))
+    print(f"hook p99 with / without feedback load, median of the per-round ratios: {paired:+.1%}")
     if round_p99["C"]:
         median_c = statistics.median(round_p99["C"])
         print(f"control C (same requests, authenticated 404, nothing stored): hook p99 {median_c:.2f} ms; "

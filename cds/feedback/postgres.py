@@ -9,7 +9,6 @@ down.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 import weakref
@@ -20,7 +19,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from cds.feedback import migrations, queries
-from cds.feedback.batch import Batch, card_uuids, chunks, issued_cards, multi_row
+from cds.feedback.batch import Batch, card_uuids, issued_cards
 from cds.feedback.records import CardRecord, FeedbackRequest, RecentCard, card_params
 from cds.feedback.store import SummaryRows
 from cds.feedback.validate import FeedbackError
@@ -37,7 +36,7 @@ def sql(query: str) -> str:
     return _PARAM.sub(r"%(\1)s", query)
 
 
-NEW_CARDS = "ON CONFLICT (uuid) DO NOTHING"
+INSERT_CARD = sql(queries.INSERT_CARD)
 RECENT_CARDS = sql(queries.RECENT_CARDS)
 PURGE = sql(queries.PURGE)
 SUMMARY_OUTCOMES = sql(queries.SUMMARY_OUTCOMES)
@@ -59,9 +58,7 @@ class PostgresBackend:
             open=False,
             check=self._check_if_idle,
             reset=self._mark_used,
-            # Autocommit: a lone statement commits by itself (one round trip, no BEGIN/COMMIT);
-            # several that must stand or fall together run in an explicit conn.transaction().
-            kwargs={"connect_timeout": 5, "application_name": "cds-feedback", "autocommit": True},
+            kwargs={"connect_timeout": 5, "application_name": "cds-feedback"},
             timeout=CONNECT_TIMEOUT_SECONDS,
         )
 
@@ -101,12 +98,12 @@ class PostgresBackend:
 
     async def write_cards(self, rows: Sequence[CardRecord]) -> None:
         # A short wait: the writer retries anyway, and an outage shows in the log within a second.
-        params = [card_params(r) for r in rows]
-        async with self.pool.connection(timeout=WRITE_CONNECT_TIMEOUT_SECONDS) as conn:
-            await _execute_all(
-                conn,
-                [multi_row(queries.CARD_COLUMNS, "cds_card", c, NEW_CARDS, "%s") for c in chunks(params)],
-            )
+        async with (
+            self.pool.connection(timeout=WRITE_CONNECT_TIMEOUT_SECONDS) as conn,
+            conn.transaction(),
+            conn.cursor() as cur,
+        ):
+            await cur.executemany(INSERT_CARD, [card_params(r) for r in rows])
 
     async def recent_cards(self, service: str, patient_key: str, since_ms: int) -> list[RecentCard]:
         args = {"service": service, "patient_key": patient_key, "since": since_ms}
@@ -118,7 +115,8 @@ class PostgresBackend:
     async def store_feedback(self, requests: Sequence[FeedbackRequest]) -> list[int | FeedbackError]:
         async with self.pool.connection() as conn:
             try:
-                return await _store_batch(conn, requests)
+                async with conn.transaction():
+                    return await _store_batch(conn, requests)
             except (psycopg.errors.ForeignKeyViolation, psycopg.errors.DataError):
                 pass  # one request is at fault: again, each in its own savepoint, to refuse it alone
             results: list[int | FeedbackError] = []
@@ -180,26 +178,16 @@ class PostgresBackend:
 async def _store_batch(
     conn: AsyncConnection, requests: Sequence[FeedbackRequest]
 ) -> list[int | FeedbackError]:
-    """The batch in two statements (one lookup of its cards, one INSERT of its rows; see batch.py),
-    each committing by itself: cards are never changed, only deleted by the retention purge, which
-    the foreign key catches."""
+    """The batch in two statements: one lookup of its cards, one INSERT of its rows (see batch.py)."""
     cur = await conn.execute(
         "SELECT uuid, service, suggestions FROM cds_card WHERE uuid = ANY(%s)", (card_uuids(requests),)
     )
     batch = Batch(requests, issued_cards(await cur.fetchall()))
-    new = await _execute_all(conn, batch.inserts("%s"))
-    return batch.count_new(k for (k,) in new)
-
-
-async def _execute_all(conn: AsyncConnection, statements: list[tuple[str, list]]) -> list[tuple]:
-    """Run the statements, all or nothing (one alone needs no transaction); the rows they return."""
-    rows: list[tuple] = []
-    async with conn.transaction() if len(statements) > 1 else contextlib.nullcontext():
-        for statement, params in statements:
-            cur = await conn.execute(statement, params)
-            if cur.description is not None:
-                rows += await cur.fetchall()
-    return rows
+    new: list[str] = []
+    for statement, params in batch.inserts("%s"):
+        cur = await conn.execute(statement, params)
+        new += [k for (k,) in await cur.fetchall()]
+    return batch.count_new(new)
 
 
 def _is_count(v: object) -> bool:

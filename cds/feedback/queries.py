@@ -14,6 +14,13 @@ FEEDBACK_COLUMNS = (
     "outcome_ms", "received_ms", "entry_key",
 )  # fmt: skip
 
+INSERT_CARD = """
+INSERT INTO cds_card (uuid, service, kind, indicator, model_version, score, issued_ms, patient_key,
+                      suggestions)
+VALUES (:uuid, :service, :kind, :indicator, :model_version, :score, :issued_ms, :patient_key, :suggestions)
+ON CONFLICT (uuid) DO NOTHING
+"""
+
 RECENT_CARDS = """
 SELECT c.kind, c.indicator, c.issued_ms,
        EXISTS (SELECT 1 FROM cds_feedback f

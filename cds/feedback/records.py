@@ -63,7 +63,7 @@ class RecentCard:
 
 
 def card_params(r: CardRecord) -> dict[str, Any]:
-    """Row values (by queries.CARD_COLUMNS) for a CardRecord."""
+    """Parameters of queries.INSERT_CARD."""
     score = r.score if r.score is not None and math.isfinite(r.score) else None
     return {
         "uuid": r.uuid,

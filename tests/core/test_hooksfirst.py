@@ -109,3 +109,12 @@ def test_a_failing_hook_does_not_hold_feedback_forever() -> None:
         await asyncio.wait_for(call(app, "POST", "/cds-services/a/feedback"), 1)
 
     asyncio.run(run())
+
+
+def test_the_app_puts_hooks_first_outermost(tmp_path) -> None:
+    """Outermost, so feedback waits before any of its work (authentication included) is done."""
+    from cds.app import create_app
+    from cds.settings import load_settings
+
+    app = create_app(load_settings(dev=True, data_dir=tmp_path))
+    assert app.user_middleware[0].cls is HooksFirst
