@@ -31,12 +31,12 @@ from cds.settings import Settings, SettingsError
 log = logging.getLogger("cds.auth")
 
 MAX_TOKEN_CHARS = 16 * 1024
+MAX_JTI_CHARS = 256
+_REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
 # Signature checks of calls nobody waits on (feedback) run on these threads, off the event loop:
 # OpenSSL releases the GIL while it verifies (~0.5 ms for ES384), so hooks keep being answered
 # meanwhile, on another core. Hook calls verify inline: the hand-over would add to their latency.
 VERIFY_THREADS = 2
-MAX_JTI_CHARS = 256
-_REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
 
 NO_CLIENTS_MESSAGE = """\
 No trusted CDS client is configured: every call will be refused with 401.

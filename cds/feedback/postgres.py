@@ -126,15 +126,13 @@ class PostgresBackend:
                         async with conn.transaction():
                             (result,) = await _store_batch(conn, [req])
                         results.append(result)
-                    except (
-                        psycopg.errors.ForeignKeyViolation
-                    ):  # the retention purge deleted the card meanwhile
+                    # the retention purge deleted the card meanwhile
+                    except psycopg.errors.ForeignKeyViolation:
                         results.append(
                             FeedbackError("a card of this request has passed the retention period")
                         )
-                    except (
-                        psycopg.errors.DataError
-                    ) as e:  # a value PostgreSQL cannot store: this request only
+                    # a value PostgreSQL cannot store: this request only
+                    except psycopg.errors.DataError as e:
                         results.append(FeedbackError(f"a value of this request cannot be stored: {e}"))
             return results
 

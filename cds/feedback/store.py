@@ -319,8 +319,8 @@ class FeedbackStore:
     ) -> FeedbackResult:
         """Store validated entries, all or nothing, and return once committed; FeedbackError if refused.
 
-        Concurrent requests share one transaction (group commit: one fsync for many clients), each
-        in its own savepoint so a refused request does not affect the others.
+        Concurrent requests share one transaction (group commit: one fsync for many clients); a
+        refused request does not affect the others (see cds/feedback/batch.py).
         """
         if not self.ready:
             raise FeedbackError("the feedback database is unavailable; retry later", 503, "transient")
