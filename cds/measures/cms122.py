@@ -23,24 +23,10 @@ _PERCENT = ("%", "")
 
 
 def evaluate(ctx: MeasureContext) -> tuple[list[Criteria], Evidence]:
-    age = ctx.age_at_end()
-    ip = (
-        age is not None
-        and SPEC["age"]["min"] <= age <= SPEC["age"]["max"]
-        and bool(common.qualifying_encounters(ctx))
-        and any(
-            q.overlaps_days(q.prevalence_interval(c, ctx.birth_date), ctx.days)
-            for c in ctx.retrieve("Condition", SPEC.vs("Diabetes"))
-        )
-    )
+    ip = common.diabetes_initial_population(ctx, SPEC)
     if not ip:
         return [Criteria(False, False, False, False)], Evidence(label="")
-    exclusion = (
-        common.has_hospice_services(ctx)
-        or common.nursing_home_66(ctx)
-        or common.advanced_illness_and_frailty(ctx)
-        or common.has_palliative_care(ctx)
-    )
+    exclusion = common.hospice_frailty_nursing_home_or_palliative(ctx)
     lowest = _lowest_on_most_recent_day(ctx)
     no_result = lowest is not None and not q.has_value(lowest[1])
     elevated = lowest is not None and _above_threshold(lowest[1])

@@ -15,6 +15,7 @@ from typing import Any
 from cds.measures import qicore as q
 from cds.measures.context import MeasureContext
 from cds.measures.medication_period import medication_request_period
+from cds.measures.spec import MeasureSpec
 
 LIBRARIES_FILE = Path(__file__).resolve().parents[1] / "knowledge" / "ecqm-libraries.json"
 
@@ -223,4 +224,34 @@ def qualifying_encounters(ctx: MeasureContext, oids: tuple[str, ...] | None = No
             for e in ctx.retrieve("Encounter", *oids)
             if q.encounter_performed(e) and q.during_days(q.period_interval(e.get("period")), ctx.days)
         ],
+    )
+
+
+# --- shared by the diabetes measures (CMS122, CMS131) ------------------------------------------
+def diabetes_initial_population(
+    ctx: MeasureContext, spec: MeasureSpec, encounter_oids: tuple[str, ...] | None = None
+) -> bool:
+    """ "Initial Population" of CMS122 and CMS131: age in the measure's range at the end of the
+    period, a qualifying encounter (`encounter_oids`: the measure's own list, if any) and diabetes
+    overlapping the period."""
+    age = ctx.age_at_end()
+    return (
+        age is not None
+        and spec["age"]["min"] <= age <= spec["age"]["max"]
+        and bool(qualifying_encounters(ctx, encounter_oids))
+        and any(
+            q.overlaps_days(q.prevalence_interval(c, ctx.birth_date), ctx.days)
+            for c in ctx.retrieve("Condition", spec.vs("Diabetes"))
+        )
+    )
+
+
+def hospice_frailty_nursing_home_or_palliative(ctx: MeasureContext) -> bool:
+    """ "Denominator Exclusions" of CMS122 and CMS131: hospice, advanced illness and frailty,
+    long-term nursing home at 66 or older, palliative care."""
+    return (
+        has_hospice_services(ctx)
+        or advanced_illness_and_frailty(ctx)
+        or nursing_home_66(ctx)
+        or has_palliative_care(ctx)
     )
