@@ -30,7 +30,7 @@ SERVER_DIR = Path(__file__).resolve().parent / "fhirserver"
 STARTUP_TIMEOUT_S = 60.0
 # Straight to 127.0.0.1, whatever http_proxy says.
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-FAULT_MODES = ("none", "slow", "hang", "error500", "garbage", "huge", "page-forever", "reset", "truncate")
+FAULT_MODES = ("none", "slow", "hang", "error500", "garbage", "huge", "page-forever", "reset", "truncate", "ignore-include")
 
 
 class FhirServerError(RuntimeError):
@@ -75,12 +75,17 @@ def read_json(path: str | Path) -> Any:
     return json.loads(gzip.decompress(raw) if str(path).endswith(".gz") else raw)
 
 
+_HELD_PORTS: list[socket.socket] = []
+
+
 def dead_base_url() -> str:
-    """A FHIR base URL on a local port where nothing listens ("server down")."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/fhir/R4"
+    """A FHIR base URL on a local port where nothing listens ("server down"). The port stays bound
+    (never listening) for the whole test session, so no other process can start listening on it
+    and connections to it are refused."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    _HELD_PORTS.append(s)
+    return f"http://127.0.0.1:{s.getsockname()[1]}/fhir/R4"
 
 
 class FhirTestServer:

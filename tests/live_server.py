@@ -24,10 +24,18 @@ from cds.settings import REPO_ROOT, Settings, load_settings
 STARTUP_TIMEOUT_S = 60.0
 
 
+PORT_ATTEMPTS = 3  # a free port found here can be taken by another process before the server binds it
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def lost_port_race(log: str) -> bool:
+    """The server exited because another process bound its port first (uvicorn's message)."""
+    return "address already in use" in log.lower()
 
 
 class LiveServer:
@@ -45,6 +53,18 @@ class LiveServer:
         self.client = httpx.Client(base_url=self.base_url, timeout=30)
 
     def start(self) -> LiveServer:
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                return self._start_once()
+            except RuntimeError:
+                if attempt == PORT_ATTEMPTS - 1 or not lost_port_race(self.log()):
+                    raise
+                self.port = free_port()
+                self.base_url = f"http://127.0.0.1:{self.port}"
+                self.client = httpx.Client(base_url=self.base_url, timeout=30)
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> LiveServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
         env.update(self.extra_env)

@@ -106,17 +106,15 @@ async def test_concurrent_calls_fetch_once(keys, jwks_server, make_auth):
 async def test_unreachable_issuer_fails_fast(keys, jwks_server, make_auth):
     clock = Clock()
     auth = await make_auth(ehr_client(jwks_server), jwks=cache(clock, timeout=0.3))
-    jwks_server.delay = 1.0  # slower than the timeout
+    jwks_server.delay = 5.0  # far slower than the timeout
     t0 = time.perf_counter()
     with pytest.raises(AuthError) as exc:
         await ok(auth, keys["ES384"])
     assert exc.value.check == "jwks-unavailable"
-    assert time.perf_counter() - t0 < 2
-    # within the rate-limit window no new attempt is made: the next call fails at once
-    t0 = time.perf_counter()
+    assert time.perf_counter() - t0 < 4  # the 0.3 s timeout cut in (slack for a loaded CI runner)
+    # within the rate-limit window no new attempt is made: the next call fails without a request
     with pytest.raises(AuthError):
         await ok(auth, keys["ES384"])
-    assert time.perf_counter() - t0 < 0.1
     assert len(jwks_server.requests) == 1
 
 

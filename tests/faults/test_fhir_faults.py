@@ -15,6 +15,9 @@ from tests.core.test_fhir_fallback import PATIENT, PID, VITALS, with_fhir
 
 pytestmark = pytest.mark.slow
 BUDGET_S = 1.0  # fhir_timeout_seconds for these tests
+# Wall-clock bounds only tell "the budget cut in" from "it waited for the fault" (a hang lasts
+# until pytest's own timeout), so each has this much slack for a loaded 2-core CI runner.
+SLACK_S = 5.0
 
 
 @pytest.fixture
@@ -42,7 +45,7 @@ def test_huge_bundle_hits_the_response_cap_fast_with_memory_bounded(make_caller:
     issue = resp.json()["issue"][0]
     assert "larger than 4000000 bytes" in issue["diagnostics"]
     assert set(issue["expression"]) >= {"prefetch.vitals", "prefetch.labs", "prefetch.conditions"}
-    assert elapsed < BUDGET_S * 3
+    assert elapsed < BUDGET_S * 3 + SLACK_S
     assert grown < 64 * 1024 * 1024, f"RSS grew {grown / 1e6:.0f} MB for a capped response"
 
 
@@ -63,7 +66,7 @@ def test_connection_faults_are_412_within_the_budget(
     assert resp.status_code == 412, resp.text
     assert message in resp.text
     assert "Bearer" not in resp.text and server.token not in resp.text
-    assert elapsed < BUDGET_S + 0.5
+    assert elapsed < BUDGET_S + SLACK_S
     # and the service is fine afterwards
     resp, _ = call(caller, server)
     assert resp.status_code == 200, resp.text

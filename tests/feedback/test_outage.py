@@ -25,6 +25,9 @@ pytestmark = [
     pytest.mark.postgres,
     pytest.mark.parametrize("database_url", ["postgresql"], indirect=True),
 ]
+# Slack on the hook's bounded database wait (db_write_timeout_seconds) for a loaded 2-core CI
+# runner; still far below the pool's 5 s wait that an unbounded hook would pay.
+SLACK_S = 2.0
 
 
 class Proxy:
@@ -108,7 +111,7 @@ async def test_start_while_the_database_is_down(proxied: tuple[Proxy, str], tmp_
         card = a_card()
         started = time.perf_counter()
         assert await store.filter_and_record(SERVICE, "pk1", [card], T0) == [card]
-        assert time.perf_counter() - started < store.settings.db_write_timeout_seconds + 0.3
+        assert time.perf_counter() - started < store.settings.db_write_timeout_seconds + SLACK_S
         with pytest.raises(FeedbackError) as err:
             await send(store, accepted(card))
         assert err.value.status == 503
@@ -134,7 +137,7 @@ async def test_outage_while_running(proxied: tuple[Proxy, str], tmp_path: object
         during = [a_card(kind=f"k{i}") for i in range(5)]
         started = time.perf_counter()
         shown = await store.filter_and_record(SERVICE, "pk1", [*during, a_card()], T0 + timedelta(minutes=1))
-        assert time.perf_counter() - started < store.settings.db_write_timeout_seconds + 0.3
+        assert time.perf_counter() - started < store.settings.db_write_timeout_seconds + SLACK_S
         assert len(shown) == 6  # suppression could not read: nothing hidden
         with pytest.raises(FeedbackError) as err:
             await send(store, accepted(before))

@@ -12,7 +12,8 @@
 //
 // FHIR endpoints under <base>: read, search (GET type?params and POST type/_search), create,
 // update (PUT, keeps the id), delete, patch, history, batch and transaction (POST <base>).
-// Searches default to _count=20 (max 1000) and get self/next/previous links built on _offset.
+// Searches default to _count=20 (max 1000) and get self/next/previous links built on _offset;
+// `_include=Type:param[:Target]` adds the referenced resources (search.mode "include").
 //
 // Control endpoints (no auth, not recorded in the log):
 //   GET  /_control/health            -> {"ok": true, ...}
@@ -22,7 +23,7 @@
 //   POST /_control/load              -> body: Bundle (any type), array of resources or one resource;
 //                                      stored as-is (ids kept); urn:uuid references rewritten to Type/id
 //   GET  /_control/fault             -> current fault
-//   POST /_control/fault             -> {"mode": "none|slow|hang|error500|garbage|huge|page-forever|reset|truncate",
+//   POST /_control/fault             -> {"mode": "none|slow|hang|error500|garbage|huge|page-forever|reset|truncate|ignore-include",
 //                                        "delay_ms": 3000, "status": 500, "count": 50000, "body": "...",
 //                                        "match": "<regex on path+query>", "times": N}
 //   GET  /_control/stats             -> resource counts per type
@@ -158,6 +159,7 @@ const FAULT_MODES = new Set([
   'page-forever',
   'reset',
   'truncate',
+  'ignore-include', // answers searches without their _include resources, as some servers do
 ]);
 
 // ---------------------------------------------------------------- helpers
@@ -256,6 +258,7 @@ const MODIFIERS = { token: new Set(['not']), string: new Set(['contains']) };
  */
 function checkSearchParams(resourceType, params) {
   const out = new URLSearchParams();
+  const includes = [];
   for (const [key, value] of params) {
     const [code, modifier] = key.split(':', 2);
     if (RESULT_PARAMS.has(code)) {
@@ -268,6 +271,14 @@ function checkSearchParams(resourceType, params) {
         }
       }
       out.append(key, value);
+      continue;
+    }
+    if (code === '_include' && !modifier) {
+      const include = parseInclude(resourceType, value);
+      if (include.error) {
+        return include;
+      }
+      includes.push(include);
       continue;
     }
     if (code === '_include' || code === '_revinclude' || code === '_has' || key.includes('.')) {
@@ -301,7 +312,58 @@ function checkSearchParams(resourceType, params) {
   if (out.get('_summary') === 'count') {
     out.set('_count', '0');
   }
-  return { params: out };
+  return { params: out, includes };
+}
+
+/**
+ * `_include=<SourceType>:<search parameter>[:<TargetType>]` (FHIR R4 3.1.1.5.4): the parameter
+ * must be a reference search parameter of the searched type. Returns {param, target} or {error}.
+ */
+function parseInclude(resourceType, value) {
+  const [source, code, target] = value.split(':');
+  if (source !== resourceType || !code) {
+    return { error: `_include=${value} must name a search parameter of ${resourceType}` };
+  }
+  const param = getSearchParameter(resourceType, code);
+  if (!param || param.type !== 'reference') {
+    return { error: `_include=${value}: ${code} is not a reference search parameter of ${resourceType}` };
+  }
+  if (target && !isResourceType(target)) {
+    return { error: `_include=${value}: unknown target type ${target}` };
+  }
+  return { param, target, raw: value };
+}
+
+/**
+ * The resources that the page's matches reference through the `_include` parameters, as entries
+ * with search.mode "include", each once (a real server's behaviour: HAPI, Medplum's own server).
+ * Contained references (#id) are already in their resource; unresolved ones are left out.
+ */
+async function includedEntries(matches, includes, base) {
+  const seen = new Set(matches.map((e) => `${e.resource?.resourceType}/${e.resource?.id}`));
+  const out = [];
+  for (const { param, target } of includes) {
+    for (const e of matches) {
+      for (const ref of evalFhirPath(param.expression, e.resource)) {
+        const reference = typeof ref?.reference === 'string' ? ref.reference : undefined;
+        if (!reference || reference.startsWith('#') || seen.has(reference)) {
+          continue;
+        }
+        const [type, id] = reference.split('/');
+        if (!isResourceType(type) || !id || (target && type !== target)) {
+          continue;
+        }
+        seen.add(reference);
+        try {
+          const resource = await repo.readResource(type, id);
+          out.push({ fullUrl: `${base}/${type}/${id}`, resource, search: { mode: 'include' } });
+        } catch {
+          // a dangling reference: nothing to include
+        }
+      }
+    }
+  }
+  return out;
 }
 
 /** The sort key of one resource for one search parameter: dates as UTC instants, else text. */
@@ -708,6 +770,7 @@ async function handleFhir(req, res, url) {
 
   let routerUrl = rel + url.search;
   let paging;
+  let includes = [];
   if (isSearch) {
     const source = new URLSearchParams(url.searchParams);
     for (const [k, v] of formBody ?? []) {
@@ -722,6 +785,7 @@ async function handleFhir(req, res, url) {
       entry.status = 400;
       return send(res, 400, outcome('error', 'not-supported', checked.error));
     }
+    includes = checked.includes;
     paging = pagingParams(checked.params);
     const sortValue = paging.params.get('_sort');
     if (sortValue && paging.count > 0) {
@@ -768,6 +832,15 @@ async function handleFhir(req, res, url) {
     const pageForever =
       f?.mode === 'page-forever' ? { page: Number.parseInt(url.searchParams.get('_page') ?? '1', 10) } : undefined;
     answer = decorateSearchset(resource, base, segments[0], paging, pageForever);
+    if (includes.length && f?.mode !== 'ignore-include') {
+      const extra = includes.map((i) => `&_include=${encodeURIComponent(i.raw)}`).join('');
+      for (const l of answer.link) {
+        l.url += extra; // the next page includes too
+      }
+      if (answer.entry) {
+        answer.entry.push(...(await includedEntries(answer.entry, includes, base)));
+      }
+    }
   } else if (resource.id && resource.meta?.versionId) {
     headers.ETag = `W/"${resource.meta.versionId}"`;
     headers['Last-Modified'] = new Date(resource.meta.lastUpdated).toUTCString();

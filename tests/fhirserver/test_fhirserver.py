@@ -131,7 +131,9 @@ def test_unsupported_search_is_an_error_not_an_empty_result(fhir):
     for query in (
         "Observation?patient=Patient/p1&value-quantity=gt50",
         "Observation?patient=Patient/p1&no-such-param=1",
-        "Observation?_include=Observation:patient",
+        "Observation?_include=Observation:no-such-param",
+        "Observation?_include=Patient:link",
+        "Observation?_revinclude=Provenance:target",
         "Observation?patient.name=x",
         "Observation?_sort=-nonsense",
         "Observation?code:below=http://loinc.org|8867",
@@ -350,3 +352,46 @@ def test_fault_scoped_by_match_and_times(fhir):
 def test_unknown_fault_mode_is_refused(fhir):
     with pytest.raises(ValueError):
         fhir.fault("explode")
+
+
+def test_include_adds_referenced_resources_once(fhir):
+    """`_include`, as real servers (HAPI, Epic, Medplum's own) answer the services' prefetch queries;
+    the ignore-include fault mimics a server that drops it and returns the matches only."""
+    fhir.load(
+        [
+            {"resourceType": "Medication", "id": "inc-med", "code": {"text": "warfarin"}},
+            *(
+                {
+                    "resourceType": "MedicationRequest",
+                    "id": f"inc-mr{i}",
+                    "status": "active",
+                    "intent": "order",
+                    "subject": {"reference": "Patient/p1"},
+                    "medicationReference": {"reference": "Medication/inc-med"},
+                }
+                for i in (1, 2)
+            ),
+            {
+                "resourceType": "MedicationRequest",
+                "id": "inc-mr3",
+                "status": "active",
+                "intent": "order",
+                "subject": {"reference": "Patient/p1"},
+                "medicationReference": {"reference": "Medication/missing"},
+            },
+        ]
+    )
+    query = "MedicationRequest?patient=Patient/p1&_include=MedicationRequest:medication&_count=2"
+    status, _, bundle = request(fhir, "GET", query)
+    assert status == 200
+    modes = [
+        (e["resource"]["resourceType"], e["resource"]["id"], e["search"]["mode"]) for e in bundle["entry"]
+    ]
+    assert [m for m in modes if m[2] == "include"] == [("Medication", "inc-med", "include")]
+    assert all(m[0] == "MedicationRequest" for m in modes if m[2] == "match")
+    nxt = next(link["url"] for link in bundle["link"] if link["relation"] == "next")
+    assert "_include=MedicationRequest%3Amedication" in nxt  # later pages include too
+    with fhir.fault("ignore-include"):
+        status, _, bundle = request(fhir, "GET", query)
+    assert status == 200
+    assert {e["search"]["mode"] for e in bundle["entry"]} == {"match"}
