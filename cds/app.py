@@ -35,6 +35,7 @@ from cds.jsonbody import read_json
 from cds.metrics import Metrics
 from cds.modelcards import model_card_routes
 from cds.openapi import openapi_route
+from cds.outbound import STRICT
 from cds.prefetch import missing_keys
 from cds.privacy import patient_key
 from cds.record import PatientRecord, resources_of
@@ -177,17 +178,17 @@ class CDSApp:
         self, request: Request, req: Any, templates: dict[str, str], missing: list[str]
     ) -> dict:
         sid = req.service_id
-        if req.fhir_server:
-            caller = request.scope.get("state", {}).get("caller")
-            if caller is None or not caller.allows_fhir_server(req.fhir_server):
-                self.metrics.fallback.labels(service=sid, outcome="refused").inc()
-                raise PreconditionFailed(
-                    f"prefetch is missing {', '.join(missing)} and fhirServer is not allow-listed for this client "
-                    "(or is not https); nothing was fetched",
-                    expression=[f"prefetch.{k}" for k in missing],
-                )
+        caller = request.scope.get("state", {}).get("caller")
+        if req.fhir_server and (caller is None or not caller.allows_fhir_server(req.fhir_server)):
+            self.metrics.fallback.labels(service=sid, outcome="refused").inc()
+            raise PreconditionFailed(
+                f"prefetch is missing {', '.join(missing)} and fhirServer is not allow-listed for this client "
+                "(or is not https); nothing was fetched",
+                expression=[f"prefetch.{k}" for k in missing],
+            )
         try:
-            fetched = await self.fetcher.fetch(req, templates, missing)
+            reach = caller.reach if caller is not None else STRICT
+            fetched = await self.fetcher.fetch(req, templates, missing, reach)
         except PreconditionFailed:
             self.metrics.fallback.labels(service=sid, outcome="failed").inc()
             raise

@@ -53,6 +53,7 @@ class Settings:
     clock_skew_seconds: int = 60
     jwks_cache_seconds: int = 3600
     jwks_timeout_seconds: float = 2.0
+    jwks_max_bytes: int = 1024 * 1024  # a JWK Set larger than this is refused, never cut short
     cors_origins: list[str] = field(default_factory=list)
     # Key for HMAC of patient ids (feedback, suppression). None: generated once in data_dir.
     hmac_secret: str | None = None
@@ -83,6 +84,7 @@ class Settings:
             "max_prefetch_resources",
             "max_draft_orders",
             "fhir_max_pages",
+            "jwks_max_bytes",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be a positive number")

@@ -161,12 +161,14 @@ async def jwks_server(keys: dict[str, KeyPair]) -> AsyncIterator[JwksServer]:
 
 
 def ehr_client(server: JwksServer, **overrides: Any) -> dict[str, Any]:
-    """A trusted-client config for the test EHR, its keys at the local JWKS endpoint."""
+    """A trusted-client config for the test EHR, its keys at the local JWKS endpoint (on
+    loopback over http: hence allow_local_fhir, as a hospital's test network would need)."""
     entry: dict[str, Any] = {
         "iss": ISS,
         "jku": [server.url("jwks")],
         "tenant": [TENANT],
         "fhir_servers": [FHIR],
+        "allow_local_fhir": True,
     }
     entry.update(overrides)
     return {k: v for k, v in entry.items() if v is not None}

@@ -107,7 +107,7 @@ def client(tmp_path: Path, jwks: JwksServer) -> Iterator[Any]:
     def make(**overrides: Any) -> TestClient:
         settings = load_settings(
             data_dir=tmp_path,
-            trusted_clients=[{"iss": ISS, "jku": [jwks.url]}],
+            trusted_clients=[{"iss": ISS, "jku": [jwks.url], "allow_local_fhir": True}],
             jwks_timeout_seconds=TIMEOUT_S,
             **overrides,
         )
