@@ -13,12 +13,14 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -226,6 +228,19 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return operation_outcome(500, "internal error; it has been logged")
 
 
+DEV_HOSTS = ("127.0.0.1", "localhost")
+
+
+def dev_allowed_hosts(settings: Settings) -> list[str]:
+    """The Host header values development mode answers: loopback names, and public_base_url's."""
+    hosts = list(DEV_HOSTS)
+    if settings.public_base_url:
+        host = urlsplit(settings.public_base_url).hostname
+        if host and host not in hosts:
+            hosts.append(host)
+    return hosts
+
+
 def create_app(settings: Settings) -> Starlette:
     """The ASGI app for these settings."""
     state = CDSApp(settings)
@@ -254,6 +269,11 @@ def create_app(settings: Settings) -> Starlette:
         routes += sandbox_routes(settings)
 
     middleware = [Middleware(HooksFirst)]
+    if settings.dev:
+        # Development mode trusts the Host header for token audiences and the sandbox's token
+        # minting: answer only local names, so a page whose DNS name rebinds to 127.0.0.1
+        # cannot drive the service (or mint tokens) through the user's browser.
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=dev_allowed_hosts(settings)))
     if settings.cors_origins:  # none by default; the middleware would still wrap every answer
         middleware.append(
             Middleware(
@@ -262,6 +282,9 @@ def create_app(settings: Settings) -> Starlette:
                 allow_methods=["GET", "POST", "OPTIONS"],
                 allow_headers=["Authorization", "Content-Type"],
                 max_age=600,
+                # Chrome's Private Network Access preflight (a public page calling a service on
+                # the hospital network): allowed for the configured origins only.
+                allow_private_network=True,
             )
         )
     middleware.append(

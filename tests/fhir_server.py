@@ -30,7 +30,19 @@ SERVER_DIR = Path(__file__).resolve().parent / "fhirserver"
 STARTUP_TIMEOUT_S = 60.0
 # Straight to 127.0.0.1, whatever http_proxy says.
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-FAULT_MODES = ("none", "slow", "hang", "error500", "garbage", "huge", "page-forever", "reset", "truncate")
+FAULT_MODES = (
+    "none",
+    "slow",
+    "hang",
+    "error500",
+    "garbage",
+    "huge",
+    "page-forever",
+    "reset",
+    "truncate",
+    "next-link",
+    "redirect",
+)
 
 
 class FhirServerError(RuntimeError):

@@ -112,6 +112,7 @@ def test_jwks_file(tmp_path, keys):
 def test_from_toml_and_env(tmp_path, monkeypatch):
     config = tmp_path / "cds.toml"
     config.write_text(
+        'public_base_url = "https://cds.example.org"\n'
         "[[trusted_clients]]\n"
         'iss = "https://ehr.example.org"\n'
         'jku = ["https://ehr.example.org/.well-known/jwks.json"]\n'
@@ -121,5 +122,6 @@ def test_from_toml_and_env(tmp_path, monkeypatch):
     [client] = parse_trusted_clients(load_settings(config))
     assert client.tenants == {"t1"}
     monkeypatch.setenv("CDS_TRUSTED_CLIENTS", json.dumps([GOOD]))
+    monkeypatch.setenv("CDS_PUBLIC_BASE_URL", "https://cds.example.org")
     [client] = parse_trusted_clients(load_settings())
     assert client.iss == GOOD["iss"]

@@ -25,7 +25,7 @@ from cds.settings import load_settings
 
 pytestmark = pytest.mark.slow
 ISS = "https://ehr.example.org"
-BASE = "http://testserver"
+BASE = "http://localhost"
 TIMEOUT_S = 0.5  # jwks_timeout_seconds
 
 
@@ -107,6 +107,7 @@ def client(tmp_path: Path, jwks: JwksServer) -> Iterator[Any]:
     def make(**overrides: Any) -> TestClient:
         settings = load_settings(
             data_dir=tmp_path,
+            public_base_url=BASE,
             trusted_clients=[{"iss": ISS, "jku": [jwks.url], "allow_local_fhir": True}],
             jwks_timeout_seconds=TIMEOUT_S,
             **overrides,

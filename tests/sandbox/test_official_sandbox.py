@@ -20,7 +20,7 @@ from cds.settings import load_settings
 from tests.auth.test_sandbox import sandbox_token
 
 ORIGIN = "https://sandbox.cds-hooks.org"
-BASE = "http://testserver"
+BASE = "http://localhost"
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +28,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     data_dir: Path = tmp_path_factory.mktemp("official-sandbox")
     settings = load_settings(
         data_dir=data_dir,
+        public_base_url=BASE,
         cors_origins=[ORIGIN],
         trusted_clients=[
             {
