@@ -108,10 +108,10 @@ class Reach:
             ip = ip.ipv4_mapped
         if ip.is_link_local or ip in _METADATA:
             return "a link-local address"
+        if ip.is_loopback:  # before "reserved": ::1 lies in the reserved ::/8
+            return None if self.loopback else "a loopback address"
         if ip.is_unspecified or ip.is_multicast or ip.is_reserved:
             return "an unroutable address"
-        if ip.is_loopback:
-            return None if self.loopback else "a loopback address"
         if not ip.is_global:
             return None if self.private else "a private address"
         return None
