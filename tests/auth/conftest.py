@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import hashlib
@@ -115,6 +116,7 @@ class JwksServer:
         self.status = 200
         self.delay = 0.0
         self.redirects: dict[str, str] = {}
+        self.trickle: set[str] = set()  # sets sent in many small chunks, without Content-Length
         self.base = ""
         self._runner: web.AppRunner | None = None
 
@@ -122,7 +124,6 @@ class JwksServer:
         return f"{self.base}/{name}.json"
 
     async def _handle(self, request: web.Request) -> web.Response:
-        import asyncio
 
         self.requests.append(request.path)
         if self.delay:
@@ -132,6 +133,16 @@ class JwksServer:
             raise web.HTTPFound(self.redirects[name])
         if self.status != 200 or name not in self.sets:
             return web.Response(status=self.status if self.status != 200 else 404)
+        if name in self.trickle:
+            body = json.dumps(self.sets[name]).encode()
+            resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+            resp.enable_chunked_encoding()
+            await resp.prepare(request)
+            for i in range(0, len(body), 4096):
+                await resp.write(body[i : i + 4096])
+                await asyncio.sleep(0.001)  # separate reads on the client side
+            await resp.write_eof()
+            return resp  # type: ignore[return-value]
         return web.json_response(self.sets[name])
 
     async def start(self) -> None:
