@@ -116,3 +116,35 @@ def test_bad_trusted_client_entry_is_one_line_not_a_traceback(tmp_path: Path, ca
     )
     code, err = serve(config, capsys, monkeypatch)
     assert code == 2 and err.count("\n") == 1 and "unknown key(s) favourite" in err
+
+
+def readme_block(heading: str) -> str:
+    from cds.settings import REPO_ROOT
+
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text[text.index(heading) :]
+    return section.split("```toml\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_official_sandbox_block_starts(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Issue 21, item 1: the README's settings block for the official sandbox starts the service,
+    and with allow_local_fhir uncommented (item 6) a local http test FHIR server is accepted."""
+    block = readme_block("### Trusting the official CDS Hooks Sandbox")
+    config = tmp_path / "sandbox.toml"
+    config.write_text(block)
+    assert serve(config, capsys, monkeypatch) == (0, "")
+    settings = load_settings(config)
+    assert settings.cors_origins == ["https://sandbox.cds-hooks.org"] and settings.public_base_url
+    local = block.replace("# fhir_servers = ", "fhir_servers = ").replace(
+        "# allow_local_fhir", "allow_local_fhir"
+    )
+    local = local.replace('fhir_servers = ["https://launch', '# fhir_servers = ["https://launch')
+    config.write_text(local)
+    assert serve(config, capsys, monkeypatch) == (0, "")
+    from cds.auth.clients import parse_trusted_clients
+
+    [client] = parse_trusted_clients(load_settings(config))
+    assert client.allow_local_fhir and all(s.startswith("http://") for s in client.fhir_servers)
+    config.write_text(local.replace("allow_local_fhir = true", ""))
+    code, err = serve(config, capsys, monkeypatch)
+    assert code == 2 and "allow_local_fhir" in err
