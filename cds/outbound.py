@@ -38,6 +38,15 @@ API
     )                                                          # -> Reply(status, content_type, body)
     reply.json()                                               # orjson; Failed if not JSON
 
+SMART Backend Services (token client) on the same gate, with the trusted client's reach
+(`TrustedClient.reach(dev)`, so `allow_local_fhir` also opens its token endpoint):
+
+    fhir = Target.parse(fhir_base)
+    conf = await client.request("GET", fhir.join(".well-known/smart-configuration"), target=fhir, ...)
+    token_url = conf.json()["token_endpoint"]   # server-provided: check it against what is configured
+    token = await client.request("POST", token_url, target=Target.parse(token_url),
+                                 data={"grant_type": "client_credentials", ...}, ...)
+
 Errors (both subclasses of `OutboundError`, messages safe to show a caller: no token, no query,
 no internal status): `Refused` when the rules forbid the request (outside the target, scheme,
 address, redirect); `Failed` when it was allowed but did not work (unreachable, timeout, too

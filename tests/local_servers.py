@@ -31,7 +31,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class RecordingServer:
-    """An HTTP(S) server on 127.0.0.1 answering each GET with `handler(path, headers)`.
+    """An HTTP(S) server on 127.0.0.1 answering each GET or POST with `handler(path, headers)`.
 
     `.connections` counts accepted connections, `.requests` records (path, headers)."""
 
@@ -41,6 +41,7 @@ class RecordingServer:
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.bodies: list[bytes] = []  # POST bodies
         outer = self
         answer = handler or (lambda path, headers: (200, {"Content-Type": "application/json"}, b"{}"))
 
@@ -55,6 +56,11 @@ class RecordingServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.bodies.append(body)
+                self.do_GET()
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -58,6 +58,12 @@ _KEYS = {
 }
 
 
+_UNREACHABLE = (
+    "which is never fetched from here (allow_local_fhir = true opens loopback and private "
+    "addresses for one client; link-local never)"
+)
+
+
 @dataclass(frozen=True)
 class TrustedClient:
     """One trusted CDS client (an EHR, the sandbox, or the local development issuer)."""
@@ -165,7 +171,7 @@ def _parse_one(entry: Any, i: int, *, dev: bool) -> TrustedClient:
             )
         problem = _literal_problem(norm, reach)
         if problem:
-            raise fail(f"fhir_servers entry {s!r} names {problem}, which is never fetched from")
+            raise fail(f"fhir_servers entry {s!r} names {problem}, {_UNREACHABLE}")
         fhir_servers.add(norm)
 
     lifetime = entry.get("max_token_lifetime_seconds", DEFAULT_MAX_TOKEN_LIFETIME)
@@ -220,5 +226,5 @@ def _key_url(url: Any, name: str, fail: Any, *, reach: Reach) -> str:
         )
     problem = _literal_problem(url, reach)
     if problem:
-        raise fail(f"{name} entry {url!r} names {problem}, which is never fetched from")
+        raise fail(f"{name} entry {url!r} names {problem}, {_UNREACHABLE}")
     return url

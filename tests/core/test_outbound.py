@@ -418,3 +418,36 @@ def test_body_is_read_whole_up_to_the_cap(evil: RecordingServer) -> None:
             asyncio.run(get(len(body) - 1))
     finally:
         server.stop()
+
+
+def test_form_post_for_token_endpoints(evil: RecordingServer) -> None:
+    """The shape the SMART Backend Services token client uses: a form POST within the target;
+    a redirect from the token endpoint is refused like any other."""
+    answers = iter(
+        [json_answer({"access_token": "t", "expires_in": 300}), (302, {"Location": "http://x.test/"}, b"")]
+    )
+    server = RecordingServer(lambda p, h: next(answers))
+
+    async def post() -> Any:
+        client = OutboundClient()
+        try:
+            token_url = f"{server.origin}/auth/token"
+            return await client.request(
+                "POST",
+                token_url,
+                target=Target.parse(token_url),
+                reach=LOCAL,
+                data={"grant_type": "client_credentials", "scope": "system/*.read"},
+                max_bytes=10_000,
+                timeout=5,
+            )
+        finally:
+            await client.close()
+
+    try:
+        assert asyncio.run(post()).json()["access_token"] == "t"
+        assert server.bodies == [b"grant_type=client_credentials&scope=system%2F%2A.read"]
+        with pytest.raises(Refused, match="redirect"):
+            asyncio.run(post())
+    finally:
+        server.stop()
