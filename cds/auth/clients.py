@@ -92,7 +92,7 @@ def parse_trusted_clients(settings: Settings) -> list[TrustedClient]:
     clients: list[TrustedClient] = []
     seen: set[str] = set()
     for i, entry in enumerate(raw):
-        client = _parse_one(entry, i, dev=settings.dev)
+        client = _parse_one(entry, i, dev=settings.dev, max_jwks_bytes=settings.jwks_max_bytes)
         if client.iss in seen:
             raise SettingsError(f"trusted_clients: issuer {client.iss!r} is listed twice")
         seen.add(client.iss)
@@ -100,7 +100,7 @@ def parse_trusted_clients(settings: Settings) -> list[TrustedClient]:
     return clients
 
 
-def _parse_one(entry: Any, i: int, *, dev: bool) -> TrustedClient:
+def _parse_one(entry: Any, i: int, *, dev: bool, max_jwks_bytes: int) -> TrustedClient:
     if not isinstance(entry, dict):
         raise SettingsError(f"trusted_clients[{i}] must be a table, not {type(entry).__name__}")
     iss = entry.get("iss")
@@ -130,7 +130,7 @@ def _parse_one(entry: Any, i: int, *, dev: bool) -> TrustedClient:
             raise fail("jwks_file must be a path to a JWK Set file")
         path = BUILTIN_JWKS.get(str(jwks_file), Path(jwks_file))
         try:
-            local_keys = load_jwks_file(path)
+            local_keys = load_jwks_file(path, max_jwks_bytes)
         except FileNotFoundError:
             raise fail(f"jwks_file {path} not found") from None
         except (OSError, ValueError) as e:

@@ -31,8 +31,11 @@ def serve(
     import uvicorn
 
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)  # validation passed: do not listen
-    for name in ("CDS_CONFIG", "CDS_DEV", "CDS_TRUSTED_CLIENTS", "CDS_PUBLIC_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
+    # `cds serve` passes its options to the workers through CDS_* variables: set here through
+    # monkeypatch, so they are restored (removed) after the test instead of leaking into others.
+    for name in ("CDS_CONFIG", "CDS_DEV", "CDS_TRUSTED_CLIENTS", "CDS_PUBLIC_BASE_URL", "CDS_DATA_DIR"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.chdir(config.parent)
     code = main(["serve", "--config", str(config), "--data-dir", str(config.parent / "data")])
     return code, capsys.readouterr().err
