@@ -451,3 +451,70 @@ def test_form_post_for_token_endpoints(evil: RecordingServer) -> None:
             asyncio.run(post())
     finally:
         server.stop()
+
+
+# ------------------------------------------------------------------ production-like: trusted client, local JWKS
+
+
+def test_production_like_client_token_stays_on_its_server(
+    fhir: Any, evil: RecordingServer, tmp_path: Path
+) -> None:
+    """Finding 1 outside dev mode: a trusted client (keys from a local JWKS server, its test FHIR
+    server on loopback via allow_local_fhir, public_base_url set) cannot be made to send its
+    token off the server by a paging link; a fhirServer it did not list is never contacted."""
+    import time
+    import uuid
+
+    import jwt
+    from starlette.testclient import TestClient
+
+    from cds.app import create_app
+    from cds.settings import SettingsError, load_settings
+    from tests.auth.conftest import _key
+
+    key = _key("ES384", "prod-1")
+    jwks = RecordingServer(lambda p, h: json_answer({"keys": [key.jwk()]}))
+    iss, public = "https://ehr.hospital.example", "http://localhost"
+    client = {
+        "iss": iss,
+        "jwks_url": f"{jwks.origin}/jwks.json",
+        "fhir_servers": [fhir.base_url],
+        "allow_local_fhir": True,
+    }
+
+    def token(path: str) -> str:
+        now = int(time.time())
+        claims = {"iss": iss, "aud": public + path, "iat": now, "exp": now + 300, "jti": str(uuid.uuid4())}
+        return jwt.encode(claims, key.private, algorithm="ES384", headers={"kid": "prod-1"})
+
+    try:
+        settings = load_settings(data_dir=tmp_path, public_base_url=public, trusted_clients=[client])
+        with TestClient(create_app(settings), base_url=public) as c:
+            path = "/cds-services/deterioration"
+            auth = {"Authorization": f"Bearer {token(path)}"}
+            ok = c.post(path, json=with_fhir(fhir, patient_view(PID)), headers=auth)
+            assert ok.status_code == 200, ok.text
+            for link in evil_links(fhir, evil):
+                with fhir.fault("next-link", url=link, match="Observation"):
+                    auth = {"Authorization": f"Bearer {token(path)}"}
+                    resp = c.post(path, json=with_fhir(fhir, patient_view(PID)), headers=auth)
+                assert resp.status_code == 412 and "paging link points outside fhirServer" in resp.text
+            fhir.reset()
+            other = with_fhir(fhir, patient_view(PID))
+            other["fhirServer"] = f"{evil.origin}/fhir/R4"
+            resp = c.post(path, json=other, headers={"Authorization": f"Bearer {token(path)}"})
+            assert resp.status_code == 412 and "not allow-listed" in resp.text
+        assert evil.connections == 0
+        assert [p for p, _ in jwks.requests] == ["/jwks.json"]
+        from cds.auth.clients import parse_trusted_clients
+
+        strict = {**client, "allow_local_fhir": False}
+        with pytest.raises(SettingsError, match="must use https"):
+            parse_trusted_clients(Settings(trusted_clients=[strict]))
+        strict_https = {**strict, "jwks_url": "https://ehr.hospital.example/jwks.json"}
+        with pytest.raises(SettingsError, match="loopback address"):
+            parse_trusted_clients(
+                Settings(trusted_clients=[{**strict_https, "fhir_servers": ["https://127.0.0.1:9/fhir"]}])
+            )
+    finally:
+        jwks.stop()
