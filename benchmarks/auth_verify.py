@@ -61,7 +61,7 @@ async def run(n: int) -> None:
     jku = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/jwks.json"  # type: ignore[union-attr]
 
     with tempfile.TemporaryDirectory() as tmp:
-        client = {"iss": ISS, "jku": [jku]}
+        client = {"iss": ISS, "jku": [jku], "allow_local_fhir": True}  # its JWKS is on loopback
         auth = Authenticator(Settings(trusted_clients=[client], data_dir=Path(tmp)))
         await auth.start()
         print(

@@ -13,12 +13,14 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -35,6 +37,7 @@ from cds.jsonbody import read_json
 from cds.metrics import Metrics
 from cds.modelcards import model_card_routes
 from cds.openapi import openapi_route
+from cds.outbound import STRICT
 from cds.prefetch import missing_keys
 from cds.privacy import patient_key
 from cds.record import PatientRecord, resources_of
@@ -177,17 +180,17 @@ class CDSApp:
         self, request: Request, req: Any, templates: dict[str, str], missing: list[str]
     ) -> dict:
         sid = req.service_id
-        if req.fhir_server:
-            caller = request.scope.get("state", {}).get("caller")
-            if caller is None or not caller.allows_fhir_server(req.fhir_server):
-                self.metrics.fallback.labels(service=sid, outcome="refused").inc()
-                raise PreconditionFailed(
-                    f"prefetch is missing {', '.join(missing)} and fhirServer is not allow-listed for this client "
-                    "(or is not https); nothing was fetched",
-                    expression=[f"prefetch.{k}" for k in missing],
-                )
+        caller = request.scope.get("state", {}).get("caller")
+        if req.fhir_server and (caller is None or not caller.allows_fhir_server(req.fhir_server)):
+            self.metrics.fallback.labels(service=sid, outcome="refused").inc()
+            raise PreconditionFailed(
+                f"prefetch is missing {', '.join(missing)} and fhirServer is not allow-listed for this client "
+                "(or is not https); nothing was fetched",
+                expression=[f"prefetch.{k}" for k in missing],
+            )
         try:
-            fetched = await self.fetcher.fetch(req, templates, missing)
+            reach = caller.reach if caller is not None else STRICT
+            fetched = await self.fetcher.fetch(req, templates, missing, reach)
         except PreconditionFailed:
             self.metrics.fallback.labels(service=sid, outcome="failed").inc()
             raise
@@ -225,6 +228,19 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return operation_outcome(500, "internal error; it has been logged")
 
 
+DEV_HOSTS = ("127.0.0.1", "localhost")
+
+
+def dev_allowed_hosts(settings: Settings) -> list[str]:
+    """The Host header values development mode answers: loopback names, and public_base_url's."""
+    hosts = list(DEV_HOSTS)
+    if settings.public_base_url:
+        host = urlsplit(settings.public_base_url).hostname
+        if host and host not in hosts:
+            hosts.append(host)
+    return hosts
+
+
 def create_app(settings: Settings) -> Starlette:
     """The ASGI app for these settings."""
     state = CDSApp(settings)
@@ -253,6 +269,11 @@ def create_app(settings: Settings) -> Starlette:
         routes += sandbox_routes(settings)
 
     middleware = [Middleware(HooksFirst)]
+    if settings.dev:
+        # Development mode trusts the Host header for token audiences and the sandbox's token
+        # minting: answer only local names, so a page whose DNS name rebinds to 127.0.0.1
+        # cannot drive the service (or mint tokens) through the user's browser.
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=dev_allowed_hosts(settings)))
     if settings.cors_origins:  # none by default; the middleware would still wrap every answer
         middleware.append(
             Middleware(
@@ -261,6 +282,9 @@ def create_app(settings: Settings) -> Starlette:
                 allow_methods=["GET", "POST", "OPTIONS"],
                 allow_headers=["Authorization", "Content-Type"],
                 max_age=600,
+                # Chrome's Private Network Access preflight (a public page calling a service on
+                # the hospital network): allowed for the configured origins only.
+                allow_private_network=True,
             )
         )
     middleware.append(

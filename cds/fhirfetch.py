@@ -1,10 +1,16 @@
 """The FHIR fallback: fetch the prefetch keys a client did not send, from its `fhirServer`.
 
-All missing keys are fetched concurrently through fhirpy over ONE shared aiohttp session (fhirpy
-would otherwise open a session, and pay a TLS handshake, per request), within a total time budget,
-with a cap on pages and on response size. Anything that stops a key from being fetched becomes a
-412 naming the keys. The access token is only sent to the caller's own `fhirServer`, and never
-logged, stored or echoed.
+All missing keys are fetched concurrently through the outbound gate (`cds.outbound`), within a
+total time budget, with a cap on pages and on response size. Every request, each paging link
+included, must lie under the request's `fhirServer` (scheme, host, port and path compared on the
+parsed URL) and within the caller's reach (https and public addresses unless its client allows
+local servers, or in development mode); redirects are not followed. Anything that stops a key
+from being fetched becomes a 412 naming the keys. The access token is only sent to the caller's
+own `fhirServer`, and never logged, stored or echoed.
+
+This is a deliberately small FHIR read client (a search, then its `next` links) instead of
+fhirpy: fhirpy decided whether a paging link belonged to the server with a substring test and
+opened its own sessions, so the gate could not be guaranteed to see every request.
 """
 
 from __future__ import annotations
@@ -13,14 +19,11 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl
-
-import aiohttp
-import orjson
-from fhirpy import AsyncFHIRClient
+from urllib.parse import parse_qsl, quote, urlencode
 
 from cds.errors import PreconditionFailed
 from cds.hookrequest import HookRequest
+from cds.outbound import STRICT, Failed, OutboundClient, Reach, Refused, Target
 from cds.prefetch import UnresolvedToken, render
 from cds.settings import Settings
 
@@ -29,61 +32,70 @@ log = logging.getLogger("cds.fhir")
 # Search parameters that take a Patient reference: sent as Patient/<id>, which every server
 # accepts (Medplum's engine accepts only that form).
 _PATIENT_PARAMS = frozenset({"patient", "subject"})
+_ACCEPT = "application/fhir+json, application/json;q=0.9"
 
 
 class FetchFailed(Exception):
     """One key could not be fetched; the message is safe to show (no token, no patient data)."""
 
 
-class _SharedSessionClient(AsyncFHIRClient):
-    """fhirpy's async client on a shared aiohttp session, with a response size cap and orjson."""
+class _FhirReader:
+    """GETs under one fhirServer, with the caller's token, through the outbound gate."""
 
-    def __init__(self, url: str, session: aiohttp.ClientSession, authorization: str | None, max_bytes: int):
-        super().__init__(url, authorization=authorization)
-        self._session = session
-        self._max_bytes = max_bytes
-
-    async def _do_request(  # type: ignore[override]
+    def __init__(
         self,
-        method: str,
-        path: str,
-        data: dict | None = None,
-        params: dict | None = None,
-        extra_headers: dict | None = None,
-        *,
-        returning_status: bool = False,
-    ) -> Any:
+        outbound: OutboundClient,
+        target: Target,
+        reach: Reach,
+        authorization: str | None,
+        max_bytes: int,
+        timeout: float,
+    ) -> None:
+        self.outbound = outbound
+        self.target = target
+        self.reach = reach
+        self.headers = {"Accept": _ACCEPT}
+        if authorization:
+            self.headers["Authorization"] = authorization
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+
+    async def get(self, url: str, *, paging: bool = False) -> Any:
         try:
-            url = self._build_request_url(path, params)
-        except ValueError:
-            raise FetchFailed("a paging link points outside fhirServer") from None
+            reply = await self.outbound.request(
+                "GET",
+                url,
+                target=self.target,
+                reach=self.reach,
+                headers=self.headers,
+                max_bytes=self.max_bytes,
+                timeout=self.timeout,
+            )
+        except Refused as e:
+            if paging and not self.target.admits(url):
+                raise FetchFailed("a paging link points outside fhirServer; it was not followed") from None
+            raise FetchFailed(f"fhirServer was not queried: {e}") from None
+        except Failed as e:
+            raise FetchFailed(f"fhirServer: {e}") from None
+        if reply.status in (401, 403):
+            raise FetchFailed(f"fhirServer refused the access token (HTTP {reply.status})")
+        if not 200 <= reply.status < 300:
+            raise FetchFailed(f"fhirServer answered HTTP {reply.status}")
         try:
-            async with self._session.request(method, url, headers=self._build_request_headers()) as r:
-                if r.status in (401, 403):
-                    raise FetchFailed(f"fhirServer refused the access token (HTTP {r.status})")
-                if not 200 <= r.status < 300:
-                    raise FetchFailed(f"fhirServer answered HTTP {r.status}")
-                body = bytearray()
-                async for chunk in r.content.iter_chunked(65536):
-                    body += chunk
-                    if len(body) > self._max_bytes:
-                        raise FetchFailed(f"fhirServer response is larger than {self._max_bytes} bytes")
-        except (aiohttp.ClientError, OSError) as e:
-            raise FetchFailed(f"fhirServer is unreachable ({type(e).__name__})") from None
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
+            return reply.json()
+        except Failed:
             raise FetchFailed("fhirServer answered with something that is not JSON") from None
 
 
-def _split(relative_url: str) -> tuple[str, dict[str, list[str]]]:
+def _search_url(target: Target, relative_url: str) -> str:
     path, _, query = relative_url.partition("?")
-    params: dict[str, list[str]] = {}
+    params: list[tuple[str, str]] = []
     for k, v in parse_qsl(query, keep_blank_values=True):
         if k in _PATIENT_PARAMS and "/" not in v:
             v = f"Patient/{v}"
-        params.setdefault(k, []).append(v)
-    return path, params
+        params.append((k, v))
+    url = target.join(path)
+    return f"{url}?{urlencode(params, quote_via=quote, safe=':,|')}" if params else url
 
 
 def _next_link(bundle: Mapping[str, Any]) -> str | None:
@@ -94,29 +106,22 @@ def _next_link(bundle: Mapping[str, Any]) -> str | None:
 
 
 class FhirFetcher:
-    """Owns the shared HTTP session; one instance per process."""
+    """Fetches missing prefetch keys; one instance per process, on the shared outbound gate."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, outbound: OutboundClient | None = None) -> None:
         self.settings = settings
-        self._session: aiohttp.ClientSession | None = None
+        self.outbound = outbound or OutboundClient(connect_timeout=settings.fhir_timeout_seconds)
         # Cap a single response well above a sane search page, far below memory trouble.
         self.max_response_bytes = 4 * settings.max_body_bytes
 
     async def start(self) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=200, limit_per_host=50, ttl_dns_cache=300),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.settings.fhir_timeout_seconds),
-            )
+        await self.outbound.start()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.outbound.close()
 
-    async def _fetch_key(self, client: _SharedSessionClient, relative_url: str) -> Any:
-        path, params = _split(relative_url)
-        data = await client.execute(path, method="get", params=params)
+    async def _fetch_key(self, reader: _FhirReader, relative_url: str) -> Any:
+        data = await reader.get(_search_url(reader.target, relative_url))
         if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
             raise FetchFailed("fhirServer answered with something that is not a FHIR resource")
         if data["resourceType"] == "OperationOutcome":
@@ -127,7 +132,7 @@ class FhirFetcher:
         pages = 1
         link = _next_link(data)
         while link and pages < self.settings.fhir_max_pages:
-            page = await client.execute(link, method="get")
+            page = await reader.get(link, paging=True)
             if not isinstance(page, dict) or page.get("resourceType") != "Bundle":
                 raise FetchFailed("a paging link did not return a Bundle")
             entries.extend(page.get("entry") or [])
@@ -140,13 +145,21 @@ class FhirFetcher:
         return {
             **data,
             "entry": entries,
-            "link": [ln for ln in data.get("link") or [] if ln.get("relation") != "next"],
+            "link": [
+                ln for ln in data.get("link") or [] if isinstance(ln, dict) and ln.get("relation") != "next"
+            ],
         }
 
     async def fetch(
-        self, request: HookRequest, templates: Mapping[str, str], keys: list[str]
+        self,
+        request: HookRequest,
+        templates: Mapping[str, str],
+        keys: list[str],
+        reach: Reach = STRICT,
     ) -> dict[str, Any]:
-        """Resources for `keys`, or PreconditionFailed naming every key that could not be had."""
+        """Resources for `keys`, or PreconditionFailed naming every key that could not be had.
+
+        `reach` is the caller's (`Caller.reach`): which schemes and addresses it may use."""
         if not keys:
             return {}
         if not request.fhir_server:
@@ -154,15 +167,21 @@ class FhirFetcher:
                 f"prefetch is missing {', '.join(keys)} and the request has no fhirServer to fetch them from",
                 expression=[f"prefetch.{k}" for k in keys],
             )
-        if self._session is None:
-            await self.start()
-        assert self._session is not None
+        try:
+            target = Target.parse(request.fhir_server)
+        except ValueError:
+            raise PreconditionFailed(
+                f"prefetch is missing {', '.join(keys)} and fhirServer is not a plain http(s) base URL",
+                expression=[f"prefetch.{k}" for k in keys],
+            ) from None
         auth = request.fhir_authorization
-        client = _SharedSessionClient(
-            request.fhir_server,
-            self._session,
+        reader = _FhirReader(
+            self.outbound,
+            target,
+            reach,
             f"Bearer {auth['access_token']}" if auth else None,
             self.max_response_bytes,
+            self.settings.fhir_timeout_seconds,
         )
         tasks: dict[str, asyncio.Task[Any]] = {}
         reasons: dict[str, str] = {}
@@ -172,7 +191,7 @@ class FhirFetcher:
             except UnresolvedToken as e:
                 reasons[key] = str(e)
                 continue
-            tasks[key] = asyncio.create_task(self._fetch_key(client, url))
+            tasks[key] = asyncio.create_task(self._fetch_key(reader, url))
         if tasks:
             _, pending = await asyncio.wait(tasks.values(), timeout=self.settings.fhir_timeout_seconds)
             for t in pending:

@@ -53,6 +53,7 @@ class Settings:
     clock_skew_seconds: int = 60
     jwks_cache_seconds: int = 3600
     jwks_timeout_seconds: float = 2.0
+    jwks_max_bytes: int = 1024 * 1024  # a JWK Set larger than this is refused, never cut short
     cors_origins: list[str] = field(default_factory=list)
     # Key for HMAC of patient ids (feedback, suppression). None: generated once in data_dir.
     hmac_secret: str | None = None
@@ -83,6 +84,7 @@ class Settings:
             "max_prefetch_resources",
             "max_draft_orders",
             "fhir_max_pages",
+            "jwks_max_bytes",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be a positive number")
@@ -101,6 +103,13 @@ class Settings:
         ):
             raise SettingsError(
                 "trusted_clients must be a list of tables ({iss, jku|jwks_url|jwks_file, ...})"
+            )
+        if self.trusted_clients and not self.dev and not self.public_base_url:
+            # Otherwise each token's `aud` would be checked against a URL built from the Host
+            # header, so a token minted for one deployment could be replayed at another.
+            raise SettingsError(
+                "public_base_url is required when trusted_clients are configured: set it to the URL "
+                'EHRs call, e.g. public_base_url = "https://cds.example.org"'
             )
         return self
 
@@ -129,6 +138,28 @@ def _coerce(name: str, typ: Any, raw: Any) -> Any:
         raise SettingsError(f"setting {name}: cannot read {raw!r} as {text} ({e})") from None
 
 
+def _check_misplaced_keys(data: dict[str, Any], names: set[str], path: str | Path) -> None:
+    """Refuse a top-level setting that TOML attached to a table because it was written after
+    the table's header (`cors_origins` below `[[trusted_clients]]` becomes that client's key)."""
+    tables: list[tuple[str, Any]] = []
+    clients = data.get("trusted_clients")
+    if isinstance(clients, list):
+        tables += [(f"[[trusted_clients]] number {i + 1}", c) for i, c in enumerate(clients)]
+    services = data.get("services")
+    if isinstance(services, dict):
+        tables += [(f"[services.{sid}]", opts) for sid, opts in services.items()]
+    for where, table in tables:
+        if not isinstance(table, dict):
+            continue
+        for key in table:
+            if key in names:
+                raise SettingsError(
+                    f"{path}: {key} is written inside the table {where}, but it is a top-level setting; "
+                    f"move the line `{key} = ...` above the first [table] header of the file "
+                    "(in TOML every key after a [table] header belongs to that table)"
+                )
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Settings from defaults, `config_file` (or `CDS_CONFIG`), `CDS_*` env, then overrides."""
     hints = get_type_hints(Settings)
@@ -143,6 +174,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
             raise SettingsError(f"config file not found: {path}") from None
         except tomllib.TOMLDecodeError as e:
             raise SettingsError(f"config file {path} is not valid TOML: {e}") from None
+        _check_misplaced_keys(data, names, path)
         unknown = set(data) - names
         if unknown:
             raise SettingsError(f"unknown setting(s) in {path}: {', '.join(sorted(unknown))}")

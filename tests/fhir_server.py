@@ -41,6 +41,8 @@ FAULT_MODES = (
     "reset",
     "truncate",
     "ignore-include",
+    "next-link",
+    "redirect",
 )
 
 

@@ -81,7 +81,9 @@ class Authenticator:
             clients.append(dev_client(settings))
         self.clients: dict[str, TrustedClient] = {c.iss: c for c in clients}
         self.jwks = jwks or JwksCache(
-            timeout_seconds=settings.jwks_timeout_seconds, cache_seconds=settings.jwks_cache_seconds
+            timeout_seconds=settings.jwks_timeout_seconds,
+            cache_seconds=settings.jwks_cache_seconds,
+            max_bytes=settings.jwks_max_bytes,
         )
         self.replay = replay or ReplayCache()
         self._verifier: ThreadPoolExecutor | None = None
@@ -211,7 +213,7 @@ class Authenticator:
             unavailable = 0
             for u in dict.fromkeys(urls):
                 try:
-                    key = await self.jwks.get_key(u, kid)
+                    key = await self.jwks.get_key(u, kid, client.reach(self.dev))
                 except JwksUnavailable:
                     unavailable += 1
                     continue

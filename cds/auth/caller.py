@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from cds.auth.clients import TrustedClient
 from cds.auth.urls import normalize_base_url
+from cds.outbound import Reach
 
 
 @dataclass(frozen=True)
@@ -23,12 +24,18 @@ class Caller:
         """Whether the service may fetch from `url` (a hook's fhirServer) for this caller.
 
         Exact match against the client's allow-listed base URLs (after normalising case, default
-        port and trailing slash), https only outside development mode: an authenticated caller
-        must not be able to point the service at arbitrary or internal URLs.
+        port and trailing slash), https only outside development mode unless the client has
+        `allow_local_fhir`: an authenticated caller must not be able to point the service at
+        arbitrary or internal URLs. The address is checked again at connect time (`reach`).
         """
         norm = normalize_base_url(url)
         if norm is None:
             return False
-        if norm.startswith("http://") and not self.dev:
+        if norm.startswith("http://") and not self.reach.http:
             return False
         return self.client.any_fhir_server or norm in self.client.fhir_servers
+
+    @property
+    def reach(self) -> Reach:
+        """Which schemes and addresses the service may use on this caller's behalf."""
+        return Reach.for_caller(dev=self.dev, allow_local=self.client.allow_local_fhir)

@@ -11,12 +11,16 @@ Read from `settings.trusted_clients`, a list of tables:
     tenant         optional allow-list (string or list) of `tenant` claim values
     fhir_servers   fhirServer base URLs the service may fetch from for this client
     max_token_lifetime_seconds   longest exp - iat accepted (default 3600)
+    allow_local_fhir   true: this client's FHIR servers, key URLs and token endpoint may use
+                   plain http and loopback/private addresses (a hospital's test network); never
+                   link-local. Default false: https to public addresses only (see cds/outbound.py)
 
 At least one of jku, jwks_url, jwks_file. Anything invalid stops start-up with a SettingsError.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +28,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cds.auth.jwks import VerifyKey, load_jwks_file
-from cds.auth.urls import is_loopback, normalize_base_url
+from cds.auth.urls import normalize_base_url
+from cds.outbound import Reach, Target
 from cds.settings import Settings, SettingsError
 
 DEFAULT_ALGORITHMS = ("ES384", "RS384")
@@ -49,7 +54,14 @@ _KEYS = {
     "tenant",
     "fhir_servers",
     "max_token_lifetime_seconds",
+    "allow_local_fhir",
 }
+
+
+_UNREACHABLE = (
+    "which is never fetched from here (allow_local_fhir = true opens loopback and private "
+    "addresses for one client; link-local never)"
+)
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,11 @@ class TrustedClient:
     fhir_servers: frozenset[str] = frozenset()  # normalised base URLs
     max_token_lifetime_seconds: int = DEFAULT_MAX_TOKEN_LIFETIME
     any_fhir_server: bool = False  # only the development issuer
+    allow_local_fhir: bool = False  # http and loopback/private addresses for this client
+
+    def reach(self, dev: bool) -> Reach:
+        """Which schemes and addresses requests made for this client may use."""
+        return Reach.for_caller(dev=dev, allow_local=self.allow_local_fhir)
 
 
 def parse_trusted_clients(settings: Settings) -> list[TrustedClient]:
@@ -75,7 +92,7 @@ def parse_trusted_clients(settings: Settings) -> list[TrustedClient]:
     clients: list[TrustedClient] = []
     seen: set[str] = set()
     for i, entry in enumerate(raw):
-        client = _parse_one(entry, i, dev=settings.dev)
+        client = _parse_one(entry, i, dev=settings.dev, max_jwks_bytes=settings.jwks_max_bytes)
         if client.iss in seen:
             raise SettingsError(f"trusted_clients: issuer {client.iss!r} is listed twice")
         seen.add(client.iss)
@@ -83,7 +100,7 @@ def parse_trusted_clients(settings: Settings) -> list[TrustedClient]:
     return clients
 
 
-def _parse_one(entry: Any, i: int, *, dev: bool) -> TrustedClient:
+def _parse_one(entry: Any, i: int, *, dev: bool, max_jwks_bytes: int) -> TrustedClient:
     if not isinstance(entry, dict):
         raise SettingsError(f"trusted_clients[{i}] must be a table, not {type(entry).__name__}")
     iss = entry.get("iss")
@@ -98,10 +115,14 @@ def _parse_one(entry: Any, i: int, *, dev: bool) -> TrustedClient:
     if not isinstance(iss, str) or not iss.strip() or iss != iss.strip():
         raise fail("iss must be a non-empty string (the issuer exactly as it appears in the tokens)")
 
-    jku = tuple(_url_list(entry.get("jku", []), "jku", fail, dev=dev))
+    allow_local = entry.get("allow_local_fhir", False)
+    if not isinstance(allow_local, bool):
+        raise fail("allow_local_fhir must be true or false")
+    reach = Reach.for_caller(dev=dev, allow_local=allow_local)
+    jku = tuple(_url_list(entry.get("jku", []), "jku", fail, reach=reach))
     jwks_url = entry.get("jwks_url")
     if jwks_url is not None:
-        jwks_url = _key_url(jwks_url, "jwks_url", fail, dev=dev)
+        jwks_url = _key_url(jwks_url, "jwks_url", fail, reach=reach)
     local_keys: dict[str, VerifyKey] = {}
     jwks_file = entry.get("jwks_file")
     if jwks_file is not None:
@@ -109,7 +130,7 @@ def _parse_one(entry: Any, i: int, *, dev: bool) -> TrustedClient:
             raise fail("jwks_file must be a path to a JWK Set file")
         path = BUILTIN_JWKS.get(str(jwks_file), Path(jwks_file))
         try:
-            local_keys = load_jwks_file(path)
+            local_keys = load_jwks_file(path, max_jwks_bytes)
         except FileNotFoundError:
             raise fail(f"jwks_file {path} not found") from None
         except (OSError, ValueError) as e:
@@ -143,8 +164,14 @@ def _parse_one(entry: Any, i: int, *, dev: bool) -> TrustedClient:
         norm = normalize_base_url(s)
         if norm is None:
             raise fail(f"fhir_servers entry {s!r} is not a plain http(s) base URL")
-        if norm.startswith("http://") and not dev:
-            raise fail(f"fhir_servers entry {s!r} must use https (plain http only in development mode)")
+        if norm.startswith("http://") and not reach.http:
+            raise fail(
+                f"fhir_servers entry {s!r} must use https "
+                "(plain http only in development mode or with allow_local_fhir = true)"
+            )
+        problem = _literal_problem(norm, reach)
+        if problem:
+            raise fail(f"fhir_servers entry {s!r} names {problem}, {_UNREACHABLE}")
         fhir_servers.add(norm)
 
     lifetime = entry.get("max_token_lifetime_seconds", DEFAULT_MAX_TOKEN_LIFETIME)
@@ -160,25 +187,44 @@ def _parse_one(entry: Any, i: int, *, dev: bool) -> TrustedClient:
         tenants=tenants,
         fhir_servers=frozenset(fhir_servers),
         max_token_lifetime_seconds=lifetime,
+        allow_local_fhir=allow_local,
     )
 
 
-def _url_list(value: Any, name: str, fail: Any, *, dev: bool) -> list[str]:
+def _literal_problem(url: str, reach: Reach) -> str | None:
+    """Why an address written in `url` is out of `reach` (names are checked when resolved)."""
+    host = (urlsplit(url).hostname or "").strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return reach.address_problem(host)
+
+
+def _url_list(value: Any, name: str, fail: Any, *, reach: Reach) -> list[str]:
     values = [value] if isinstance(value, str) else value
     if not isinstance(values, list):
         raise fail(f"{name} must be a list of URLs")
-    return [_key_url(v, name, fail, dev=dev) for v in values]
+    return [_key_url(v, name, fail, reach=reach) for v in values]
 
 
-def _key_url(url: Any, name: str, fail: Any, *, dev: bool) -> str:
-    """A JWK Set URL: https (http only for loopback or in dev mode), no user info/query/fragment."""
+def _key_url(url: Any, name: str, fail: Any, *, reach: Reach) -> str:
+    """A JWK Set URL: https (http only in dev mode or with allow_local_fhir), no user info or
+    fragment, inside the client's reach."""
     try:
         parts = urlsplit(url) if isinstance(url, str) else None
         ok = bool(parts and parts.scheme.lower() in ("http", "https") and parts.hostname and parts.port != 0)
+        Target.parse(url.split("?", 1)[0] if ok else "")
     except ValueError:
         ok = False
     if not ok or parts is None or parts.username is not None or parts.fragment or url != url.strip():
         raise fail(f"{name} entry {url!r} is not a plain http(s) URL")
-    if url.lower().startswith("http://") and not (dev or is_loopback(url)):
-        raise fail(f"{name} entry {url!r} must use https (keys fetched over plain http could be forged)")
+    if url.lower().startswith("http://") and not reach.http:
+        raise fail(
+            f"{name} entry {url!r} must use https (keys fetched over plain http could be forged; "
+            "plain http only in development mode or with allow_local_fhir = true)"
+        )
+    problem = _literal_problem(url, reach)
+    if problem:
+        raise fail(f"{name} entry {url!r} names {problem}, {_UNREACHABLE}")
     return url

@@ -1,7 +1,10 @@
 """JWK Sets: parsing public keys, and fetching them over HTTP without ever stalling a hook.
 
-Only URLs the operator allow-listed reach `JwksCache.get_key` (the authenticator checks first).
-Fetches are asynchronous with a short timeout, one shared aiohttp session, single-flight per URL
+Only URLs the operator allow-listed reach `JwksCache.get_key` (the authenticator checks first),
+and every fetch goes through the outbound gate (`cds.outbound`) with the client's reach: https to
+public addresses unless the client allows local servers, no redirects, the whole body read up to
+`max_bytes` (a JWK Set of many RSA keys easily passes 100 KB).
+Fetches are asynchronous with a short timeout, single-flight per URL
 and at most one attempt per URL every `min_refetch_seconds` (so an unknown `kid` or a dead issuer
 cannot make every call wait). A set older than its cache lifetime is still served while a refresh
 runs in the background, and for up to `stale_grace_seconds` while the issuer is unreachable.
@@ -18,14 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from jwt.exceptions import InvalidKeyError
 
+from cds.outbound import STRICT, OutboundClient, Reach, Target
+
 log = logging.getLogger("cds.auth")
 
-MAX_JWKS_BYTES = 256 * 1024
+# Default cap on a JWK Set (fetched or read from a file); `jwks_max_bytes` in the settings.
+MAX_JWKS_BYTES = 1024 * 1024
 MIN_RSA_BITS = 2048
 _CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 _ALG_CURVE = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
@@ -93,12 +98,12 @@ def parse_jwks(data: Any) -> dict[str, VerifyKey]:
     return keys
 
 
-def load_jwks_file(path: Path) -> dict[str, VerifyKey]:
+def load_jwks_file(path: Path, max_bytes: int = MAX_JWKS_BYTES) -> dict[str, VerifyKey]:
     """Keys from a JWK Set file (air-gapped sites); ValueError/OSError when unreadable."""
     with open(path, "rb") as fh:
-        raw = fh.read(MAX_JWKS_BYTES + 1)
-    if len(raw) > MAX_JWKS_BYTES:
-        raise ValueError(f"larger than {MAX_JWKS_BYTES} bytes")
+        raw = fh.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise ValueError(f"larger than {max_bytes} bytes")
     keys = parse_jwks(json.loads(raw))
     if not keys:
         raise ValueError("holds no usable signing key (EC P-256/384/521 or RSA >= 2048 with a kid)")
@@ -110,6 +115,7 @@ class _Entry:
     keys: dict[str, VerifyKey] = field(default_factory=dict)
     fetched_at: float | None = None  # None: never fetched successfully
     attempted_at: float = float("-inf")
+    reach: Reach = STRICT
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -124,45 +130,43 @@ class JwksCache:
         min_refetch_seconds: float = 30.0,
         stale_grace_seconds: float = 24 * 3600.0,
         clock: Callable[[], float] = time.monotonic,
+        max_bytes: int = MAX_JWKS_BYTES,
+        outbound: OutboundClient | None = None,
     ) -> None:
         self.timeout_seconds = timeout_seconds
         self.cache_seconds = cache_seconds
         self.min_refetch_seconds = min_refetch_seconds
         self.stale_grace_seconds = stale_grace_seconds
         self.clock = clock
+        self.max_bytes = max_bytes
+        self.outbound = outbound or OutboundClient(connect_timeout=timeout_seconds)
         self.fetches = 0  # attempts made, for tests and metrics
         self._entries: dict[str, _Entry] = {}
-        self._session: aiohttp.ClientSession | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout_seconds),
-                headers={"Accept": "application/jwk-set+json, application/json"},
-                trust_env=True,  # honour HTTPS_PROXY: hospital networks often egress via a proxy
-            )
+        await self.outbound.start()
 
     async def close(self) -> None:
         for task in list(self._background):
             task.cancel()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.outbound.close()
 
     def cached(self, url: str) -> Mapping[str, VerifyKey]:
         """The keys currently cached for `url` (empty when none)."""
         entry = self._entries.get(url)
         return entry.keys if entry else {}
 
-    async def get_key(self, url: str, kid: str) -> VerifyKey | None:
+    async def get_key(self, url: str, kid: str, reach: Reach = STRICT) -> VerifyKey | None:
         """The key `kid` from the JWK Set at `url`; None if the set has no such key.
 
+        `reach` is the trusted client's (which schemes and addresses its key URLs may use).
         Raises JwksUnavailable when nothing usable is cached and the URL cannot be fetched now.
         """
         entry = self._entries.setdefault(url, _Entry())
+        entry.reach = reach
         now = self.clock()
         if entry.fetched_at is None:
             await self._refresh(url, entry, now)
@@ -199,7 +203,7 @@ class JwksCache:
             entry.attempted_at = self.clock()
             self.fetches += 1
             try:
-                keys = await self._fetch(url)
+                keys = await self._fetch(url, entry.reach)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -213,16 +217,19 @@ class JwksCache:
                 return
             entry.keys, entry.fetched_at = keys, self.clock()
 
-    async def _fetch(self, url: str) -> dict[str, VerifyKey]:
-        await self.start()
-        assert self._session is not None
-        async with self._session.get(url, allow_redirects=False) as resp:
-            if resp.status != 200:
-                raise ValueError(f"HTTP {resp.status}")
-            body = await resp.content.read(MAX_JWKS_BYTES + 1)
-        if len(body) > MAX_JWKS_BYTES:
-            raise ValueError(f"larger than {MAX_JWKS_BYTES} bytes")
-        return parse_jwks(json.loads(body))
+    async def _fetch(self, url: str, reach: Reach) -> dict[str, VerifyKey]:
+        reply = await self.outbound.request(
+            "GET",
+            url,
+            target=Target.parse(url.split("?", 1)[0]),
+            reach=reach,
+            headers={"Accept": "application/jwk-set+json, application/json"},
+            max_bytes=self.max_bytes,
+            timeout=self.timeout_seconds,
+        )
+        if reply.status != 200:
+            raise ValueError(f"HTTP {reply.status}")
+        return parse_jwks(json.loads(reply.body))
 
 
 def _describe(e: Exception) -> str:

@@ -38,9 +38,11 @@ def run(args: argparse.Namespace) -> int:
         os.environ["CDS_DEV"] = "1"
     try:
         settings = load_settings()
+        from cds.auth.clients import parse_trusted_clients
         from cds.discovery import Discovery
 
         Discovery.load(settings.hooks_file)
+        parse_trusted_clients(settings)  # a bad client entry: one line here, not a worker's traceback
     except SettingsError as e:
         print(f"cds: invalid settings: {e}", file=sys.stderr)
         return 2

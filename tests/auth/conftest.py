@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import hashlib
@@ -115,6 +116,7 @@ class JwksServer:
         self.status = 200
         self.delay = 0.0
         self.redirects: dict[str, str] = {}
+        self.trickle: set[str] = set()  # sets sent in many small chunks, without Content-Length
         self.base = ""
         self._runner: web.AppRunner | None = None
 
@@ -122,7 +124,6 @@ class JwksServer:
         return f"{self.base}/{name}.json"
 
     async def _handle(self, request: web.Request) -> web.Response:
-        import asyncio
 
         self.requests.append(request.path)
         if self.delay:
@@ -132,6 +133,16 @@ class JwksServer:
             raise web.HTTPFound(self.redirects[name])
         if self.status != 200 or name not in self.sets:
             return web.Response(status=self.status if self.status != 200 else 404)
+        if name in self.trickle:
+            body = json.dumps(self.sets[name]).encode()
+            resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+            resp.enable_chunked_encoding()
+            await resp.prepare(request)
+            for i in range(0, len(body), 4096):
+                await resp.write(body[i : i + 4096])
+                await asyncio.sleep(0.001)  # separate reads on the client side
+            await resp.write_eof()
+            return resp  # type: ignore[return-value]
         return web.json_response(self.sets[name])
 
     async def start(self) -> None:
@@ -161,12 +172,14 @@ async def jwks_server(keys: dict[str, KeyPair]) -> AsyncIterator[JwksServer]:
 
 
 def ehr_client(server: JwksServer, **overrides: Any) -> dict[str, Any]:
-    """A trusted-client config for the test EHR, its keys at the local JWKS endpoint."""
+    """A trusted-client config for the test EHR, its keys at the local JWKS endpoint (on
+    loopback over http: hence allow_local_fhir, as a hospital's test network would need)."""
     entry: dict[str, Any] = {
         "iss": ISS,
         "jku": [server.url("jwks")],
         "tenant": [TENANT],
         "fhir_servers": [FHIR],
+        "allow_local_fhir": True,
     }
     entry.update(overrides)
     return {k: v for k, v in entry.items() if v is not None}

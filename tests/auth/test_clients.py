@@ -64,9 +64,39 @@ def test_dev_allows_http_and_reserves_dev_issuer(tmp_path):
         Authenticator(Settings(dev=True, data_dir=tmp_path, trusted_clients=[{**GOOD, "iss": "cds-dev"}]))
 
 
-def test_loopback_jwks_over_http_allowed():
-    [client] = parse({**GOOD, "jku": ["http://127.0.0.1:9999/jwks.json"]})
+def test_loopback_jwks_over_http_only_with_allow_local_fhir():
+    with pytest.raises(SettingsError, match="allow_local_fhir"):
+        parse({**GOOD, "jku": ["http://127.0.0.1:9999/jwks.json"]})
+    [client] = parse({**GOOD, "jku": ["http://127.0.0.1:9999/jwks.json"], "allow_local_fhir": True})
     assert client.jku == ("http://127.0.0.1:9999/jwks.json",)
+    assert client.allow_local_fhir
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"fhir_servers": ["http://169.254.169.254/fhir"]},
+        {"fhir_servers": ["https://[fe80::1]/fhir"]},
+        {"jku": ["http://169.254.169.254/latest/jwks.json"]},
+        {"fhir_servers": ["https://10.1.2.3/fhir"], "allow_local_fhir": False},
+    ],
+)
+def test_link_local_never_and_private_only_with_allow_local(entry):
+    with pytest.raises(SettingsError, match="never fetched from"):
+        parse({**GOOD, "allow_local_fhir": True, **entry})
+
+
+def test_allow_local_fhir_permits_http_and_private_servers():
+    [client] = parse(
+        {
+            **GOOD,
+            "fhir_servers": ["http://10.1.2.3:8080/fhir", "http://localhost:8103/fhir"],
+            "allow_local_fhir": True,
+        }
+    )
+    assert client.fhir_servers == {"http://10.1.2.3:8080/fhir", "http://localhost:8103/fhir"}
+    with pytest.raises(SettingsError, match="must be true or false"):
+        parse({**GOOD, "allow_local_fhir": "yes"})
 
 
 def test_jwks_file(tmp_path, keys):
@@ -82,6 +112,7 @@ def test_jwks_file(tmp_path, keys):
 def test_from_toml_and_env(tmp_path, monkeypatch):
     config = tmp_path / "cds.toml"
     config.write_text(
+        'public_base_url = "https://cds.example.org"\n'
         "[[trusted_clients]]\n"
         'iss = "https://ehr.example.org"\n'
         'jku = ["https://ehr.example.org/.well-known/jwks.json"]\n'
@@ -91,5 +122,6 @@ def test_from_toml_and_env(tmp_path, monkeypatch):
     [client] = parse_trusted_clients(load_settings(config))
     assert client.tenants == {"t1"}
     monkeypatch.setenv("CDS_TRUSTED_CLIENTS", json.dumps([GOOD]))
+    monkeypatch.setenv("CDS_PUBLIC_BASE_URL", "https://cds.example.org")
     [client] = parse_trusted_clients(load_settings())
     assert client.iss == GOOD["iss"]

@@ -138,6 +138,36 @@ async def test_redirects_are_not_followed(keys, jwks_server, make_auth):
     assert jwks_server.requests == ["/moved.json"]
 
 
+def big_set(keys, size: int) -> dict:
+    """A valid JWK Set of at least `size` bytes: many RSA keys, the signing key last."""
+    filler = [{**keys["RS384"].jwk(), "kid": f"retired-{i:04d}"} for i in range(size // 400)]
+    return {"keys": [*filler, keys["ES384"].jwk()]}
+
+
+@pytest.mark.parametrize("trickle", [False, True], ids=["one-write", "chunked"])
+async def test_large_jwk_set_is_read_whole(keys, jwks_server, make_auth, trickle):
+    """Finding 7: a valid 120 KB set (the signing key at its end) is read to the end and used."""
+    import json
+
+    jwks_server.sets["big"] = big_set(keys, 120 * 1024)
+    assert len(json.dumps(jwks_server.sets["big"])) > 120 * 1024
+    if trickle:
+        jwks_server.trickle.add("big")
+    auth = await make_auth(ehr_client(jwks_server, jku=[jwks_server.url("big")]))
+    await ok(auth, keys["ES384"], jku=jwks_server.url("big"))
+    assert jwks_server.requests == ["/big.json"]
+
+
+async def test_jwk_set_over_the_cap_is_refused_not_cut(keys, jwks_server, make_auth):
+    """A set larger than jwks_max_bytes is refused whole (never parsed from a truncated prefix)."""
+    jwks_server.sets["big"] = big_set(keys, 120 * 1024)
+    jwks_server.trickle.add("big")
+    auth = await make_auth(ehr_client(jwks_server, jku=[jwks_server.url("big")]), jwks_max_bytes=64 * 1024)
+    with pytest.raises(AuthError) as exc:
+        await ok(auth, keys["ES384"], jku=jwks_server.url("big"))
+    assert exc.value.check == "jwks-unavailable"
+
+
 def test_parse_jwks_skips_keys_never_used_for_signatures(keys):
     hmac_key = {"kty": "oct", "k": "c2VjcmV0", "kid": "h"}
     enc_key = {**keys["ES384"].jwk(), "use": "enc", "kid": "e"}

@@ -14,7 +14,7 @@ from cds.app import create_app
 from cds.auth import mint_dev_token
 from cds.settings import Settings, load_settings
 
-BASE = "http://testserver"
+BASE = "http://localhost"
 
 
 def dev_settings(tmp: Path, **overrides: Any) -> Settings:

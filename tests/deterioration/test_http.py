@@ -16,7 +16,7 @@ from cds.settings import load_settings
 from .fhir import patient, sick_patient
 from .test_service import FIXED_RISK
 
-BASE = "http://testserver"
+BASE = "http://localhost"
 
 
 def bundle(resources):

@@ -25,7 +25,7 @@ from cds.settings import load_settings
 
 pytestmark = pytest.mark.slow
 ISS = "https://ehr.example.org"
-BASE = "http://testserver"
+BASE = "http://localhost"
 TIMEOUT_S = 0.5  # jwks_timeout_seconds
 SLOW_S = 30  # how long the "slow" endpoint takes: far beyond every timeout below
 # Wall-clock bounds only tell "the timeout cut in" from "it waited for the endpoint", so each has
@@ -111,8 +111,9 @@ def client(tmp_path: Path, jwks: JwksServer) -> Iterator[Any]:
     def make(**overrides: Any) -> TestClient:
         settings = load_settings(
             data_dir=tmp_path,
+            public_base_url=BASE,
             **{
-                "trusted_clients": [{"iss": ISS, "jku": [jwks.url]}],
+                "trusted_clients": [{"iss": ISS, "jku": [jwks.url], "allow_local_fhir": True}],
                 "jwks_timeout_seconds": TIMEOUT_S,
                 **overrides,
             },
@@ -184,7 +185,7 @@ def test_slow_endpoint_does_not_stall_other_callers(
     before, so no rate limit applies), calls with cached keys are answered at once: the cached-key
     call finishes while the other is still waiting (its timeout is 8 s here)."""
     other = jwks.url.replace("/jwks.json", "/other.json")
-    c = client(jwks_timeout_seconds=8, trusted_clients=[{"iss": ISS, "jku": [jwks.url, other]}])
+    c = client(jwks_timeout_seconds=8, trusted_clients=[{"iss": ISS, "jku": [jwks.url, other], "allow_local_fhir": True}])
     assert discovery(c, keys[0].token(jwks.url))[0] == 200
     jwks.mode = "slow"
     jwks.keys = [keys[0].jwk(), keys[1].jwk()]

@@ -23,8 +23,10 @@
 //   POST /_control/load              -> body: Bundle (any type), array of resources or one resource;
 //                                      stored as-is (ids kept); urn:uuid references rewritten to Type/id
 //   GET  /_control/fault             -> current fault
-//   POST /_control/fault             -> {"mode": "none|slow|hang|error500|garbage|huge|page-forever|reset|truncate|ignore-include",
+//   POST /_control/fault             -> {"mode": "none|slow|hang|error500|garbage|huge|page-forever|reset|truncate|
+//                                                 next-link|redirect|ignore-include",
 //                                        "delay_ms": 3000, "status": 500, "count": 50000, "body": "...",
+//                                        "url": "<next link of searchsets>", "location": "<redirect target>",
 //                                        "match": "<regex on path+query>", "times": N}
 //   GET  /_control/stats             -> resource counts per type
 'use strict';
@@ -160,6 +162,8 @@ const FAULT_MODES = new Set([
   'reset',
   'truncate',
   'ignore-include', // answers searches without their _include resources, as some servers do
+  'next-link',
+  'redirect',
 ]);
 
 // ---------------------------------------------------------------- helpers
@@ -680,6 +684,12 @@ function applyFault(f, req, res, entry, isSearch, base) {
       entry.status = 200;
       send(res, 200, hugeBundle(base, f.count ?? 50000));
       return true;
+    case 'redirect': {
+      const status = f.status ?? 302;
+      entry.status = status;
+      send(res, status, '', 'text/plain', { Location: f.location ?? `${base}/metadata` });
+      return true;
+    }
     case 'hang':
       entry.status = 0;
       return true; // never answer; the client must time out
@@ -840,6 +850,10 @@ async function handleFhir(req, res, url) {
       if (answer.entry) {
         answer.entry.push(...(await includedEntries(answer.entry, includes, base)));
       }
+    }
+    if (f?.mode === 'next-link') {
+      // A hostile or broken server: its `next` link points wherever the test says.
+      answer.link = [...answer.link.filter((l) => l.relation !== 'next'), { relation: 'next', url: f.url }];
     }
   } else if (resource.id && resource.meta?.versionId) {
     headers.ETag = `W/"${resource.meta.versionId}"`;

@@ -244,22 +244,28 @@ def test_load_keeps_ids_and_rewrites_urn_references(fresh_fhir_server):
     assert fhir.stats() == {"Patient": 1, "Observation": 1}
 
 
-def test_fhirpy_client_reads_and_pages(fhir):
-    """The service's client library against this server: search, sort, count, read, fetch_all."""
-    from fhirpy import AsyncFHIRClient
+def test_service_client_reads_and_pages(fhir):
+    """The service's own FHIR reader against this server: search, sort, read, follow `next`."""
+    from cds.fhirfetch import _FhirReader, _search_url
+    from cds.outbound import LOCAL, OutboundClient, Target
 
     async def run():
-        client = AsyncFHIRClient(fhir.base_url, authorization=f"Bearer {fhir.token}")
-        newest = await (
-            client.resources("Observation")
-            .search(patient="Patient/p1", category="vital-signs")
-            .sort("-date")
-            .limit(200)
-            .fetch()
-        )
-        patient = await client.reference("Patient", "p1").to_resource()
-        everything = await client.resources("Observation").limit(2).fetch_all()
-        return [o["id"] for o in newest], patient["gender"], len(everything)
+        outbound = OutboundClient()
+        target = Target.parse(fhir.base_url)
+        reader = _FhirReader(outbound, target, LOCAL, f"Bearer {fhir.token}", 1 << 20, 5.0)
+        try:
+            newest = await reader.get(
+                _search_url(target, "Observation?patient=p1&category=vital-signs&_sort=-date&_count=200")
+            )
+            patient = await reader.get(_search_url(target, "Patient/p1"))
+            page = await reader.get(_search_url(target, "Observation?_count=2"))
+            everything = list(page.get("entry", []))
+            while nxt := next((ln["url"] for ln in page.get("link", []) if ln["relation"] == "next"), None):
+                page = await reader.get(nxt, paging=True)
+                everything += page.get("entry", [])
+        finally:
+            await outbound.close()
+        return [e["resource"]["id"] for e in newest["entry"]], patient["gender"], len(everything)
 
     newest, gender, count = asyncio.run(run())
     assert newest == ["rr", "hr-new", "hr-old"]

@@ -20,7 +20,7 @@ from cds.settings import load_settings
 from tests.auth.test_sandbox import sandbox_token
 
 ORIGIN = "https://sandbox.cds-hooks.org"
-BASE = "http://testserver"
+BASE = "http://localhost"
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +28,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     data_dir: Path = tmp_path_factory.mktemp("official-sandbox")
     settings = load_settings(
         data_dir=data_dir,
+        public_base_url=BASE,
         cors_origins=[ORIGIN],
         trusted_clients=[
             {
@@ -69,6 +70,23 @@ def test_preflight_for_a_hook_call_is_answered(client: TestClient) -> None:
         "/cds-services/care-gaps",
         headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
     )
+    assert evil.headers.get("access-control-allow-origin") != "https://evil.example"
+
+
+def test_private_network_preflight_is_answered_for_configured_origins(client: TestClient) -> None:
+    """Issue 21, item 5: Chrome's Private Network Access preflight gets 200 and the allow header
+    for a configured origin; another origin still gets neither."""
+    headers = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+        "Access-Control-Request-Private-Network": "true",
+    }
+    resp = client.options("/cds-services/care-gaps", headers={"Origin": ORIGIN, **headers})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["access-control-allow-private-network"] == "true"
+    assert resp.headers["access-control-allow-origin"] == ORIGIN
+    evil = client.options("/cds-services/care-gaps", headers={"Origin": "https://evil.example", **headers})
+    assert evil.status_code == 400
     assert evil.headers.get("access-control-allow-origin") != "https://evil.example"
 
 

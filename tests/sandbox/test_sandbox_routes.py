@@ -14,7 +14,7 @@ from cds.settings import load_settings
 
 
 def _client(tmp: Path, **overrides: object) -> TestClient:
-    return TestClient(create_app(load_settings(data_dir=tmp, **overrides)))
+    return TestClient(create_app(load_settings(data_dir=tmp, **overrides)), base_url="http://localhost")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_api_lists_patients_and_builds_requests(dev: TestClient) -> None:
             "orders": "sbx-warfarin-af-naproxen",
         },
     ).json()
-    assert got["url"] == "http://testserver/cds-services/medication-risk"
+    assert got["url"] == "http://localhost/cds-services/medication-risk"
     entries = got["request"]["context"]["draftOrders"]["entry"]
     assert [e["resource"]["id"] for e in entries] == ["sbx-warfarin-af-naproxen"]
     edited = {"resourceType": "MedicationRequest", "id": "x", "status": "draft", "intent": "order"}
@@ -85,16 +85,14 @@ def test_bad_requests_say_what_is_wrong(dev: TestClient, params: dict, message: 
 
 
 def test_tokens_only_for_this_service_and_only_in_dev_mode(dev: TestClient, tmp_path: Path) -> None:
-    ok = dev.post("/sandbox/api/token", json={"aud": "http://testserver/cds-services/deterioration"})
+    ok = dev.post("/sandbox/api/token", json={"aud": "http://localhost/cds-services/deterioration"})
     assert ok.status_code == 200 and ok.json()["token"].count(".") == 2
-    for aud in ("https://elsewhere.example/cds-services/x", "http://testserver/metrics", None):
+    for aud in ("https://elsewhere.example/cds-services/x", "http://localhost/metrics", None):
         assert dev.post("/sandbox/api/token", json={"aud": aud}).status_code == 400
     with _client(tmp_path, sandbox=True) as prod:
         assert prod.get("/sandbox").status_code == 200
         assert prod.get("/sandbox/api/config").json()["dev"] is False
-        refused = prod.post(
-            "/sandbox/api/token", json={"aud": "http://testserver/cds-services/deterioration"}
-        )
+        refused = prod.post("/sandbox/api/token", json={"aud": "http://localhost/cds-services/deterioration"})
         assert refused.status_code == 403 and "paste a token" in refused.json()["issue"][0]["diagnostics"]
 
 

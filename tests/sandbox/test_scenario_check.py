@@ -209,7 +209,8 @@ def test_check_a_service_that_trusts_a_qa_key(tmp_path: Path, capsys: pytest.Cap
     )
     jwk = json.loads(ECAlgorithm.to_jwk(key.public_key())) | {"kid": "qa-1", "alg": "ES384", "use": "sig"}
     (tmp_path / "qa-jwks.json").write_text(json.dumps({"keys": [jwk]}))
-    settings = load_settings(
+    settings = load_settings(  # dev mode: the audience is the free port's URL, known only later
+        dev=True,
         data_dir=tmp_path / "data",
         trusted_clients=[{"iss": "qa-ci", "jwks_file": str(tmp_path / "qa-jwks.json")}],
     )
