@@ -37,13 +37,16 @@ from cds.jsonbody import read_json
 from cds.metrics import Metrics
 from cds.modelcards import model_card_routes
 from cds.openapi import openapi_route
-from cds.outbound import STRICT
+from cds.outbound import STRICT, OutboundClient
 from cds.prefetch import missing_keys
 from cds.privacy import patient_key
 from cds.record import PatientRecord, resources_of
 from cds.services.base import Service, ServiceLoadError
 from cds.services.registry import service_class
 from cds.settings import Settings
+from cds.smart.backend import public_jwks
+from cds.smart.scopes import system_scope
+from cds.smart.tokens import BackendTokens
 from cds.validation import is_about, validate_hook_request
 
 log = logging.getLogger("cds.app")
@@ -64,8 +67,16 @@ class CDSApp:
         self.settings = settings
         self.discovery = Discovery.load(settings.hooks_file)
         self.metrics = Metrics()
-        self.fetcher = FhirFetcher(settings)
         self.authenticator = Authenticator(settings)
+        self.backend_clients = [c.backend for c in self.authenticator.clients.values() if c.backend]
+        outbound = OutboundClient(connect_timeout=settings.fhir_timeout_seconds)
+        tokens = None
+        if self.backend_clients:
+            queries = [t for e in self.discovery.services.values() for t in e.prefetch.values()]
+            tokens = BackendTokens(
+                outbound, self.metrics, system_scope(queries), settings.fhir_timeout_seconds
+            )
+        self.fetcher = FhirFetcher(settings, outbound, tokens)
         self.services: dict[str, Service] = {}
         self.load_errors: dict[str, str] = {}
         self.store: Any = None
@@ -190,7 +201,9 @@ class CDSApp:
             )
         try:
             reach = caller.reach if caller is not None else STRICT
-            fetched = await self.fetcher.fetch(req, templates, missing, reach)
+            fetched = await self.fetcher.fetch(
+                req, templates, missing, reach, caller.client if caller is not None else None
+            )
         except PreconditionFailed:
             self.metrics.fallback.labels(service=sid, outcome="failed").inc()
             raise
@@ -204,6 +217,14 @@ class CDSApp:
         if self.load_errors or len(self.services) != len(self.discovery.services):
             return json_response({"status": "not ready", "services": self.load_errors}, status=503)
         return json_response({"status": "ready", "services": sorted(self.services)})
+
+    async def jwks_endpoint(self, request: Request) -> Response:
+        """Our backend-services public keys, for an EHR registering the service by JWKS URL."""
+        return Response(
+            orjson.dumps(public_jwks(self.backend_clients)),
+            media_type="application/json",
+            headers={"Cache-Control": "max-age=300"},
+        )
 
     async def metrics_endpoint(self, request: Request) -> Response:
         return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")
@@ -259,6 +280,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", state.healthz, methods=["GET"]),
         Route("/readyz", state.readyz, methods=["GET"]),
         Route("/metrics", state.metrics_endpoint, methods=["GET"]),
+        Route("/.well-known/jwks.json", state.jwks_endpoint, methods=["GET"]),
         openapi_route(state.discovery, settings),
         *model_card_routes(settings),
     ]

@@ -21,11 +21,14 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
+from cds.auth.clients import TrustedClient
 from cds.errors import PreconditionFailed
 from cds.hookrequest import HookRequest
 from cds.outbound import STRICT, Failed, OutboundClient, Reach, Refused, Target
 from cds.prefetch import UnresolvedToken, render
 from cds.settings import Settings
+from cds.smart.scopes import covers, resource_type
+from cds.smart.tokens import BackendTokenError, BackendTokens
 
 log = logging.getLogger("cds.fhir")
 
@@ -39,35 +42,84 @@ class FetchFailed(Exception):
     """One key could not be fetched; the message is safe to show (no token, no patient data)."""
 
 
+class _Auth:
+    """The Authorization header for one kind of token: the EHR's, ours (backend), or none."""
+
+    async def header(self, relative_url: str) -> str | None:
+        return None
+
+    async def refreshed(self, refused: str | None) -> str | None:
+        """A new header after the FHIR server answered 401 to `refused`; None: do not retry."""
+        return None
+
+
+class _EhrToken(_Auth):
+    def __init__(self, access_token: str) -> None:
+        self._header = f"Bearer {access_token}"
+
+    async def header(self, relative_url: str) -> str | None:
+        return self._header
+
+
+class _BackendToken(_Auth):
+    """Our own SMART Backend Services token for this client and FHIR server."""
+
+    def __init__(self, tokens: BackendTokens, client: TrustedClient, fhir_server: str, reach: Reach) -> None:
+        self.tokens, self.client, self.fhir_server, self.reach = tokens, client, fhir_server, reach
+
+    async def _get(self, stale: str | None = None) -> tuple[str, str | None]:
+        assert self.client.backend is not None
+        try:
+            return await self.tokens.token(
+                self.client.iss, self.client.backend, self.fhir_server, self.reach, stale=stale
+            )
+        except BackendTokenError as e:
+            raise FetchFailed(f"backend services: {e}") from None
+
+    async def header(self, relative_url: str) -> str | None:
+        token, granted = await self._get()
+        if granted is not None and not covers(granted, relative_url):
+            raise FetchFailed(
+                f"backend services: the authorization server did not grant a scope for {resource_type(relative_url)}"
+            )
+        return f"Bearer {token}"
+
+    async def refreshed(self, refused: str | None) -> str | None:
+        stale = refused.removeprefix("Bearer ") if refused else None
+        token, _ = await self._get(stale=stale)
+        return f"Bearer {token}"
+
+
 class _FhirReader:
-    """GETs under one fhirServer, with the caller's token, through the outbound gate."""
+    """GETs under one fhirServer, with one kind of token, through the outbound gate."""
 
     def __init__(
         self,
         outbound: OutboundClient,
         target: Target,
         reach: Reach,
-        authorization: str | None,
+        auth: _Auth,
         max_bytes: int,
         timeout: float,
     ) -> None:
         self.outbound = outbound
         self.target = target
         self.reach = reach
-        self.headers = {"Accept": _ACCEPT}
-        if authorization:
-            self.headers["Authorization"] = authorization
+        self.auth = auth
         self.max_bytes = max_bytes
         self.timeout = timeout
 
-    async def get(self, url: str, *, paging: bool = False) -> Any:
+    async def _send(self, url: str, authorization: str | None, paging: bool) -> Any:
+        headers = {"Accept": _ACCEPT}
+        if authorization:
+            headers["Authorization"] = authorization
         try:
-            reply = await self.outbound.request(
+            return await self.outbound.request(
                 "GET",
                 url,
                 target=self.target,
                 reach=self.reach,
-                headers=self.headers,
+                headers=headers,
                 max_bytes=self.max_bytes,
                 timeout=self.timeout,
             )
@@ -77,6 +129,14 @@ class _FhirReader:
             raise FetchFailed(f"fhirServer was not queried: {e}") from None
         except Failed as e:
             raise FetchFailed(f"fhirServer: {e}") from None
+
+    async def get(self, url: str, relative_url: str, *, paging: bool = False) -> Any:
+        authorization = await self.auth.header(relative_url)
+        reply = await self._send(url, authorization, paging)
+        if reply.status == 401:
+            again = await self.auth.refreshed(authorization)  # ours: a new token, one retry
+            if again is not None:
+                reply = await self._send(url, again, paging)
         if reply.status in (401, 403):
             raise FetchFailed(f"fhirServer refused the access token (HTTP {reply.status})")
         if not 200 <= reply.status < 300:
@@ -108,9 +168,12 @@ def _next_link(bundle: Mapping[str, Any]) -> str | None:
 class FhirFetcher:
     """Fetches missing prefetch keys; one instance per process, on the shared outbound gate."""
 
-    def __init__(self, settings: Settings, outbound: OutboundClient | None = None) -> None:
+    def __init__(
+        self, settings: Settings, outbound: OutboundClient | None = None, tokens: BackendTokens | None = None
+    ) -> None:
         self.settings = settings
         self.outbound = outbound or OutboundClient(connect_timeout=settings.fhir_timeout_seconds)
+        self.tokens = tokens
         # Cap a single response well above a sane search page, far below memory trouble.
         self.max_response_bytes = 4 * settings.max_body_bytes
 
@@ -121,7 +184,7 @@ class FhirFetcher:
         await self.outbound.close()
 
     async def _fetch_key(self, reader: _FhirReader, relative_url: str) -> Any:
-        data = await reader.get(_search_url(reader.target, relative_url))
+        data = await reader.get(_search_url(reader.target, relative_url), relative_url)
         if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
             raise FetchFailed("fhirServer answered with something that is not a FHIR resource")
         if data["resourceType"] == "OperationOutcome":
@@ -132,7 +195,7 @@ class FhirFetcher:
         pages = 1
         link = _next_link(data)
         while link and pages < self.settings.fhir_max_pages:
-            page = await reader.get(link, paging=True)
+            page = await reader.get(link, relative_url, paging=True)
             if not isinstance(page, dict) or page.get("resourceType") != "Bundle":
                 raise FetchFailed("a paging link did not return a Bundle")
             entries.extend(page.get("entry") or [])
@@ -156,10 +219,14 @@ class FhirFetcher:
         templates: Mapping[str, str],
         keys: list[str],
         reach: Reach = STRICT,
+        client: TrustedClient | None = None,
     ) -> dict[str, Any]:
         """Resources for `keys`, or PreconditionFailed naming every key that could not be had.
 
-        `reach` is the caller's (`Caller.reach`): which schemes and addresses it may use."""
+        `reach` is the caller's (`Caller.reach`): which schemes and addresses it may use. Which
+        token each query carries: the EHR's `fhirAuthorization` when its scope covers the query;
+        else our SMART Backend Services token when the caller's `client` has `backend`; else the
+        EHR's token all the same if there is one (the server decides), else none (open servers)."""
         if not keys:
             return {}
         if not request.fhir_server:
@@ -174,15 +241,29 @@ class FhirFetcher:
                 f"prefetch is missing {', '.join(keys)} and fhirServer is not a plain http(s) base URL",
                 expression=[f"prefetch.{k}" for k in keys],
             ) from None
-        auth = request.fhir_authorization
-        reader = _FhirReader(
-            self.outbound,
-            target,
-            reach,
-            f"Bearer {auth['access_token']}" if auth else None,
-            self.max_response_bytes,
-            self.settings.fhir_timeout_seconds,
-        )
+        ehr = request.fhir_authorization
+        ehr_auth: _Auth = _EhrToken(ehr["access_token"]) if ehr else _Auth()
+        backend_auth: _Auth | None = None
+        if client is not None and client.backend is not None and self.tokens is not None:
+            backend_auth = _BackendToken(self.tokens, client, request.fhir_server, reach)
+        readers: dict[int, _FhirReader] = {}
+
+        def reader_for(relative_url: str) -> _FhirReader:
+            auth = ehr_auth
+            if backend_auth is not None and not (ehr and covers(ehr.get("scope"), relative_url)):
+                auth = backend_auth
+            return readers.setdefault(
+                id(auth),
+                _FhirReader(
+                    self.outbound,
+                    target,
+                    reach,
+                    auth,
+                    self.max_response_bytes,
+                    self.settings.fhir_timeout_seconds,
+                ),
+            )
+
         tasks: dict[str, asyncio.Task[Any]] = {}
         reasons: dict[str, str] = {}
         for key in keys:
@@ -191,7 +272,7 @@ class FhirFetcher:
             except UnresolvedToken as e:
                 reasons[key] = str(e)
                 continue
-            tasks[key] = asyncio.create_task(self._fetch_key(reader, url))
+            tasks[key] = asyncio.create_task(self._fetch_key(reader_for(url), url))
         if tasks:
             _, pending = await asyncio.wait(tasks.values(), timeout=self.settings.fhir_timeout_seconds)
             for t in pending:

@@ -40,6 +40,12 @@ class Metrics:
             ["service"],
             registry=self.registry,
         )
+        self.backend_tokens = Counter(
+            "cds_backend_tokens",
+            "SMART Backend Services token requests: obtained, cache_hit, or why one failed",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.auth_failures = Counter(
             "cds_auth_failures", "Rejected JWTs by failed check", ["check"], registry=self.registry
         )

@@ -238,6 +238,22 @@ class FhirTestServer:
         """Clear the request log and switch faults off (data stay)."""
         self._control("POST", "reset", {})
 
+    def accept_tokens(
+        self, add: Iterable[str] = (), revoke: Iterable[str] = (), revoke_all: bool = False
+    ) -> None:
+        """Accept (or stop accepting) further bearer tokens, as issued by a test authorization server."""
+        self._control("POST", "tokens", {"add": list(add), "revoke": list(revoke), "revoke_all": revoke_all})
+
+    def smart(self, configuration: dict[str, Any] | None = None, token_proxy: str | None = None) -> None:
+        """Serve `configuration` at <base>/.well-known/smart-configuration and forward POST /oauth2/token
+        on this server's origin to `token_proxy`; no arguments: neither."""
+        body: dict[str, Any] = {}
+        if configuration is not None:
+            body["configuration"] = configuration
+        if token_proxy is not None:
+            body["token_proxy"] = token_proxy
+        self._control("POST", "smart", body)
+
     def clear(self) -> None:
         """Delete every stored resource."""
         self._control("POST", "clear", {})

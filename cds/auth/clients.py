@@ -11,6 +11,8 @@ Read from `settings.trusted_clients`, a list of tables:
     tenant         optional allow-list (string or list) of `tenant` claim values
     fhir_servers   fhirServer base URLs the service may fetch from for this client
     max_token_lifetime_seconds   longest exp - iat accepted (default 3600)
+    backend        a table: SMART Backend Services credentials for this client's FHIR servers
+                   (client_id, private_key_file, kid, token_url, scope; see cds/smart/backend.py)
     allow_local_fhir   true: this client's FHIR servers, key URLs and token endpoint may use
                    plain http and loopback/private addresses (a hospital's test network); never
                    link-local. Default false: https to public addresses only (see cds/outbound.py)
@@ -31,6 +33,7 @@ from cds.auth.jwks import VerifyKey, load_jwks_file
 from cds.auth.urls import normalize_base_url
 from cds.outbound import Reach, Target
 from cds.settings import Settings, SettingsError
+from cds.smart.backend import BackendClient, parse_backend
 
 DEFAULT_ALGORITHMS = ("ES384", "RS384")
 # Asymmetric JWS algorithms a client may be configured for; none and HMAC are never accepted.
@@ -55,6 +58,7 @@ _KEYS = {
     "fhir_servers",
     "max_token_lifetime_seconds",
     "allow_local_fhir",
+    "backend",
 }
 
 
@@ -78,6 +82,7 @@ class TrustedClient:
     max_token_lifetime_seconds: int = DEFAULT_MAX_TOKEN_LIFETIME
     any_fhir_server: bool = False  # only the development issuer
     allow_local_fhir: bool = False  # http and loopback/private addresses for this client
+    backend: BackendClient | None = None  # SMART Backend Services credentials, when configured
 
     def reach(self, dev: bool) -> Reach:
         """Which schemes and addresses requests made for this client may use."""
@@ -178,6 +183,12 @@ def _parse_one(entry: Any, i: int, *, dev: bool, max_jwks_bytes: int) -> Trusted
     if not isinstance(lifetime, int) or isinstance(lifetime, bool) or not 0 < lifetime <= 86400:
         raise fail("max_token_lifetime_seconds must be an integer between 1 and 86400")
 
+    backend = None
+    if "backend" in entry:
+        backend = parse_backend(entry["backend"], where, reach)
+        if not fhir_servers:
+            raise fail("backend credentials need fhir_servers: the servers they are used for")
+
     return TrustedClient(
         iss=iss,
         algorithms=frozenset(algs),
@@ -188,6 +199,7 @@ def _parse_one(entry: Any, i: int, *, dev: bool, max_jwks_bytes: int) -> Trusted
         fhir_servers=frozenset(fhir_servers),
         max_token_lifetime_seconds=lifetime,
         allow_local_fhir=allow_local,
+        backend=backend,
     )
 
 

@@ -144,9 +144,10 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def local_service(
-    settings: Settings | None = None, startup_timeout: float = 60.0
+    settings: Settings | None = None, startup_timeout: float = 60.0, port: int | None = None
 ) -> Iterator[tuple[str, Settings]]:
-    """The real app served by uvicorn on 127.0.0.1:<free port> in a background thread.
+    """The real app served by uvicorn on 127.0.0.1:<port> (default: a free one) in a background
+    thread.
 
     Default settings: development mode in a temporary data directory (removed afterwards).
     Yields (base URL, settings).
@@ -161,7 +162,7 @@ def local_service(
             settings = load_settings(
                 dev=True, data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'cds.sqlite3'}"
             )
-        port = _free_port()
+        port = port or _free_port()
         config = uvicorn.Config(
             create_app(settings),
             host="127.0.0.1",

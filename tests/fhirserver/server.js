@@ -18,7 +18,12 @@
 // Control endpoints (no auth, not recorded in the log):
 //   GET  /_control/health            -> {"ok": true, ...}
 //   GET  /_control/requests          -> [{method, path, auth_present, auth_ok, status, fault}, ...]
-//   POST /_control/reset             -> clears the request log and sets fault mode "none"
+//   POST /_control/reset             -> clears the request log, sets fault mode "none", forgets smart and tokens
+//   POST /_control/smart             -> {"configuration": {...}, "token_proxy": URL}: the document served at
+//                                      <base>/.well-known/smart-configuration, and a token endpoint on this
+//                                      origin (POST /oauth2/token) forwarded to token_proxy
+//   POST /_control/tokens            -> {"add": [...], "revoke": [...], "revoke_all": true}: further bearer
+//                                      tokens accepted (issued by a test authorization server)
 //   POST /_control/clear             -> deletes all resources
 //   POST /_control/load              -> body: Bundle (any type), array of resources or one resource;
 //                                      stored as-is (ids kept); urn:uuid references rewritten to Type/id
@@ -212,9 +217,15 @@ function checkAuth(header) {
   }
   const given = Buffer.from(m[1].trim());
   const expected = Buffer.from(TOKEN);
-  const ok = NO_AUTH || (given.length === expected.length && crypto.timingSafeEqual(given, expected));
+  const ok =
+    NO_AUTH ||
+    (given.length === expected.length && crypto.timingSafeEqual(given, expected)) ||
+    extraTokens.has(m[1].trim());
   return { present: true, ok };
 }
+
+// Further accepted tokens, issued by a test authorization server (POST /_control/tokens).
+const extraTokens = new Set();
 
 function absoluteBase(req) {
   return `http://${req.headers.host || `${HOST}:${PORT}`}${BASE_PATH}`;
@@ -605,11 +616,30 @@ async function handleControl(req, res, url) {
   if (!parsed.ok) {
     return send(res, 400, outcome('error', 'invalid', parsed.error));
   }
+  if (action === 'smart') {
+    smart = parsed.value ?? {};
+    return send(res, 200, smart, 'application/json');
+  }
+  if (action === 'tokens') {
+    // {"add": [...], "revoke": [...], "revoke_all": true}: tokens an authorization server issued
+    if (parsed.value.revoke_all) {
+      extraTokens.clear();
+    }
+    for (const t of parsed.value.revoke ?? []) {
+      extraTokens.delete(t);
+    }
+    for (const t of parsed.value.add ?? []) {
+      extraTokens.add(t);
+    }
+    return send(res, 200, { tokens: extraTokens.size }, 'application/json');
+  }
   const body = parsed.value ?? {};
   switch (action) {
     case 'reset':
       requestLog = [];
       fault = { mode: 'none' };
+      smart = {};
+      extraTokens.clear();
       return send(res, 200, { ok: true }, 'application/json');
     case 'clear':
       repo.clear();
@@ -879,6 +909,39 @@ function capabilityStatement(base) {
   };
 }
 
+// ---------------------------------------------------------------- SMART (tests of backend services)
+
+// {configuration: the document at <base>/.well-known/smart-configuration, token_proxy: a token
+// endpoint URL that POST /oauth2/token on this origin forwards to}, set by POST /_control/smart.
+let smart = {};
+
+async function proxyToken(req, res) {
+  const body = await readBody(req);
+  const target = new URL(smart.token_proxy);
+  const upstream = http.request(
+    {
+      host: target.hostname,
+      port: target.port,
+      path: target.pathname,
+      method: 'POST',
+      headers: {
+        'content-type': req.headers['content-type'] ?? 'application/x-www-form-urlencoded',
+        'content-length': Buffer.byteLength(body),
+      },
+    },
+    (up) => {
+      const chunks = [];
+      up.on('data', (c) => chunks.push(c));
+      up.on('end', () => {
+        res.writeHead(up.statusCode, { 'Content-Type': up.headers['content-type'] ?? 'application/json' });
+        res.end(Buffer.concat(chunks));
+      });
+    }
+  );
+  upstream.on('error', () => send(res, 502, outcome('error', 'transient', 'token endpoint unreachable')));
+  upstream.end(body);
+}
+
 // ---------------------------------------------------------------- server
 
 const server = http.createServer(async (req, res) => {
@@ -891,6 +954,14 @@ const server = http.createServer(async (req, res) => {
   try {
     if (url.pathname.startsWith('/_control/')) {
       return await handleControl(req, res, url);
+    }
+    if (req.method === 'GET' && url.pathname === `${BASE_PATH}/.well-known/smart-configuration`) {
+      return smart.configuration
+        ? send(res, 200, smart.configuration, 'application/json')
+        : send(res, 404, outcome('error', 'not-found', 'no smart-configuration (POST /_control/smart)'));
+    }
+    if (req.method === 'POST' && url.pathname === '/oauth2/token' && smart.token_proxy) {
+      return await proxyToken(req, res);
     }
     if (url.pathname === BASE_PATH || url.pathname.startsWith(BASE_PATH + '/')) {
       return await handleFhir(req, res, url);
