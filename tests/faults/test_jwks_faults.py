@@ -185,7 +185,10 @@ def test_slow_endpoint_does_not_stall_other_callers(
     before, so no rate limit applies), calls with cached keys are answered at once: the cached-key
     call finishes while the other is still waiting (its timeout is 8 s here)."""
     other = jwks.url.replace("/jwks.json", "/other.json")
-    c = client(jwks_timeout_seconds=8, trusted_clients=[{"iss": ISS, "jku": [jwks.url, other], "allow_local_fhir": True}])
+    c = client(
+        jwks_timeout_seconds=8,
+        trusted_clients=[{"iss": ISS, "jku": [jwks.url, other], "allow_local_fhir": True}],
+    )
     assert discovery(c, keys[0].token(jwks.url))[0] == 200
     jwks.mode = "slow"
     jwks.keys = [keys[0].jwk(), keys[1].jwk()]

@@ -246,22 +246,24 @@ def test_load_keeps_ids_and_rewrites_urn_references(fresh_fhir_server):
 
 def test_service_client_reads_and_pages(fhir):
     """The service's own FHIR reader against this server: search, sort, read, follow `next`."""
-    from cds.fhirfetch import _FhirReader, _search_url
+    from cds.fhirfetch import _EhrToken, _FhirReader, _search_url
     from cds.outbound import LOCAL, OutboundClient, Target
 
     async def run():
         outbound = OutboundClient()
         target = Target.parse(fhir.base_url)
-        reader = _FhirReader(outbound, target, LOCAL, f"Bearer {fhir.token}", 1 << 20, 5.0)
+        reader = _FhirReader(outbound, target, LOCAL, _EhrToken(fhir.token), 1 << 20, 5.0)
+
+        async def get(query: str) -> dict:
+            return await reader.get(_search_url(target, query), query)
+
         try:
-            newest = await reader.get(
-                _search_url(target, "Observation?patient=p1&category=vital-signs&_sort=-date&_count=200")
-            )
-            patient = await reader.get(_search_url(target, "Patient/p1"))
-            page = await reader.get(_search_url(target, "Observation?_count=2"))
+            newest = await get("Observation?patient=p1&category=vital-signs&_sort=-date&_count=200")
+            patient = await get("Patient/p1")
+            page = await get("Observation?_count=2")
             everything = list(page.get("entry", []))
             while nxt := next((ln["url"] for ln in page.get("link", []) if ln["relation"] == "next"), None):
-                page = await reader.get(nxt, paging=True)
+                page = await reader.get(nxt, "Observation?_count=2", paging=True)
                 everything += page.get("entry", [])
         finally:
             await outbound.close()
