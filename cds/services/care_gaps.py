@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from cds.cards import SEVERITY_RANK, Action, Card, Link, Source, Suggestion, override_reason, truncate_summary
+from cds.fhirvalue import as_list
 from cds.hookrequest import HookRequest
 from cds.measures.engine import MEASURE_IDS, UnknownMeasureError, evaluate, resolve_measure
 from cds.measures.period import Period
@@ -144,7 +145,7 @@ def with_legacy_bp_panels(record: PatientRecord) -> PatientRecord:
     for obs in observations:
         code = obs.get("code")
         if _LEGACY_BP.matches(code) and not _CURRENT_BP.matches(code) and isinstance(code, dict):
-            obs = {**obs, "code": {**code, "coding": [*(code.get("coding") or []), _BP_PANEL]}}
+            obs = {**obs, "code": {**code, "coding": [*as_list(code.get("coding")), _BP_PANEL]}}
             changed = True
         out.append(obs)
     if not changed:
