@@ -62,6 +62,8 @@ def patient_of(resource: Mapping[str, Any], full_urls: Mapping[str, str] | None 
         ref = resource.get(name)
         if ref is None:
             continue
+        if not isinstance(ref, dict):  # a Reference is an object; a bare string is malformed
+            return UNREADABLE
         return patient_id_of_reference(ref, full_urls) or UNREADABLE
     return None
 

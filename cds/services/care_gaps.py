@@ -99,7 +99,8 @@ class CareGapsService:
             record = with_current_visit_closed(record, request.context.get("encounterId"))
         if self.accept_legacy_bp_panel:
             record = with_legacy_bp_panels(record)
-        results = evaluate(record, period, self.measures, self.valuesets)
+        failed: list[str] = []
+        results = evaluate(record, period, self.measures, self.valuesets, failed=failed)
         gaps: list[tuple[int, int, Card]] = []
         for result in results:
             groups = result.open_gap_groups
@@ -108,7 +109,10 @@ class CareGapsService:
                 card = gap_card(spec, result, groups, record)
                 gaps.append((SEVERITY_RANK[card.indicator], int(spec["care_gap"]["importance"]), card))
         gaps.sort(key=lambda g: (g[0], g[1]), reverse=True)
-        return [card for _, _, card in gaps[: self.max_cards]]
+        cards = [card for _, _, card in gaps[: self.max_cards]]
+        if failed:  # the other measures still answer; these say they could not
+            cards.append(not_evaluated_card(failed))
+        return cards
 
 
 def with_current_visit_closed(record: PatientRecord, encounter_id: Any) -> PatientRecord:
@@ -156,6 +160,21 @@ def with_legacy_bp_panels(record: PatientRecord) -> PatientRecord:
 
 
 # --- cards -------------------------------------------------------------------------------------
+def not_evaluated_card(measure_ids: list[str]) -> Card:
+    """Measures that raised on this chart's data: the clinician learns they were not checked."""
+    names = ", ".join(measure_ids)
+    return Card(
+        summary=truncate_summary(f"Care gaps not checked for {names}: chart data could not be read"),
+        indicator="info",
+        source=Source(label="CMS eCQMs (cds)"),
+        kind="care-gaps:not-evaluated",
+        detail=(
+            f"{names} could not be evaluated because part of this patient's record was malformed; "
+            "the other measures were. Check these manually. The error has been logged."
+        ),
+    )
+
+
 def _date(t: datetime | None) -> str:
     return t.date().isoformat() if t else "unknown date"
 
