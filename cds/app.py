@@ -30,6 +30,7 @@ from cds.errors import HTTPProblem, PreconditionFailed, operation_outcome, probl
 from cds.feedback.routes import feedback_routes
 from cds.feedback.store import open_store
 from cds.fhirfetch import FhirFetcher
+from cds.frontdoor import BodyLimit
 from cds.gcpolicy import collect_periodically, freeze_startup_state
 from cds.hooksfirst import HooksFirst
 from cds.jsonbody import read_json
@@ -292,7 +293,14 @@ def create_app(settings: Settings) -> Starlette:
 
         routes += sandbox_routes(settings)
 
-    middleware = [Middleware(HooksFirst)]
+    middleware = [
+        Middleware(
+            BodyLimit,
+            max_body_bytes=settings.max_body_bytes,
+            max_other_body_bytes=settings.max_other_body_bytes,
+        ),
+        Middleware(HooksFirst),
+    ]
     if settings.cors_origins:  # none by default; the middleware would still wrap every answer
         middleware.append(
             Middleware(
@@ -309,6 +317,8 @@ def create_app(settings: Settings) -> Starlette:
             authenticator=state.authenticator,
             metrics=state.metrics,
             public_base_url=settings.public_base_url,
+            # Outside dev mode the sandbox API is behind the JWT check like the CDS endpoints.
+            extra_prefixes=("/sandbox/api",) if settings.sandbox_enabled and not settings.dev else (),
         )
     )
     app = Starlette(
