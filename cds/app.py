@@ -294,12 +294,12 @@ def create_app(settings: Settings) -> Starlette:
         routes += sandbox_routes(settings)
 
     middleware = [
+        Middleware(HooksFirst),
         Middleware(
             BodyLimit,
             max_body_bytes=settings.max_body_bytes,
             max_other_body_bytes=settings.max_other_body_bytes,
         ),
-        Middleware(HooksFirst),
     ]
     if settings.cors_origins:  # none by default; the middleware would still wrap every answer
         middleware.append(

@@ -7,6 +7,7 @@ naming the field, so the services only ever see well-formed requests.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -133,7 +134,7 @@ def _check_prefetch(
     for key, value in prefetch.items():
         if value is None:
             continue
-        for i, res in enumerate(resources_of(value)):
+        for i, res in _indexed_resources(value, key, skipped):
             pid = patient_of(res, full_urls)
             if pid is UNREADABLE:
                 skipped.append((key, i, "unreadable-patient-reference"))
@@ -153,6 +154,30 @@ def _check_prefetch(
                 f"prefetch holds more than {settings.max_prefetch_resources} resources (the configured limit)"
             )
     return prefetch, resources, skipped
+
+
+def _indexed_resources(
+    value: dict[str, Any], key: str, skipped: list[tuple[str, int, str]]
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(entry index, resource) of a prefetch value; an entry that holds no resource is recorded
+    in `skipped` by its index (a nested Bundle's resources share its entry's index)."""
+    if value.get("resourceType") != "Bundle":
+        for res in resources_of(value):
+            yield 0, res
+        return
+    entries = value.get("entry")
+    if entries is None:
+        return
+    if not isinstance(entries, list):
+        skipped.append((key, 0, "entry-not-a-list"))
+        return
+    for i, entry in enumerate(entries):
+        res = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+            skipped.append((key, i, "not-a-resource"))
+            continue
+        for r in resources_of(res):
+            yield i, r
 
 
 def is_about(resource: dict[str, Any], patient_id: str, full_urls: dict[str, str] | None = None) -> bool:

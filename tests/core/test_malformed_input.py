@@ -202,3 +202,20 @@ def test_feedback_summary_since_far_back_is_a_400(caller: Caller) -> None:
     for since in ("99999999d", "9" * 30 + "w", "99999999999h"):
         resp = caller.get("/feedback/summary", params={"since": since})
         assert resp.status_code == 400, (since, resp.text)
+
+
+def test_entries_that_hold_no_resource_are_skipped_by_index(
+    caller: Caller, caplog: pytest.LogCaptureFixture
+) -> None:
+    sid = "deterioration"
+    body = request_for(sid)
+    expected = kinds(caller.post(f"/cds-services/{sid}", json=body))
+    entries = body["prefetch"]["vitals"]["entry"]
+    n = len(entries)
+    entries += [SECRET, {"resource": {"id": SECRET}}, {"resource": [SECRET]}, None]
+    body["hookInstance"] = str(uuid.uuid4())
+    with caplog.at_level(logging.INFO):
+        assert kinds(caller.post(f"/cds-services/{sid}", json=body)) == expected
+    skipped = [(r.where, r.index, r.reason) for r in caplog.records if r.getMessage() == "resource skipped"]  # type: ignore[attr-defined]
+    assert skipped == [("prefetch.vitals", n + k, "not-a-resource") for k in range(4)]
+    assert all(SECRET not in str(r.__dict__) for r in caplog.records)
