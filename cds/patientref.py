@@ -19,7 +19,9 @@ SUBJECT_FIELDS: Final = ("subject", "patient", "beneficiary")
 _ID = r"[A-Za-z0-9\-.]{1,64}"
 _RELATIVE = re.compile(rf"Patient/({_ID})(?:/_history/{_ID})?")
 _ABSOLUTE = re.compile(rf"https?://[^\s#?]+/Patient/({_ID})(?:/_history/{_ID})?")
-_UUID = re.compile(r"urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# FHIR wants a UUID after `urn:uuid:`; senders (and test data) use other ids. Resolution is an exact
+# match against the Bundle's own fullUrls, so any id without spaces is accepted here.
+_UUID = re.compile(r"urn:uuid:[^\s]+")
 
 
 class _Unreadable(str):
