@@ -164,7 +164,7 @@ def _get(body: Any, path: Path) -> Any:
 
 @pytest.mark.parametrize("service", SERVICES)
 @settings(
-    max_examples=60,
+    max_examples=200,
     deadline=None,
     database=None,
     suppress_health_check=[
