@@ -27,7 +27,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from cds.errors import PayloadTooLarge
+from cds.errors import PayloadTooLarge, operation_outcome
 from cds.settings import Settings
 
 log = logging.getLogger("cds.frontdoor")
@@ -219,7 +219,8 @@ class BodyLimit:
         limit = self.max_hook if scope["path"].startswith("/cds-services/") else self.max_other
         for k, v in scope["headers"]:
             if k == b"content-length" and v.isdigit() and int(v) > limit:
-                await _too_large(limit)(scope, receive, send)
+                message = f"request body is larger than the limit of {limit} bytes"
+                await operation_outcome(413, message)(scope, receive, send)
                 return
         seen = 0
 
@@ -233,9 +234,3 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited, send)
-
-
-def _too_large(limit: int) -> Any:
-    from cds.errors import operation_outcome
-
-    return operation_outcome(413, f"request body is larger than the limit of {limit} bytes")
