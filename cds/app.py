@@ -21,16 +21,18 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from cds.authgate import AuthGate
+from cds.cards import Card, could_not_evaluate_card
 from cds.discovery import Discovery
 from cds.errors import HTTPProblem, PreconditionFailed, operation_outcome, problem_response
 from cds.feedback.routes import feedback_routes
 from cds.feedback.store import open_store
 from cds.fhirfetch import FhirFetcher
+from cds.frontdoor import BodyLimit
 from cds.gcpolicy import collect_periodically, freeze_startup_state
 from cds.hooksfirst import HooksFirst
 from cds.jsonbody import read_json
@@ -148,15 +150,21 @@ class CDSApp:
                     f"service {sid} is not ready: {self.load_errors.get(sid, 'not loaded')}", 503
                 )
             resources = list(req.prefetch_resources)
+            for key, index, reason in req.skipped:
+                self._skipped(sid, f"prefetch.{key}", index, reason)
             missing = missing_keys(entry.prefetch, req.prefetch)
             if missing:
                 fetched = await self._fallback(request, req, entry.prefetch, missing)
-                # A server answering with another patient's data must not reach a card.
-                resources += [
-                    r for v in fetched.values() for r in resources_of(v) if is_about(r, req.patient_id)
-                ]
+                # A server answering with another patient's data (or an unreadable patient
+                # reference) must not reach a card.
+                for key, value in fetched.items():
+                    for i, r in enumerate(resources_of(value)):
+                        if is_about(r, req.patient_id):
+                            resources.append(r)
+                        else:
+                            self._skipped(sid, f"fetched.{key}", i, "not-this-patient")
             record = PatientRecord.from_resources(resources, patient_id=req.patient_id)
-            cards = service.evaluate(req, record)
+            cards = self._evaluate(service, req, record)
             if self.store is not None and cards:
                 cards = await self.store.filter_and_record(
                     sid, patient_key(self.settings, req.patient_id), cards, record.now
@@ -169,6 +177,11 @@ class CDSApp:
             if status == 412:
                 self.metrics.precondition_failed.labels(service=sid).inc()
             return problem_response(e)
+        except ClientDisconnect:
+            # The EHR gave up (timeout, closed tab): nobody to answer and nothing wrong here.
+            status = 499
+            self.metrics.client_disconnects.labels(service=sid).inc()
+            return Response(status_code=499)
         except Exception:
             status = 500
             log.exception("hook evaluation failed", extra={"service": sid, "hookInstance": hook_instance})
@@ -186,6 +199,27 @@ class CDSApp:
                     "ms": round(elapsed * 1000, 2),
                 },
             )
+
+    def _skipped(self, sid: str, where: str, index: int, reason: str) -> None:
+        """Log (key and index, never content) and count a resource left out of the record."""
+        log.warning(
+            "resource skipped", extra={"service": sid, "where": where, "index": index, "reason": reason}
+        )
+        self.metrics.skipped_resources.labels(service=sid, reason=reason).inc()
+
+    def _evaluate(self, service: Service, req: Any, record: PatientRecord) -> list[Card]:
+        """The service's cards; when it raises on data it could not read, a card that says the
+        patient was not checked (silence would read as "nothing found") and an ERROR log."""
+        try:
+            return service.evaluate(req, record)
+        except HTTPProblem:
+            raise
+        except Exception:
+            sid = req.service_id
+            log.exception("service could not evaluate this chart", extra={"service": sid})
+            self.metrics.evaluation_failures.labels(service=sid).inc()
+            entry = self.discovery.services[sid]
+            return [could_not_evaluate_card(sid, entry.document.get("title") or sid)]
 
     async def _fallback(
         self, request: Request, req: Any, templates: dict[str, str], missing: list[str]
@@ -244,6 +278,13 @@ async def _problem(request: Request, exc: Exception) -> Response:
     return problem_response(exc)
 
 
+async def _client_left(request: Request, exc: Exception) -> Response:
+    """The client went away mid-request: not an error (an INFO line), and nobody reads the answer.
+    Registered for ClientDisconnect itself, so Starlette's error middleware never sees it."""
+    log.info("client disconnected", extra={"path": request.url.path})
+    return Response(status_code=499)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", extra={"path": request.url.path})
     return operation_outcome(500, "internal error; it has been logged")
@@ -290,7 +331,14 @@ def create_app(settings: Settings) -> Starlette:
 
         routes += sandbox_routes(settings)
 
-    middleware = [Middleware(HooksFirst)]
+    middleware = [
+        Middleware(HooksFirst),
+        Middleware(
+            BodyLimit,
+            max_body_bytes=settings.max_body_bytes,
+            max_other_body_bytes=settings.max_other_body_bytes,
+        ),
+    ]
     if settings.dev:
         # Development mode trusts the Host header for token audiences and the sandbox's token
         # minting: answer only local names, so a page whose DNS name rebinds to 127.0.0.1
@@ -315,13 +363,20 @@ def create_app(settings: Settings) -> Starlette:
             authenticator=state.authenticator,
             metrics=state.metrics,
             public_base_url=settings.public_base_url,
+            # Outside dev mode the sandbox API is behind the JWT check like the CDS endpoints.
+            extra_prefixes=("/sandbox/api",) if settings.sandbox_enabled and not settings.dev else (),
         )
     )
     app = Starlette(
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error, HTTPProblem: _problem, Exception: _unexpected},
+        exception_handlers={
+            HTTPException: _http_error,
+            HTTPProblem: _problem,
+            ClientDisconnect: _client_left,
+            Exception: _unexpected,
+        },
     )
     app.state.cds = state
     return app

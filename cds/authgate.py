@@ -23,9 +23,15 @@ PROTECTED_PREFIXES = ("/cds-services", "/feedback")
 
 class AuthGate:
     def __init__(
-        self, app: ASGIApp, authenticator: Authenticator, metrics: Metrics, public_base_url: str | None
+        self,
+        app: ASGIApp,
+        authenticator: Authenticator,
+        metrics: Metrics,
+        public_base_url: str | None,
+        extra_prefixes: tuple[str, ...] = (),
     ):
         self.app = app
+        self.prefixes = PROTECTED_PREFIXES + tuple(extra_prefixes)
         self.authenticator = authenticator
         self.metrics = metrics
         self.public_base_url = public_base_url.rstrip("/") if public_base_url else None
@@ -43,7 +49,7 @@ class AuthGate:
         return f"{scheme}://{host}{path}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIXES):
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefixes):
             await self.app(scope, receive, send)
             return
         from cds.auth import AuthError

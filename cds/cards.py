@@ -223,3 +223,19 @@ def truncate_summary(text: str, limit: int = 139) -> str:
         return text
     cut = text[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:")
     return cut + "…"
+
+
+def could_not_evaluate_card(service_id: str, title: str) -> Card:
+    """The card sent when a service could not evaluate a chart (data it could not read): the
+    clinician must know the patient was not checked, rather than read silence as "all clear"."""
+    return Card(
+        summary=truncate_summary(f"{title}: not checked for this patient (chart data could not be read)"),
+        indicator="warning",
+        source=Source(label=f"{title} (cds)"),
+        kind=f"{service_id}:not-evaluated",
+        detail=(
+            "The service could not evaluate this patient's record because part of the data it "
+            "received was malformed. No result is not a normal result: check manually. The error "
+            "has been logged for the service's operators."
+        ),
+    )

@@ -6,6 +6,10 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+# Clinical dates outside these years are data errors; reading them as "no date" keeps date
+# arithmetic (a year 1 minus a day, a year 9999 plus one) from overflowing.
+MIN_YEAR, MAX_YEAR = 1800, 2200
+
 
 def parse_datetime(value: Any) -> datetime | None:
     """A timezone-aware datetime for a FHIR date, dateTime or instant; None when unreadable.
@@ -23,16 +27,19 @@ def _parse_datetime(value: str) -> datetime | None:
     v = value.strip()
     try:
         if len(v) == 4:
-            return datetime(int(v), 1, 1, tzinfo=UTC)
-        if len(v) == 7:
-            return datetime(int(v[:4]), int(v[5:7]), 1, tzinfo=UTC)
-        if len(v) == 10:
-            return datetime(int(v[:4]), int(v[5:7]), int(v[8:10]), tzinfo=UTC)
-        dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
+            dt = datetime(int(v), 1, 1, tzinfo=UTC)
+        elif len(v) == 7:
+            dt = datetime(int(v[:4]), int(v[5:7]), 1, tzinfo=UTC)
+        elif len(v) == 10:
+            dt = datetime(int(v[:4]), int(v[5:7]), int(v[8:10]), tzinfo=UTC)
+        else:
+            dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
     except (ValueError, TypeError):
         return None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
+    if not MIN_YEAR <= dt.year <= MAX_YEAR:
+        return None
     return dt
 
 

@@ -24,6 +24,8 @@ class HookRequest:
     base_url: str = "http://127.0.0.1:8080"
     # The prefetch's resources, flattened and checked to be about this patient (by validation).
     prefetch_resources: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+    # Prefetch resources left out as (prefetch key, index in that key, reason): logged and counted.
+    skipped: tuple[tuple[str, int, str], ...] = ()
 
     @property
     def patient_id(self) -> str:
@@ -37,6 +39,6 @@ class HookRequest:
             return []
         return [
             e["resource"]
-            for e in bundle.get("entry") or []
+            for e in (bundle.get("entry") if isinstance(bundle.get("entry"), list) else ())
             if isinstance(e, dict) and isinstance(e.get("resource"), dict)
         ]

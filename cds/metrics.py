@@ -40,6 +40,24 @@ class Metrics:
             ["service"],
             registry=self.registry,
         )
+        self.skipped_resources = Counter(
+            "cds_skipped_resources",
+            "Prefetch or fetched resources left out of the record, by reason (never their content)",
+            ["service", "reason"],
+            registry=self.registry,
+        )
+        self.evaluation_failures = Counter(
+            "cds_evaluation_failures",
+            "Hook calls answered with a could-not-evaluate card because the service raised",
+            ["service"],
+            registry=self.registry,
+        )
+        self.client_disconnects = Counter(
+            "cds_client_disconnects",
+            "Requests whose client went away before the answer (not errors)",
+            ["service"],
+            registry=self.registry,
+        )
         self.backend_tokens = Counter(
             "cds_backend_tokens",
             "SMART Backend Services token requests: obtained, cache_hit, or why one failed",

@@ -13,6 +13,7 @@ from datetime import date, datetime
 from typing import Any
 
 from cds.fhirdates import age_in_years, effective_time, parse_date, utcnow
+from cds.fhirvalue import dicts
 from cds.terminology import CodeSet
 
 # Statuses that mean "this did not happen / is not true": never read as data.
@@ -138,9 +139,7 @@ class PatientRecord:
         for obs in self.valid("Observation"):
             if codes is not None and not (
                 codes.matches(obs.get("code"))
-                or any(
-                    codes.matches(c.get("code")) for c in obs.get("component") or [] if isinstance(c, dict)
-                )
+                or any(codes.matches(c.get("code")) for c in dicts(obs.get("component")))
             ):
                 continue
             t = effective_time(obs)
@@ -210,7 +209,7 @@ class PatientRecord:
 
 def _first_code(concept: Any) -> str | None:
     if isinstance(concept, dict):
-        for c in concept.get("coding") or []:
-            if isinstance(c, dict) and isinstance(c.get("code"), str):
+        for c in dicts(concept.get("coding")):
+            if isinstance(c.get("code"), str):
                 return c["code"]
     return None

@@ -40,10 +40,17 @@ class Settings:
     # The URL EHRs use to reach this service (behind a proxy); None: taken from each request.
     public_base_url: str | None = None
     # --- limits -----------------------------------------------------------------------------
-    max_body_bytes: int = 5 * 1024 * 1024
+    max_body_bytes: int = 5 * 1024 * 1024  # hook calls and their feedback (prefetch is large)
+    max_other_body_bytes: int = 64 * 1024  # every other endpoint: sandbox API, operations
     max_json_depth: int = 64
     max_prefetch_resources: int = 20_000
     max_draft_orders: int = 100
+    # --- front door (cds/frontdoor.py; per worker) -----------------------------------------
+    max_header_bytes: int = 16 * 1024  # request line + header fields: 431 above
+    header_timeout_seconds: float = 10.0  # to send the headers, from connect or last answer: 408
+    body_timeout_seconds: float = 30.0  # to send the whole body, from the end of the headers: 408
+    max_connections: int = 500  # open connections per worker (503 above); below `ulimit -n` 1024
+    keep_alive_seconds: float = 5.0  # idle time between requests on one connection (uvicorn)
     # --- FHIR fallback ----------------------------------------------------------------------
     fhir_timeout_seconds: float = 2.0
     fhir_max_pages: int = 5
@@ -84,10 +91,22 @@ class Settings:
             "max_prefetch_resources",
             "max_draft_orders",
             "fhir_max_pages",
+            "max_other_body_bytes",
+            "max_header_bytes",
+            "max_connections",
             "jwks_max_bytes",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be a positive number")
+        for name in ("header_timeout_seconds", "body_timeout_seconds", "keep_alive_seconds"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"{name} must be positive")
+        if self.sandbox and not self.dev and not self.trusted_clients:
+            raise SettingsError(
+                "sandbox = true outside development mode puts /sandbox/api/* behind the JWT check, and no "
+                "trusted_clients are configured to sign for it: add a trusted client, use --dev on a "
+                "workstation, or turn the sandbox off"
+            )
         if self.fhir_timeout_seconds <= 0:
             raise SettingsError("fhir_timeout_seconds must be positive")
         if self.public_base_url and not self.public_base_url.startswith(("http://", "https://")):

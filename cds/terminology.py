@@ -44,9 +44,10 @@ _ALIASES: dict[str, str] = {
 }
 
 
-def canonical_system(system: str | None) -> str:
-    """The canonical URI of a code system, whatever alias the sender used."""
-    if not system:
+def canonical_system(system: object) -> str:
+    """The canonical URI of a code system, whatever alias the sender used ("" when it is absent
+    or not a string: malformed input matches no code system)."""
+    if not system or type(system) is not str:
         return ""
     return _ALIASES.get(system, system)
 
@@ -74,7 +75,8 @@ def concept_text(concept: Mapping[str, Any] | None) -> str:
     text = concept.get("text")
     if isinstance(text, str) and text:
         return text
-    for c in concept.get("coding") or []:
+    items = concept.get("coding")
+    for c in items if isinstance(items, list) else ():
         if isinstance(c, dict) and isinstance(c.get("display"), str):
             return c["display"]
     return ""

@@ -7,12 +7,13 @@ naming the field, so the services only ever see well-formed requests.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 from cds.errors import BadRequest, PayloadTooLarge
 from cds.hookrequest import HookRequest
+from cds.patientref import UNREADABLE, bundle_patient_urls, patient_of
 from cds.record import resources_of
 from cds.settings import Settings
 
@@ -48,26 +49,6 @@ def _absolute_http_url(value: Any) -> bool:
         return False
     parts = urlsplit(value)
     return parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
-def _patient_of(resource: Mapping[str, Any]) -> str | None:
-    """The patient id a resource says it is about (subject/patient reference), if readable.
-
-    On the hook path for every prefetched resource: kept to a few dict lookups.
-    """
-    ref = resource.get("subject") or resource.get("patient")
-    if type(ref) is not dict:
-        return None
-    r = ref.get("reference")
-    if type(r) is not str:
-        return None
-    if r.startswith("Patient/"):
-        rid = r[8:]
-    elif "/Patient/" in r:
-        rid = r.rsplit("/Patient/", 1)[1]
-    else:
-        return None
-    return rid.split("/", 1)[0] if "/" in rid else rid
 
 
 def _check_context(hook: str, context: Any, settings: Settings) -> None:
@@ -109,6 +90,7 @@ def _check_context(hook: str, context: Any, settings: Settings) -> None:
             raise PayloadTooLarge(
                 f"context.draftOrders has {len(entries)} entries; the limit is {settings.max_draft_orders}"
             )
+        full_urls = bundle_patient_urls([bundle])
         for i, e in enumerate(entries):
             res = e.get("resource") if isinstance(e, dict) else None
             if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
@@ -116,29 +98,48 @@ def _check_context(hook: str, context: Any, settings: Settings) -> None:
                     f"context.draftOrders.entry[{i}] has no resource with a resourceType",
                     expression=[f"context.draftOrders.entry[{i}]"],
                 )
-            if _patient_of(res) not in (None, context["patientId"]):
+            pid = patient_of(res, full_urls)
+            if pid is UNREADABLE:
+                raise BadRequest(
+                    f"context.draftOrders.entry[{i}] has a patient reference that is not Patient/<id> "
+                    "(or a urn:uuid: fullUrl of a Patient in the Bundle)",
+                    expression=[f"context.draftOrders.entry[{i}]"],
+                )
+            if pid not in (None, context["patientId"]):
                 raise BadRequest(
                     f"context.draftOrders.entry[{i}] is for another patient than context.patientId",
                     expression=[f"context.draftOrders.entry[{i}]"],
                 )
 
 
-def _check_prefetch(prefetch: Any, patient_id: str, settings: Settings) -> tuple[dict[str, Any], list[dict]]:
-    """The prefetch object and its resources, flattened once (the record is built from them)."""
+def _check_prefetch(
+    prefetch: Any, patient_id: str, settings: Settings
+) -> tuple[dict[str, Any], list[dict], list[tuple[str, int, str]]]:
+    """The prefetch object, its resources flattened once (the record is built from them), and the
+    resources skipped as (prefetch key, index in that key, reason): never their content."""
     if prefetch is None:
-        return {}, []
+        return {}, [], []
     if not isinstance(prefetch, dict):
         raise BadRequest("prefetch must be a JSON object of key -> FHIR resource", expression=["prefetch"])
-    resources: list[dict[str, Any]] = []
     for key, value in prefetch.items():
-        if value is None:
-            continue
-        if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
+        if value is not None and (
+            not isinstance(value, dict) or not isinstance(value.get("resourceType"), str)
+        ):
             raise BadRequest(
                 f"prefetch.{key} must be a FHIR resource or null", expression=[f"prefetch.{key}"]
             )
-        for res in resources_of(value):
-            if not is_about(res, patient_id):
+    full_urls = bundle_patient_urls(prefetch.values())
+    resources: list[dict[str, Any]] = []
+    skipped: list[tuple[str, int, str]] = []
+    for key, value in prefetch.items():
+        if value is None:
+            continue
+        for i, res in _indexed_resources(value, key, skipped):
+            pid = patient_of(res, full_urls)
+            if pid is UNREADABLE:
+                skipped.append((key, i, "unreadable-patient-reference"))
+                continue
+            if pid is not None and pid != patient_id:
                 what = (
                     "a Patient other than"
                     if res["resourceType"] == "Patient"
@@ -152,14 +153,38 @@ def _check_prefetch(prefetch: Any, patient_id: str, settings: Settings) -> tuple
             raise PayloadTooLarge(
                 f"prefetch holds more than {settings.max_prefetch_resources} resources (the configured limit)"
             )
-    return prefetch, resources
+    return prefetch, resources, skipped
 
 
-def is_about(resource: dict[str, Any], patient_id: str) -> bool:
-    """False when a resource says it is about another patient (no reference: assumed ours)."""
-    if resource.get("resourceType") == "Patient":
-        return resource.get("id") in (None, patient_id)
-    return _patient_of(resource) in (None, patient_id)
+def _indexed_resources(
+    value: dict[str, Any], key: str, skipped: list[tuple[str, int, str]]
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(entry index, resource) of a prefetch value; an entry that holds no resource is recorded
+    in `skipped` by its index (a nested Bundle's resources share its entry's index)."""
+    if value.get("resourceType") != "Bundle":
+        for res in resources_of(value):
+            yield 0, res
+        return
+    entries = value.get("entry")
+    if entries is None:
+        return
+    if not isinstance(entries, list):
+        skipped.append((key, 0, "entry-not-a-list"))
+        return
+    for i, entry in enumerate(entries):
+        res = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+            skipped.append((key, i, "not-a-resource"))
+            continue
+        for r in resources_of(res):
+            yield i, r
+
+
+def is_about(resource: dict[str, Any], patient_id: str, full_urls: dict[str, str] | None = None) -> bool:
+    """True when a resource is about this patient or about no patient (Medication...). A resource
+    whose patient reference cannot be read is not this patient's."""
+    pid = patient_of(resource, full_urls)
+    return pid is None or pid == patient_id
 
 
 def validate_hook_request(
@@ -208,7 +233,7 @@ def validate_hook_request(
     if hook not in HOOK_CONTEXT:
         raise BadRequest(f"unsupported hook {hook}", expression=["hook"])
     _check_context(hook, context, settings)
-    prefetch, resources = _check_prefetch(body.get("prefetch"), context["patientId"], settings)
+    prefetch, resources, skipped = _check_prefetch(body.get("prefetch"), context["patientId"], settings)
     return HookRequest(
         service_id=service_id,
         hook=hook,
@@ -216,6 +241,7 @@ def validate_hook_request(
         context=context,
         prefetch=prefetch,
         prefetch_resources=tuple(resources),
+        skipped=tuple(skipped),
         fhir_server=fhir_server,
         fhir_authorization=auth,
         base_url=base_url,

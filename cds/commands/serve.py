@@ -49,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
     from cds.logs import configure_logging
 
     configure_logging(settings.log_level)
+    from cds.frontdoor import DoorLimits, GuardedHttpToolsProtocol
+
+    GuardedHttpToolsProtocol.limits = DoorLimits.of(settings)  # workers read the same settings
     uvicorn.run(
         "cds.app:app_from_env",
         factory=True,
@@ -59,5 +62,10 @@ def run(args: argparse.Namespace) -> int:
         access_log=False,
         timeout_graceful_shutdown=30,
         server_header=False,
+        # Front door (docs/robustness.md): header size, header/body time and connection limits live
+        # in the protocol; in-flight requests are capped too (503); idle keep-alive is uvicorn's.
+        http="cds.frontdoor:GuardedHttpToolsProtocol",
+        limit_concurrency=settings.max_connections + 1,  # uvicorn refuses at >=; ours at >
+        timeout_keep_alive=settings.keep_alive_seconds,
     )
     return 0

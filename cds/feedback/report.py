@@ -36,7 +36,10 @@ def parse_when(text: str, now: datetime) -> datetime:
         return now
     m = _RELATIVE.match(t)
     if m:
-        return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        try:
+            return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        except OverflowError:  # `99999999d` reaches before year 1
+            raise ValueError(f"{text!r} reaches too far back") from None
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", t):
         try:
             return datetime.fromisoformat(t).replace(tzinfo=UTC)

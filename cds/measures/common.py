@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from cds.fhirvalue import as_dict
 from cds.measures import qicore as q
 from cds.measures.context import MeasureContext
 from cds.measures.medication_period import medication_request_period
@@ -45,7 +46,7 @@ def _hospice(ctx: MeasureContext) -> bool:
     home = _code(lib, "Discharge to home for hospice care (procedure)")
     facility = _code(lib, "Discharge to healthcare facility for hospice care (procedure)")
     for enc in ctx.retrieve("Encounter", _vs(lib, "Encounter Inpatient")):
-        disposition = (enc.get("hospitalization") or {}).get("dischargeDisposition")
+        disposition = as_dict(enc.get("hospitalization")).get("dischargeDisposition")
         if (
             q.encounter_performed(enc)
             and (q.has_code(disposition, *home) or q.has_code(disposition, *facility))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cds.fhirdates import age_in_years
+from cds.fhirvalue import as_list
 from cds.measures.period import Period, add_years
 from cds.measures.qicore import Days, Interval, reference_id
 from cds.measures.valuesets import ValueSets, default_valuesets
@@ -188,7 +189,7 @@ class MeasureContext:
         for pos, res in enumerate(self.record.of_type(rtype)):
             for path in CODE_PATHS.get(rtype, ("code",)):
                 concept = res.get(path)
-                for ext in concept.get("extension") or () if isinstance(concept, dict) else ():
+                for ext in as_list(concept.get("extension")) if isinstance(concept, dict) else ():
                     if not isinstance(ext, dict) or not str(ext.get("url", "")).endswith("notDoneValueSet"):
                         continue
                     url = ext.get("valueCanonical") or ext.get("valueUri")

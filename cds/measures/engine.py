@@ -9,6 +9,7 @@ are computed once per call.
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from types import ModuleType
@@ -33,6 +34,8 @@ MEASURE_MODULES: dict[str, str] = {
     "CMS951": "cds.measures.cms951",
 }
 MEASURE_IDS: tuple[str, ...] = tuple(MEASURE_MODULES)
+
+log = logging.getLogger("cds.measures")
 
 
 class UnknownMeasureError(KeyError):
@@ -66,8 +69,13 @@ def evaluate(
     period: Period,
     measure_ids: Sequence[str] | None = None,
     valuesets: ValueSets | None = None,
+    failed: list[str] | None = None,
 ) -> list[MeasureResult]:
-    """The populations of each measure (default: all eight) for the record's patient."""
+    """The populations of each measure (default: all eight) for the record's patient.
+
+    With `failed`, a measure that raises on data it cannot read is left out and its id appended
+    there (the others are still evaluated); without it, the error propagates (`cds measure`).
+    """
     if not isinstance(record, PatientRecord):
         record = PatientRecord.from_resources(record)
     ctx = MeasureContext(record, period, valuesets)
@@ -75,7 +83,14 @@ def evaluate(
     for mid in measure_ids or MEASURE_IDS:
         mid = resolve_measure(mid)
         spec = load_spec(mid)
-        groups, evidence = _module(mid).evaluate(ctx)
+        try:
+            groups, evidence = _module(mid).evaluate(ctx)
+        except Exception:
+            if failed is None:
+                raise
+            log.exception("measure could not be evaluated", extra={"measure": mid})
+            failed.append(mid)
+            continue
         out.append(
             MeasureResult(
                 measure_id=mid,

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cds.patientref import SUBJECT_FIELDS, UNREADABLE, bundle_patient_urls, patient_of
 from cds.record import PatientRecord, resources_of
 
-_PATIENT_FIELDS = ("subject", "patient", "beneficiary")
 _SKIP = frozenset({"MeasureReport", "OperationOutcome"})
 # Resources that describe no one patient, shared by all even when they carry a reference.
 _SHARED_TYPES = frozenset({"Organization", "Practitioner", "PractitionerRole", "Location", "Medication"})
@@ -47,28 +47,38 @@ def _files(path: Path) -> Iterator[Path]:
 
 
 def load_resources(paths: Iterable[Path]) -> list[dict[str, Any]]:
-    """Every resource in the files (Bundles flattened)."""
+    """Every resource in the files (Bundles flattened), `urn:uuid:` patient references rewritten
+    to `Patient/<id>` through the Bundles' fullUrls (Synthea writes them so)."""
     out: list[dict[str, Any]] = []
+    docs: list[dict[str, Any]] = []
     for path in paths:
         for f in _files(path):
             doc = _read(f)
             if not isinstance(doc, dict) or not isinstance(doc.get("resourceType"), str):
                 raise SourceError(f"{f}: not a FHIR resource (no resourceType)")
-            out.extend(r for r in resources_of(doc) if r.get("resourceType") not in _SKIP)
+            docs.append(doc)
+    full_urls = bundle_patient_urls(docs)
+    for doc in docs:
+        for r in resources_of(doc):
+            if r.get("resourceType") in _SKIP:
+                continue
+            out.append(_resolved(r, full_urls))
     return out
 
 
-def _patient_of(res: Mapping[str, Any]) -> str | None:
-    """The patient id a resource's subject/patient names (`Patient/id` or a Bundle `urn:uuid:id`)."""
-    for name in _PATIENT_FIELDS:
+def _resolved(res: dict[str, Any], full_urls: dict[str, str]) -> dict[str, Any]:
+    """The resource with a `urn:uuid:` patient reference replaced by the `Patient/<id>` it
+    resolves to, as a FHIR server does when it stores a transaction Bundle."""
+    for name in SUBJECT_FIELDS:
         ref = res.get(name)
-        if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
-            r = ref["reference"]
-            if "Patient/" in r:
-                return r.rsplit("Patient/", 1)[1].split("/")[0]
-            if r.startswith("urn:uuid:"):
-                return r[len("urn:uuid:") :]
-    return None
+        if ref is None:
+            continue
+        if isinstance(ref, dict) and str(ref.get("reference", "")).startswith("urn:uuid:"):
+            pid = patient_of(res, full_urls)
+            if pid is not None and pid is not UNREADABLE:
+                return {**res, name: {**ref, "reference": f"Patient/{pid}"}}
+        break
+    return res
 
 
 def patient_records(resources: list[dict[str, Any]], now: datetime | None = None) -> list[PatientRecord]:
@@ -82,10 +92,10 @@ def patient_records(resources: list[dict[str, Any]], now: datetime | None = None
     for res in resources:
         if res.get("resourceType") == "Patient":
             continue
-        pid = _patient_of(res)
+        pid = patient_of(res)
         if pid in own:
             own[pid].append(res)
-        elif pid is None or res.get("resourceType") in _SHARED_TYPES:
+        elif pid is None or (pid is not UNREADABLE and res.get("resourceType") in _SHARED_TYPES):
             shared.append(res)
     return [
         PatientRecord.from_resources([p, *own[p["id"]], *shared], now=now, patient_id=p["id"])

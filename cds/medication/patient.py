@@ -11,9 +11,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cds.fhirdates import effective_time
+from cds.fhirvalue import as_list, as_str
 from cds.medication.egfr import ckd_epi_2021
 from cds.medication.knowledge import ConditionSet, Knowledge, LabDef
-from cds.medication.resolve import Resolver, as_list
+from cds.medication.resolve import Resolver
 from cds.record import PatientRecord
 from cds.terminology import ICD10, ICD10CM, LOINC, SNOMED, CodeSet, codings, concept_text
 from cds.units import quantity_in
@@ -71,7 +72,7 @@ def _lab_value(obs: Mapping[str, Any], lab: LabDef, codes: CodeSet) -> float | N
     if quantity.get("comparator") in ("<", ">", "<=", ">="):
         return None  # "<0.5" is not a value we can compare against a threshold
     if lab.unit is None:
-        unit = quantity.get("code") or quantity.get("unit")
+        unit = as_str(quantity.get("code")) or as_str(quantity.get("unit"))
         value = quantity.get("value")
         if unit in _UNITLESS and isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from cds.fhirvalue import as_list
 from cds.medication.knowledge import Knowledge
 from cds.record import PatientRecord
 from cds.terminology import RXNORM, canonical_system, concept_text
@@ -148,11 +149,6 @@ class Resolver:
                 return hit
         found = record.resolve(_relative(target))
         return found if found is not None and found.get("resourceType") == "Medication" else None
-
-
-def as_list(value: Any) -> list[Any]:
-    """A FHIR list element, or nothing when the sender put something else there."""
-    return value if isinstance(value, list) else []
 
 
 def _relative(reference: str) -> str:

@@ -13,28 +13,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from cds.fhirdates import effective_time, parse_datetime
+from cds.fhirvalue import dicts
+from cds.patientref import patient_of
 from cds.terminology import canonical_system
 
 
 class UnsupportedQuery(ValueError):
     """The sandbox cannot answer this prefetch query."""
-
-
-def _ref_id(value: Any) -> str | None:
-    if isinstance(value, dict):
-        value = value.get("reference")
-    if isinstance(value, str):
-        return value.rsplit("/", 1)[-1]
-    return None
-
-
-def _patient_of(res: dict[str, Any]) -> str | None:
-    if res.get("resourceType") == "Patient":
-        return res.get("id")
-    for key in ("subject", "patient", "beneficiary"):
-        if key in res:
-            return _ref_id(res[key])
-    return None
 
 
 def _concepts(value: Any) -> list[dict[str, Any]]:
@@ -45,7 +30,7 @@ def _concepts(value: Any) -> list[dict[str, Any]]:
 
 def _token_matches(concepts: Iterable[dict[str, Any]], wanted: list[str]) -> bool:
     for concept in concepts:
-        for coding in concept.get("coding") or []:
+        for coding in dicts(concept.get("coding")):
             for w in wanted:
                 system, sep, code = w.rpartition("|")
                 if coding.get("code") == code and (
@@ -103,7 +88,7 @@ def search(resources: list[dict[str, Any]], query: str) -> dict[str, Any] | None
         wanted = value.split(",")
         if name in ("patient", "subject"):
             pid = value.rsplit("/", 1)[-1]
-            matches = [r for r in matches if _patient_of(r) == pid]
+            matches = [r for r in matches if patient_of(r) == pid]
         elif name == "category":
             matches = [r for r in matches if _token_matches(_concepts(r.get("category")), wanted)]
         elif name == "code":
@@ -143,8 +128,8 @@ def search(resources: list[dict[str, Any]], query: str) -> dict[str, Any] | None
     for r in matches:
         for element in includes:
             target = _resolve(resources, r.get(element + "Reference", r.get(element)))
-            if target is not None and (target["resourceType"], target.get("id")) not in seen:
-                seen.add((target["resourceType"], target.get("id")))
+            if target is not None and (target["resourceType"], str(target.get("id"))) not in seen:
+                seen.add((target["resourceType"], str(target.get("id"))))
                 entries.append({"resource": target, "search": {"mode": "include"}})
     if entries:  # FHIR JSON has no empty arrays
         bundle["entry"] = entries

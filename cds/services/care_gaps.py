@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from cds.cards import SEVERITY_RANK, Action, Card, Link, Source, Suggestion, override_reason, truncate_summary
+from cds.fhirvalue import as_list
 from cds.hookrequest import HookRequest
 from cds.measures.engine import MEASURE_IDS, UnknownMeasureError, evaluate, resolve_measure
 from cds.measures.period import Period
@@ -98,7 +99,8 @@ class CareGapsService:
             record = with_current_visit_closed(record, request.context.get("encounterId"))
         if self.accept_legacy_bp_panel:
             record = with_legacy_bp_panels(record)
-        results = evaluate(record, period, self.measures, self.valuesets)
+        failed: list[str] = []
+        results = evaluate(record, period, self.measures, self.valuesets, failed=failed)
         gaps: list[tuple[int, int, Card]] = []
         for result in results:
             groups = result.open_gap_groups
@@ -107,7 +109,10 @@ class CareGapsService:
                 card = gap_card(spec, result, groups, record)
                 gaps.append((SEVERITY_RANK[card.indicator], int(spec["care_gap"]["importance"]), card))
         gaps.sort(key=lambda g: (g[0], g[1]), reverse=True)
-        return [card for _, _, card in gaps[: self.max_cards]]
+        cards = [card for _, _, card in gaps[: self.max_cards]]
+        if failed:  # the other measures still answer; these say they could not
+            cards.append(not_evaluated_card(failed))
+        return cards
 
 
 def with_current_visit_closed(record: PatientRecord, encounter_id: Any) -> PatientRecord:
@@ -144,7 +149,7 @@ def with_legacy_bp_panels(record: PatientRecord) -> PatientRecord:
     for obs in observations:
         code = obs.get("code")
         if _LEGACY_BP.matches(code) and not _CURRENT_BP.matches(code) and isinstance(code, dict):
-            obs = {**obs, "code": {**code, "coding": [*(code.get("coding") or []), _BP_PANEL]}}
+            obs = {**obs, "code": {**code, "coding": [*as_list(code.get("coding")), _BP_PANEL]}}
             changed = True
         out.append(obs)
     if not changed:
@@ -155,6 +160,21 @@ def with_legacy_bp_panels(record: PatientRecord) -> PatientRecord:
 
 
 # --- cards -------------------------------------------------------------------------------------
+def not_evaluated_card(measure_ids: list[str]) -> Card:
+    """Measures that raised on this chart's data: the clinician learns they were not checked."""
+    names = ", ".join(measure_ids)
+    return Card(
+        summary=truncate_summary(f"Care gaps not checked for {names}: chart data could not be read"),
+        indicator="info",
+        source=Source(label="CMS eCQMs (cds)"),
+        kind="care-gaps:not-evaluated",
+        detail=(
+            f"{names} could not be evaluated because part of this patient's record was malformed; "
+            "the other measures were. Check these manually. The error has been logged."
+        ),
+    )
+
+
 def _date(t: datetime | None) -> str:
     return t.date().isoformat() if t else "unknown date"
 

@@ -10,7 +10,13 @@ from starlette.testclient import TestClient
 
 from cds.app import create_app
 from cds.sandbox.patients import sample_patients
-from cds.settings import load_settings
+from cds.settings import SettingsError, load_settings
+from tests.auth.test_sandbox import SANDBOX as SANDBOX_CLIENT
+from tests.auth.test_sandbox import sandbox_token
+
+
+def _bearer(url: str) -> dict[str, str]:
+    return {"Authorization": "Bearer " + sandbox_token(url)}
 
 
 def _client(tmp: Path, **overrides: object) -> TestClient:
@@ -89,11 +95,57 @@ def test_tokens_only_for_this_service_and_only_in_dev_mode(dev: TestClient, tmp_
     assert ok.status_code == 200 and ok.json()["token"].count(".") == 2
     for aud in ("https://elsewhere.example/cds-services/x", "http://localhost/metrics", None):
         assert dev.post("/sandbox/api/token", json={"aud": aud}).status_code == 400
-    with _client(tmp_path, sandbox=True) as prod:
+    with _client(
+        tmp_path, sandbox=True, trusted_clients=[SANDBOX_CLIENT], public_base_url="http://localhost"
+    ) as prod:
         assert prod.get("/sandbox").status_code == 200
-        assert prod.get("/sandbox/api/config").json()["dev"] is False
-        refused = prod.post("/sandbox/api/token", json={"aud": "http://localhost/cds-services/deterioration"})
+        url = "http://localhost/sandbox/api/config"
+        assert prod.get("/sandbox/api/config", headers=_bearer(url)).json()["dev"] is False
+        url = "http://localhost/sandbox/api/token"
+        refused = prod.post(
+            "/sandbox/api/token",
+            json={"aud": "http://localhost/cds-services/deterioration"},
+            headers=_bearer(url),
+        )
         assert refused.status_code == 403 and "paste a token" in refused.json()["issue"][0]["diagnostics"]
+
+
+def test_outside_dev_mode_the_sandbox_api_needs_a_jwt_and_a_client_to_sign_it(tmp_path: Path) -> None:
+    """Issue 15, finding 6: `sandbox = true` outside dev mode no longer serves an open API."""
+    with pytest.raises(SettingsError, match="trusted_clients"):
+        load_settings(data_dir=tmp_path, sandbox=True)
+    with _client(
+        tmp_path, sandbox=True, trusted_clients=[SANDBOX_CLIENT], public_base_url="http://localhost"
+    ) as prod:
+        for method, path in [
+            ("GET", "/sandbox/api/config"),
+            ("GET", "/sandbox/api/patients"),
+            ("POST", "/sandbox/api/request"),
+            ("POST", "/sandbox/api/token"),
+        ]:
+            resp = prod.request(method, path, json={})
+            assert resp.status_code == 401, (path, resp.text)
+            wrong_aud = prod.request(
+                method, path, json={}, headers=_bearer("http://testserver/sandbox/api/x")
+            )
+            assert wrong_aud.status_code == 401, path
+        assert prod.get("/sandbox/static/sandbox.js").status_code == 200  # the page's own files
+
+
+def test_every_sandbox_endpoint_has_a_body_limit(dev: TestClient) -> None:
+    """Issue 15, finding 6: /sandbox/api/request echoed a 31.7 MB body; now 413 above 64 KiB."""
+    big = b'{"patient": "' + b"x" * (200 * 1024) + b'", "service": "deterioration"}'
+    for path in ("/sandbox/api/request", "/sandbox/api/token"):
+        resp = dev.post(path, content=big, headers={"content-type": "application/json"})
+        assert resp.status_code == 413, path
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: counted while streaming
+            yield big[:1000]
+            yield big[1000:]
+
+        streamed = dev.post(path, content=chunks(), headers={"content-type": "application/json"})
+        assert streamed.status_code == 413, path
+        assert len(streamed.content) < 1000
 
 
 def test_sandbox_is_off_in_production_settings(tmp_path: Path) -> None:
