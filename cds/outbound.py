@@ -62,7 +62,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 import orjson
@@ -144,7 +144,8 @@ def _parse(url: str) -> URL:
         raise ValueError("not an absolute http(s) URL")
     if u.raw_user is not None or u.raw_password is not None or u.raw_fragment:
         raise ValueError("user info or fragment")
-    if _has_dot_segment(u.raw_path):
+    # yarl resolves dot segments when it parses, so look at the path as written too
+    if _has_dot_segment(u.raw_path) or _has_dot_segment(urlsplit(url).path):
         raise ValueError("dot segment in path")
     return u
 

@@ -70,3 +70,10 @@ def fresh_fhir_server(fhir_server):
     fhir_server.clear()
     yield fhir_server
     fhir_server.reset()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests run last, whatever the order the files were collected in: Playwright's sync
+    API keeps an event loop running in the main thread until the session ends, and every later
+    `asyncio.run()` would fail ("cannot be called from a running event loop")."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

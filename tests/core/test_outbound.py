@@ -63,7 +63,7 @@ BASE = "https://ehr.example.org/fhir"
         ("https://ehr.example.org/fhir/../admin", False),  # dot segments, plain or encoded
         ("https://ehr.example.org/fhir/%2e%2e/admin", False),
         ("https://ehr.example.org/fhir/%2E%2E/%2e%2E/admin", False),
-        ("https://ehr.example.org/fhir/./Patient", True),  # sent as /fhir/Patient (normalised)
+        ("https://ehr.example.org/fhir/./Patient", False),  # any dot segment is refused, even a harmless one
         ("https://ehr.example.org/fhir\\..\\admin", False),
         ("https://ehr.example.org/fhir/Patient#frag", False),
         ("https://ehr.example.org/fhir/Patient\n", False),
