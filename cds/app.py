@@ -144,8 +144,14 @@ class CDSApp:
             record = PatientRecord.from_resources(resources, patient_id=req.patient_id)
             cards = service.evaluate(req, record)
             if self.store is not None and cards:
+                caller = request.scope.get("state", {}).get("caller")
                 cards = await self.store.filter_and_record(
-                    sid, patient_key(self.settings, req.patient_id), cards, record.now
+                    sid,
+                    patient_key(self.settings, req.patient_id),
+                    cards,
+                    record.now,
+                    issuer=caller.iss if caller else None,
+                    tenant=caller.tenant if caller else None,
                 )
             for c in cards:
                 self.metrics.cards.labels(service=sid, indicator=c.indicator).inc()
