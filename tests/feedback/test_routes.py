@@ -137,9 +137,9 @@ async def test_feedback_and_summary_are_scoped_to_the_caller(store: FeedbackStor
     now = datetime.now(UTC)
     await store.filter_and_record(SERVICE, "pk1", mine, now, issuer=ISSUER, tenant="t1")
     await store.filter_and_record(
-        SERVICE, "pk1", theirs, now, issuer="https://other-ehr.example", tenant="t1"
+        SERVICE, "pk2", theirs, now, issuer="https://other-ehr.example", tenant="t1"
     )
-    await store.filter_and_record(SERVICE, "pk1", other_tenant, now, issuer=ISSUER, tenant="t2")
+    await store.filter_and_record(SERVICE, "pk3", other_tenant, now, issuer=ISSUER, tenant="t2")
     app = Starlette(routes=feedback_routes(store))
     async with client(app, ISSUER, "t1") as c:
         path = f"/cds-services/{SERVICE}/feedback"
