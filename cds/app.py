@@ -57,12 +57,15 @@ class CDSApp:
 
     def __init__(self, settings: Settings) -> None:
         from cds.auth import Authenticator
+        from cds.auth.replay_store import SharedReplayCache
 
         self.settings = settings
         self.discovery = Discovery.load(settings.hooks_file)
         self.metrics = Metrics()
         self.fetcher = FhirFetcher(settings)
-        self.authenticator = Authenticator(settings)
+        # Replay protection across workers and instances: the seen-set in the feedback database.
+        replay = SharedReplayCache(settings, on_fallback=self.metrics.replay_fallback.inc)
+        self.authenticator = Authenticator(settings, replay=replay)
         self.services: dict[str, Service] = {}
         self.load_errors: dict[str, str] = {}
         self.store: Any = None
