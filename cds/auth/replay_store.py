@@ -38,7 +38,7 @@ from cds.settings import Settings
 
 log = logging.getLogger("cds.auth")
 
-DB_TIMEOUT_SECONDS = 0.5  # longest a call waits on the seen-set before using the in-process cache
+DB_TIMEOUT_SECONDS = 0.2  # longest a call waits on the seen-set before using the in-process cache
 OPEN_TIMEOUT_SECONDS = 5.0  # start-up: connect and migrate
 RETRY_SECONDS = 5.0  # after a failure, the database is left alone this long
 LOG_EVERY_SECONDS = 10.0
