@@ -36,7 +36,7 @@ from cds.metrics import Metrics
 from cds.modelcards import model_card_routes
 from cds.openapi import openapi_route
 from cds.prefetch import missing_keys
-from cds.privacy import patient_key
+from cds.privacy import hmac_key, make_private_dir, patient_key
 from cds.record import PatientRecord, resources_of
 from cds.services.base import Service, ServiceLoadError
 from cds.services.registry import service_class
@@ -84,7 +84,8 @@ class CDSApp:
                 log.exception("service failed to load", extra={"service": sid})
 
     async def startup(self) -> None:
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.settings.data_dir)  # 0700: the database and development key live here
+        hmac_key(self.settings)  # the key (kept outside data_dir) is readable, or start-up stops here
         self.load_services()
         freeze_startup_state()  # see cds/gcpolicy.py: the collector cost 3/4 of the hook time
         self._gc_task = asyncio.create_task(collect_periodically())

@@ -54,8 +54,10 @@ class Settings:
     jwks_cache_seconds: int = 3600
     jwks_timeout_seconds: float = 2.0
     cors_origins: list[str] = field(default_factory=list)
-    # Key for HMAC of patient ids (feedback, suppression). None: generated once in data_dir.
+    # Key for HMAC of patient ids (feedback, suppression): hmac_secret (e.g. CDS_HMAC_SECRET), else
+    # read from hmac_key_file, by default <data_dir>-keys/hmac.key, generated (0600) when absent.
     hmac_secret: str | None = None
+    hmac_key_file: Path | None = None
     # --- feedback store ---------------------------------------------------------------------
     database_url: str | None = None
     retention_days: int = 365

@@ -32,7 +32,7 @@ class SQLiteBackend:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="cds-sqlite-write")
         self._readers = ThreadPoolExecutor(2, thread_name_prefix="cds-sqlite-read")
         self._local = threading.local()
