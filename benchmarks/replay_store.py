@@ -97,22 +97,24 @@ async def run(n: int, rounds: int, pg_url: str | None, workdir: Path) -> None:
 
             for _ in range(max(1, per_round // CONCURRENCY)):
                 burst[name] += await asyncio.gather(*(one() for _ in range(CONCURRENCY)))
+    fallbacks = {name: getattr(auth.replay, "fallbacks", 0) for name, auth in auths.items()}
     for auth in auths.values():
-        fallbacks = getattr(auth.replay, "fallbacks", 0)
-        assert fallbacks == 0, "the database fell back to the process: figures would be wrong"
         await auth.close()
 
     base = pct(whole["in-process"], 0.5)
     print(f"fresh ES384 tokens, {rounds} rounds x {per_round} per set-up; times in ms")
     print(f"{'set-up':<12} {'auth p50':>9} {'auth p99':>9} {'+p50 vs base':>13} {'replay p50':>11} "
-          f"{'replay p99':>11} {f'x{CONCURRENCY} p50':>9} {f'x{CONCURRENCY} p99':>9}")  # fmt: skip
+          f"{'replay p99':>11} {f'x{CONCURRENCY} p50':>9} {f'x{CONCURRENCY} p99':>9} {'fallbacks':>9}")  # fmt: skip
     for name in auths:
         w, s, b = whole[name], step[name], burst[name]
         print(
             f"{name:<12} {pct(w, 0.5) * 1e3:9.3f} {pct(w, 0.99) * 1e3:9.3f} "
             f"{(pct(w, 0.5) - base) * 1e3:+13.3f} {pct(s, 0.5) * 1e3:11.3f} {pct(s, 0.99) * 1e3:11.3f} "
-            f"{pct(b, 0.5) * 1e3:9.3f} {pct(b, 0.99) * 1e3:9.3f}"
+            f"{pct(b, 0.5) * 1e3:9.3f} {pct(b, 0.99) * 1e3:9.3f} {fallbacks[name]:9d}"
         )
+    print(
+        "fallbacks: tokens checked in-process only (the database took > replay_db_timeout_seconds); should be 0"
+    )
 
 
 def main() -> None:

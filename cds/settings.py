@@ -62,6 +62,8 @@ class Settings:
     database_url: str | None = None
     retention_days: int = 365
     db_write_timeout_seconds: float = 0.05
+    # Longest a call waits on the replay seen-set before trusting this process's cache alone.
+    replay_db_timeout_seconds: float = 0.2
     # --- sandbox ----------------------------------------------------------------------------
     sandbox: bool | None = None
     # --- per-service options ----------------------------------------------------------------
@@ -88,6 +90,8 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be a positive number")
+        if not 0 < self.replay_db_timeout_seconds <= 10:
+            raise SettingsError("replay_db_timeout_seconds must be between 0 and 10")
         if self.fhir_timeout_seconds <= 0:
             raise SettingsError("fhir_timeout_seconds must be positive")
         if self.public_base_url and not self.public_base_url.startswith(("http://", "https://")):

@@ -32,7 +32,8 @@ def spread(server: LiveServer, token: str) -> list[int]:
 
 
 def test_two_workers_accept_a_token_once_and_a_restart_remembers(tmp_path: Path) -> None:
-    env = {"CDS_WORKERS": "2", "CDS_PUBLIC_BASE_URL": PUBLIC}
+    # a generous wait on the database: a loaded test machine must not turn into a fallback
+    env = {"CDS_WORKERS": "2", "CDS_PUBLIC_BASE_URL": PUBLIC, "CDS_REPLAY_DB_TIMEOUT_SECONDS": "5"}
     with LiveServer(tmp_path, env=env) as server:
         token = mint_dev_token(server.settings, PUBLIC + "/cds-services")
         statuses = spread(server, token)
