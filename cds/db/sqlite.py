@@ -16,6 +16,7 @@ def connect(path: str | Path, synchronous: Literal["FULL", "NORMAL"] = "FULL") -
     only at WAL checkpoints (replay rows: still atomic and crash-safe for the process, only the
     last commits may be lost on power loss, which reopens a window of minutes for a captured token).
     """
+    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
