@@ -3,12 +3,14 @@ ES384 tokens with replay protection in this process only (the baseline), through
 (WAL, synchronous=NORMAL) and through the PostgreSQL seen-set (synchronous_commit=off), side by
 side in one run.
 
-    python benchmarks/replay_store.py [--n 2000] [--rounds 5] [--postgres URL|auto|off]
+    python benchmarks/replay_store.py [--n 2000] [--rounds 5] [--postgres URL|auto|off] [--timeout 0.2]
 
 Rounds alternate the three set-ups so drift on a shared machine hits them alike. Printed per set-up:
 p50/p99 of the whole authentication and of the replay step alone (`remember()`), sequential; then
 the replay step with 16 calls in flight (what a busy worker sees). PostgreSQL: `auto` (default)
-starts a throwaway server with scripts/start-postgres.sh (fsync on), or give a URL.
+starts a throwaway server with scripts/start-postgres.sh (fsync on), or give a URL. `--timeout` is
+`replay_db_timeout_seconds`: on a loaded machine a longer one keeps stalls from turning into
+in-process fallbacks (counted in the last column), so the figures are the store's.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ async def make(name: str, settings: Settings) -> Authenticator:
     return auth
 
 
-async def run(n: int, rounds: int, pg_url: str | None, workdir: Path) -> None:
+async def run(n: int, rounds: int, pg_url: str | None, workdir: Path, timeout: float) -> None:
     key = ec.generate_private_key(ec.SECP384R1())
     jwks = workdir / "jwks.json"
     jwks.write_text(json.dumps({"keys": [{**json.loads(ECAlgorithm.to_jwk(key.public_key())), "kid": "k"}]}))
@@ -71,7 +73,15 @@ async def run(n: int, rounds: int, pg_url: str | None, workdir: Path) -> None:
     if pg_url:
         urls["postgresql"] = pg_url
     auths = {
-        name: await make(name, Settings(trusted_clients=[client], data_dir=workdir, database_url=url))
+        name: await make(
+            name,
+            Settings(
+                trusted_clients=[client],
+                data_dir=workdir,
+                database_url=url,
+                replay_db_timeout_seconds=timeout,
+            ),
+        )
         for name, url in urls.items()
     }
     whole: dict[str, list[float]] = {k: [] for k in auths}
@@ -122,6 +132,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000, help="tokens per set-up")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--postgres", default=os.environ.get("CDS_TEST_POSTGRES_URL", "auto"))
+    ap.add_argument("--timeout", type=float, default=0.2, help="replay_db_timeout_seconds")
     args = ap.parse_args()
     start_pg = REPO_ROOT / "scripts" / "start-postgres.sh"
     with tempfile.TemporaryDirectory(prefix="cds-replay-bench.") as tmp:
@@ -131,7 +142,7 @@ def main() -> None:
             subprocess.run([str(start_pg), str(pgdir)], capture_output=True, check=True, timeout=120)
             url = (pgdir / "url").read_text().strip()
         try:
-            asyncio.run(run(args.n, args.rounds, url, Path(tmp)))
+            asyncio.run(run(args.n, args.rounds, url, Path(tmp), args.timeout))
         finally:
             subprocess.run([str(start_pg), "--stop", str(pgdir)], capture_output=True, timeout=60)
 
