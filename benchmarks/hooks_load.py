@@ -77,7 +77,7 @@ class Tokens:
                     "sub": "bench",
                     "aud": aud,
                     "iat": now,
-                    "exp": now + 600,
+                    "exp": now + 300,  # the longest a client may sign by default (phases are shorter)
                     "jti": str(uuid.uuid4()),
                 },
                 self.key,

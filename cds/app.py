@@ -41,7 +41,7 @@ from cds.modelcards import model_card_routes
 from cds.openapi import openapi_route
 from cds.outbound import STRICT, OutboundClient
 from cds.prefetch import missing_keys
-from cds.privacy import patient_key
+from cds.privacy import hmac_key, make_private_dir, patient_key
 from cds.record import PatientRecord, resources_of
 from cds.services.base import Service, ServiceLoadError
 from cds.services.registry import service_class
@@ -65,11 +65,14 @@ class CDSApp:
 
     def __init__(self, settings: Settings) -> None:
         from cds.auth import Authenticator
+        from cds.auth.replay_store import SharedReplayCache
 
         self.settings = settings
         self.discovery = Discovery.load(settings.hooks_file)
         self.metrics = Metrics()
-        self.authenticator = Authenticator(settings)
+        # Replay protection across workers and instances: the seen-set in the feedback database.
+        replay = SharedReplayCache(settings, on_fallback=self.metrics.replay_fallback.inc)
+        self.authenticator = Authenticator(settings, replay=replay)
         self.backend_clients = [c.backend for c in self.authenticator.clients.values() if c.backend]
         outbound = OutboundClient(connect_timeout=settings.fhir_timeout_seconds)
         tokens = None
@@ -97,7 +100,8 @@ class CDSApp:
                 log.exception("service failed to load", extra={"service": sid})
 
     async def startup(self) -> None:
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.settings.data_dir)  # 0700: the database and development key live here
+        hmac_key(self.settings)  # the key (kept outside data_dir) is readable, or start-up stops here
         self.load_services()
         freeze_startup_state()  # see cds/gcpolicy.py: the collector cost 3/4 of the hook time
         self._gc_task = asyncio.create_task(collect_periodically())
@@ -166,8 +170,14 @@ class CDSApp:
             record = PatientRecord.from_resources(resources, patient_id=req.patient_id)
             cards = self._evaluate(service, req, record)
             if self.store is not None and cards:
+                caller = request.scope.get("state", {}).get("caller")
                 cards = await self.store.filter_and_record(
-                    sid, patient_key(self.settings, req.patient_id), cards, record.now
+                    sid,
+                    patient_key(self.settings, req.patient_id),
+                    cards,
+                    record.now,
+                    issuer=caller.iss if caller else None,
+                    tenant=caller.tenant if caller else None,
                 )
             for c in cards:
                 self.metrics.cards.labels(service=sid, indicator=c.indicator).inc()

@@ -64,6 +64,11 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.replay_fallback = Counter(
+            "cds_replay_store_fallback",
+            "Tokens whose jti was checked in this process only (shared replay store unavailable)",
+            registry=self.registry,
+        )
         self.auth_failures = Counter(
             "cds_auth_failures", "Rejected JWTs by failed check", ["check"], registry=self.registry
         )

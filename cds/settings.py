@@ -62,12 +62,16 @@ class Settings:
     jwks_timeout_seconds: float = 2.0
     jwks_max_bytes: int = 1024 * 1024  # a JWK Set larger than this is refused, never cut short
     cors_origins: list[str] = field(default_factory=list)
-    # Key for HMAC of patient ids (feedback, suppression). None: generated once in data_dir.
+    # Key for HMAC of patient ids (feedback, suppression): hmac_secret (e.g. CDS_HMAC_SECRET), else
+    # read from hmac_key_file, by default <data_dir>-keys/hmac.key, generated (0600) when absent.
     hmac_secret: str | None = None
+    hmac_key_file: Path | None = None
     # --- feedback store ---------------------------------------------------------------------
     database_url: str | None = None
     retention_days: int = 365
     db_write_timeout_seconds: float = 0.05
+    # Longest a call waits on the replay seen-set before trusting this process's cache alone.
+    replay_db_timeout_seconds: float = 0.2
     # --- sandbox ----------------------------------------------------------------------------
     sandbox: bool | None = None
     # --- per-service options ----------------------------------------------------------------
@@ -107,6 +111,8 @@ class Settings:
                 "trusted_clients are configured to sign for it: add a trusted client, use --dev on a "
                 "workstation, or turn the sandbox off"
             )
+        if not 0 < self.replay_db_timeout_seconds <= 10:
+            raise SettingsError("replay_db_timeout_seconds must be between 0 and 10")
         if self.fhir_timeout_seconds <= 0:
             raise SettingsError("fhir_timeout_seconds must be positive")
         if self.public_base_url and not self.public_base_url.startswith(("http://", "https://")):

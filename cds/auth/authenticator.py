@@ -25,7 +25,8 @@ from cds.auth.caller import Caller
 from cds.auth.clients import SUPPORTED_ALGORITHMS, TrustedClient, parse_trusted_clients
 from cds.auth.devkeys import DEV_ISSUER, dev_client, dev_key_path
 from cds.auth.jwks import JwksCache, JwksUnavailable, VerifyKey
-from cds.auth.replay import ReplayCache, ReplayCacheFull
+from cds.auth.replay import ReplayCache, ReplayQuotaFull
+from cds.auth.replay_store import SharedReplayCache
 from cds.settings import Settings, SettingsError
 
 log = logging.getLogger("cds.auth")
@@ -65,8 +66,9 @@ class Authenticator:
         settings: Settings,
         *,
         jwks: JwksCache | None = None,
-        replay: ReplayCache | None = None,
+        replay: ReplayCache | SharedReplayCache | None = None,
     ) -> None:
+        """`replay`: the in-process cache alone by default; the app passes the shared store."""
         self.settings = settings
         self.dev = settings.dev
         self.leeway = settings.clock_skew_seconds
@@ -85,7 +87,7 @@ class Authenticator:
             cache_seconds=settings.jwks_cache_seconds,
             max_bytes=settings.jwks_max_bytes,
         )
-        self.replay = replay or ReplayCache()
+        self.replay = replay if replay is not None else ReplayCache()
         self._verifier: ThreadPoolExecutor | None = None
 
     def startup_message(self) -> str | None:
@@ -101,13 +103,18 @@ class Authenticator:
         return None
 
     async def start(self) -> None:
-        """Open the HTTP session for key fetching. (The app logs `startup_message()` at WARNING.)"""
+        """Open the HTTP session for key fetching and the replay store. (The app logs
+        `startup_message()` at WARNING.)"""
         await self.jwks.start()
+        if isinstance(self.replay, SharedReplayCache):
+            await self.replay.start()
         if self.clients:
             log.info("trusting CDS client issuer(s): %s", ", ".join(sorted(self.clients)))
 
     async def close(self) -> None:
         await self.jwks.close()
+        if isinstance(self.replay, SharedReplayCache):
+            await self.replay.close()
         if self._verifier is not None:
             self._verifier.shutdown(wait=False)
             self._verifier = None
@@ -121,8 +128,13 @@ class Authenticator:
         try:
             return await self._authenticate(authorization, url, off_loop)
         except AuthError as e:
-            if e.check == "replay-cache-full":
-                log.error("authentication refused: check=%s (replay cache full)", e.check)
+            if e.check == "replay-quota-full":
+                log.error(
+                    "authentication refused: check=%s iss=%s (this issuer's replay quota is full of live "
+                    "tokens: it sends more than the quota allows within one token lifetime)",
+                    e.check,
+                    _safe(e.iss),
+                )
             else:
                 log.warning(
                     "authentication refused: check=%s iss=%s url=%s", e.check, _safe(e.iss), _safe(url)
@@ -192,9 +204,9 @@ class Authenticator:
         if client.tenants is not None and tenant not in client.tenants:
             raise AuthError("tenant-not-allowed", iss)
         try:
-            fresh = self.replay.add(iss, jti, exp + self.leeway)
-        except ReplayCacheFull:
-            raise AuthError("replay-cache-full", iss) from None
+            fresh = await self.replay.remember(iss, jti, exp + self.leeway)
+        except ReplayQuotaFull:
+            raise AuthError("replay-quota-full", iss) from None
         if not fresh:
             raise AuthError("replayed-jti", iss)
         sub = claims.get("sub")

@@ -10,7 +10,7 @@ Read from `settings.trusted_clients`, a list of tables:
     algorithms     default ["ES384", "RS384"]; ES256/RS256 (and 512, PS*) only when listed
     tenant         optional allow-list (string or list) of `tenant` claim values
     fhir_servers   fhirServer base URLs the service may fetch from for this client
-    max_token_lifetime_seconds   longest exp - iat accepted (default 3600)
+    max_token_lifetime_seconds   longest exp - iat accepted (default 300; see DEFAULT_MAX_TOKEN_LIFETIME)
     backend        a table: SMART Backend Services credentials for this client's FHIR servers
                    (client_id, private_key_file, kid, token_url, scope; see cds/smart/backend.py)
     allow_local_fhir   true: this client's FHIR servers, key URLs and token endpoint may use
@@ -40,7 +40,10 @@ DEFAULT_ALGORITHMS = ("ES384", "RS384")
 SUPPORTED_ALGORITHMS = frozenset(
     {"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 )
-DEFAULT_MAX_TOKEN_LIFETIME = 3600
+# Stricter than CDS Hooks requires (it only recommends short-lived tokens): the official sandbox
+# and common EHRs sign 5-minute tokens, and the lifetime bounds how long a captured token could be
+# replayed if replay protection ever fell back to one process, and how long seen-set rows live.
+DEFAULT_MAX_TOKEN_LIFETIME = 300
 # The official CDS Hooks Sandbox's PUBLIC key set, as published at SANDBOX_JKU and in
 # github.com/cds-hooks/sandbox (.well-known/jwks.json), so a site can trust it without network.
 # Its private key is public too: trusting this issuer is for testing only, never real patients.

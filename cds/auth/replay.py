@@ -1,7 +1,10 @@
-"""The replay cache: each (issuer, jti) is accepted once within the token's lifetime.
+"""The in-process replay cache: each (issuer, jti) is accepted once within the token's lifetime.
 
-Bounded in memory: entries leave when their token expires (oldest first); when the cache is full
-of live entries, new tokens are refused rather than weakening replay protection.
+Bounded per issuer: entries leave when their token expires (oldest first); when one issuer's share
+is full of live entries, that issuer's new tokens are refused (rather than weakening replay
+protection) while every other issuer keeps its own share. So a client flooding the service locks
+out only itself. It is the front of the shared store (`cds.auth.replay_store`), and the whole of
+replay protection when that store is unavailable.
 """
 
 from __future__ import annotations
@@ -10,43 +13,64 @@ import heapq
 import time
 from collections.abc import Callable
 
-DEFAULT_MAX_ENTRIES = 200_000
+# Live tokens remembered per issuer: with 5-minute tokens (+ 60 s skew) that is ~270 calls per
+# second per issuer and process, sustained; ~25 MB at most per issuer.
+DEFAULT_MAX_PER_ISSUER = 100_000
 
 
-class ReplayCacheFull(Exception):
-    """Every slot holds a token that has not expired yet."""
+class ReplayQuotaFull(Exception):
+    """Every slot of this issuer holds a token that has not expired yet."""
+
+
+class _Seen:
+    __slots__ = ("expiry", "heap")
+
+    def __init__(self) -> None:
+        self.expiry: dict[str, float] = {}
+        self.heap: list[tuple[float, str]] = []
+
+    def purge(self, now: float) -> None:
+        heap, expiry = self.heap, self.expiry
+        while heap and heap[0][0] < now:
+            _, jti = heapq.heappop(heap)
+            if expiry.get(jti, now) < now:
+                del expiry[jti]
 
 
 class ReplayCache:
     def __init__(
-        self, max_entries: int = DEFAULT_MAX_ENTRIES, clock: Callable[[], float] = time.time
+        self, max_per_issuer: int = DEFAULT_MAX_PER_ISSUER, clock: Callable[[], float] = time.time
     ) -> None:
-        self.max_entries = max_entries
+        self.max_per_issuer = max_per_issuer
         self.clock = clock
-        self._expiry: dict[tuple[str, str], float] = {}
-        self._heap: list[tuple[float, tuple[str, str]]] = []
+        self._issuers: dict[str, _Seen] = {}
 
     def __len__(self) -> int:
-        return len(self._expiry)
+        return sum(len(s.expiry) for s in self._issuers.values())
+
+    def seen(self, iss: str, jti: str) -> bool:
+        """Whether this (iss, jti) is remembered and its token has not expired."""
+        s = self._issuers.get(iss)
+        return s is not None and s.expiry.get(jti, float("-inf")) >= self.clock()
 
     def add(self, iss: str, jti: str, expires_at: float) -> bool:
         """Record a token; False if this (iss, jti) was already seen and has not expired.
 
-        Raises ReplayCacheFull when no slot can be freed.
+        Raises ReplayQuotaFull when none of this issuer's slots can be freed.
         """
+        s = self._issuers.get(iss)
+        if s is None:
+            s = self._issuers[iss] = _Seen()
         now = self.clock()
-        self._purge(now)
-        key = (iss, jti)
-        if key in self._expiry:
+        s.purge(now)
+        if s.expiry.get(jti, float("-inf")) >= now:
             return False
-        if len(self._expiry) >= self.max_entries:
-            raise ReplayCacheFull
-        self._expiry[key] = expires_at
-        heapq.heappush(self._heap, (expires_at, key))
+        if len(s.expiry) >= self.max_per_issuer:
+            raise ReplayQuotaFull
+        s.expiry[jti] = expires_at
+        heapq.heappush(s.heap, (expires_at, jti))
         return True
 
-    def _purge(self, now: float) -> None:
-        heap, expiry = self._heap, self._expiry
-        while heap and heap[0][0] < now:
-            _, key = heapq.heappop(heap)
-            expiry.pop(key, None)
+    async def remember(self, iss: str, jti: str, expires_at: float) -> bool:
+        """`add`, as the Authenticator calls it (the shared store's is asynchronous)."""
+        return self.add(iss, jti, expires_at)

@@ -39,8 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 async def _report(args: argparse.Namespace) -> dict:
+    from cds.db.urls import database_url, sqlite_path
     from cds.feedback.report import build_report, time_range
-    from cds.feedback.store import database_url, open_store, sqlite_path
+    from cds.feedback.store import open_store
 
     settings = load_settings(args.config, data_dir=args.data_dir, database_url=args.database_url)
     since, until = time_range(args.since, args.until, datetime.now(UTC))

@@ -14,14 +14,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from cds.feedback import queries
-from cds.feedback.records import FeedbackRecord, FeedbackRequest, feedback_params
+from cds.feedback.records import FeedbackRecord, FeedbackRequest, IssuedCard, feedback_params
 from cds.feedback.validate import FeedbackError, match_cards
 
 ROWS_PER_STATEMENT = 90  # 90 rows x <= 10 columns stays under SQLite's oldest variable limit (999)
 C = TypeVar("C")
 
 NEW_ONLY = "ON CONFLICT (entry_key) DO NOTHING RETURNING entry_key"  # a repeated entry is a no-op
-Issued = dict[str, dict[str, tuple[str, ...]]]  # service -> card uuid -> suggestion uuids
+Issued = dict[str, dict[str, IssuedCard]]  # service -> card uuid -> what feedback is checked against
 
 
 def chunks(items: Sequence[C], size: int = ROWS_PER_STATEMENT) -> list[Sequence[C]]:
@@ -42,11 +42,16 @@ def card_uuids(requests: Sequence[FeedbackRequest]) -> list[str]:
     return sorted({e.card for r in requests for e in r.entries})
 
 
-def issued_cards(rows: Iterable[tuple[str, str, str]]) -> Issued:
-    """Rows of (uuid, service, suggestions JSON) looked up for the batch."""
+def issued_cards(rows: Iterable[tuple[Any, ...]]) -> Issued:
+    """Rows of queries.ISSUED_COLUMNS looked up for the batch."""
     issued: Issued = {}
-    for uuid, service, suggestions in rows:
-        issued.setdefault(service, {})[uuid] = tuple(json.loads(suggestions))
+    for uuid, service, suggestions, issuer, tenant, reasons in rows:
+        issued.setdefault(service, {})[uuid] = IssuedCard(
+            suggestions=tuple(json.loads(suggestions)),
+            issuer=issuer,
+            tenant=tenant or "",
+            override_reasons=frozenset((s, c) for s, c in json.loads(reasons or "[]")),
+        )
     return issued
 
 
@@ -59,7 +64,12 @@ class Batch:
         for i, req in enumerate(requests):
             try:
                 checked = match_cards(
-                    req.service, list(req.entries), issued.get(req.service, {}), req.received_ms
+                    req.service,
+                    list(req.entries),
+                    issued.get(req.service, {}),
+                    req.received_ms,
+                    issuer=req.issuer,
+                    tenant=req.tenant,
                 )
             except FeedbackError as e:
                 self.results.append(e)

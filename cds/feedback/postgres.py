@@ -9,7 +9,6 @@ down.
 
 from __future__ import annotations
 
-import re
 import time
 import weakref
 from collections.abc import Sequence
@@ -18,30 +17,25 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from cds.feedback import migrations, queries
+from cds.db import postgres as db
+from cds.db import replay as seen
+from cds.db.postgres import sql
+from cds.feedback import queries
+from cds.feedback.backend import SummaryRows
 from cds.feedback.batch import Batch, card_uuids, issued_cards
 from cds.feedback.records import CardRecord, FeedbackRequest, RecentCard, card_params
-from cds.feedback.store import SummaryRows
 from cds.feedback.validate import FeedbackError
 
-MIGRATION_LOCK = 0x0CD5FEED  # pg_advisory_xact_lock key for schema migrations
 CONNECT_TIMEOUT_SECONDS = 5.0  # start-up and feedback wait this long for a connection
 WRITE_CONNECT_TIMEOUT_SECONDS = 1.0  # the background card writer (it retries)
 CHECK_AFTER_IDLE_SECONDS = 1.0  # connections idle longer than this are checked before use
-_PARAM = re.compile(r"(?<![:\w]):(\w+)")
-
-
-def sql(query: str) -> str:
-    """A queries.py statement with psycopg's %(name)s placeholders."""
-    return _PARAM.sub(r"%(\1)s", query)
-
-
 INSERT_CARD = sql(queries.INSERT_CARD)
 RECENT_CARDS = sql(queries.RECENT_CARDS)
 PURGE = sql(queries.PURGE)
 SUMMARY_OUTCOMES = sql(queries.SUMMARY_OUTCOMES)
 SUMMARY_REASONS = sql(queries.SUMMARY_REASONS)
 SUMMARY_SERIES = sql(queries.SUMMARY_SERIES)
+PURGE_REPLAY = sql(seen.PURGE)
 
 
 class PostgresBackend:
@@ -81,20 +75,8 @@ class PostgresBackend:
             raise ConnectionError(f"cannot reach the feedback database (CDS_DATABASE_URL): {e}") from None
 
     async def _migrate(self, now_ms: int) -> int:
-        async with self.pool.connection(timeout=CONNECT_TIMEOUT_SECONDS) as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            await conn.execute(migrations.VERSION_TABLE)
-            cur = await conn.execute("SELECT COALESCE(MAX(version), 0) FROM cds_schema_version")
-            current = (await cur.fetchone())[0]
-            for m in migrations.pending(current):
-                for statement in m.statements(self.dialect):
-                    await conn.execute(statement)
-                await conn.execute(
-                    "INSERT INTO cds_schema_version (version, name, applied_ms) VALUES (%s, %s, %s)",
-                    (m.version, m.name, now_ms),
-                )
-                current = m.version
-        return current
+        async with self.pool.connection(timeout=CONNECT_TIMEOUT_SECONDS) as conn:
+            return await db.migrate(conn, now_ms)
 
     async def write_cards(self, rows: Sequence[CardRecord]) -> None:
         # A short wait: the writer retries anyway, and an outage shows in the log within a second.
@@ -146,8 +128,26 @@ class PostgresBackend:
             if n < queries.PURGE_CHUNK:
                 return total
 
-    async def summary(self, since_ms: int, until_ms: int, service: str | None, bucket_ms: int) -> SummaryRows:
-        args = {"since": since_ms, "until": until_ms, "service": service, "bucket": bucket_ms}
+    async def purge_replay(self, now_ms: int) -> int:
+        total = 0
+        while True:
+            async with self.pool.connection() as conn, conn.transaction():
+                n = (await conn.execute(PURGE_REPLAY, {"now_ms": now_ms})).rowcount
+            total += n
+            if n < seen.PURGE_CHUNK:
+                return total
+
+    async def summary(
+        self,
+        since_ms: int,
+        until_ms: int,
+        service: str | None,
+        bucket_ms: int,
+        issuer: str | None,
+        tenant: str,
+    ) -> SummaryRows:
+        args = {"since": since_ms, "until": until_ms, "service": service, "bucket": bucket_ms,
+                "issuer": issuer, "tenant": tenant}  # fmt: skip
         out = SummaryRows()
         async with self.pool.connection() as conn, conn.transaction():
             for name, query in (
@@ -178,7 +178,7 @@ async def _store_batch(
 ) -> list[int | FeedbackError]:
     """The batch in two statements: one lookup of its cards, one INSERT of its rows (see batch.py)."""
     cur = await conn.execute(
-        "SELECT uuid, service, suggestions FROM cds_card WHERE uuid = ANY(%s)", (card_uuids(requests),)
+        f"SELECT {queries.ISSUED_COLUMNS} FROM cds_card WHERE uuid = ANY(%s)", (card_uuids(requests),)
     )
     batch = Batch(requests, issued_cards(await cur.fetchall()))
     new: list[str] = []

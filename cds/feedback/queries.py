@@ -8,7 +8,10 @@ from __future__ import annotations
 
 CARD_COLUMNS = (
     "uuid", "service", "kind", "indicator", "model_version", "score", "issued_ms", "patient_key", "suggestions",
+    "issuer", "tenant", "override_reasons",
 )  # fmt: skip
+# What a feedback batch looks up of its cards (batch.issued_cards reads these columns in this order).
+ISSUED_COLUMNS = "uuid, service, suggestions, issuer, tenant, override_reasons"
 FEEDBACK_COLUMNS = (
     "card_uuid", "service", "outcome", "accepted_suggestions", "reason_system", "reason_code", "has_comment",
     "outcome_ms", "received_ms", "entry_key",
@@ -16,8 +19,9 @@ FEEDBACK_COLUMNS = (
 
 INSERT_CARD = """
 INSERT INTO cds_card (uuid, service, kind, indicator, model_version, score, issued_ms, patient_key,
-                      suggestions)
-VALUES (:uuid, :service, :kind, :indicator, :model_version, :score, :issued_ms, :patient_key, :suggestions)
+                      suggestions, issuer, tenant, override_reasons)
+VALUES (:uuid, :service, :kind, :indicator, :model_version, :score, :issued_ms, :patient_key, :suggestions,
+        :issuer, :tenant, :override_reasons)
 ON CONFLICT (uuid) DO NOTHING
 """
 
@@ -37,14 +41,18 @@ DELETE FROM cds_card WHERE uuid IN (SELECT uuid FROM cds_card WHERE issued_ms < 
 
 COUNTS = "SELECT (SELECT COUNT(*) FROM cds_card), (SELECT COUNT(*) FROM cds_feedback)"
 
+# A caller sees only the cards issued to it (its iss and tenant); NULL :issuer (the CLI) sees all.
+_OWNED = "(CAST(:issuer AS TEXT) IS NULL OR (c.issuer = CAST(:issuer AS TEXT) AND c.tenant = :tenant))"
+
 # A card's outcome is that of its latest feedback (a card once ignored may be acted upon later).
-_CARDS_IN_RANGE = """
+_CARDS_IN_RANGE = f"""
 SELECT c.uuid, c.service, c.kind, c.model_version, c.issued_ms,
        (SELECT f.outcome FROM cds_feedback f WHERE f.card_uuid = c.uuid
         ORDER BY f.outcome_ms DESC, f.id DESC LIMIT 1) AS outcome
 FROM cds_card c
 WHERE c.issued_ms >= :since AND c.issued_ms < :until
   AND (CAST(:service AS TEXT) IS NULL OR c.service = CAST(:service AS TEXT))
+  AND {_OWNED}
 """
 
 SUMMARY_OUTCOMES = f"""
@@ -55,11 +63,12 @@ FROM ({_CARDS_IN_RANGE}) t
 GROUP BY service, kind, model_version
 """
 
-SUMMARY_REASONS = """
+SUMMARY_REASONS = f"""
 SELECT c.service, c.kind, f.reason_system, f.reason_code, COUNT(DISTINCT c.uuid) AS n
 FROM cds_card c JOIN cds_feedback f ON f.card_uuid = c.uuid
 WHERE f.outcome = 'overridden' AND c.issued_ms >= :since AND c.issued_ms < :until
   AND (CAST(:service AS TEXT) IS NULL OR c.service = CAST(:service AS TEXT))
+  AND {_OWNED}
 GROUP BY c.service, c.kind, f.reason_system, f.reason_code
 """
 

@@ -25,6 +25,9 @@ class CardRecord:
     model_version: str | None = None
     score: float | None = None
     suggestions: tuple[str, ...] = ()  # suggestion uuids
+    issuer: str | None = None  # the client (JWT iss) it was issued to; None: no caller (tests, tools)
+    tenant: str = ""  # the token's tenant claim, "" when none
+    override_reasons: tuple[tuple[str, str], ...] = ()  # (system, code) of the reasons the card offered
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,22 @@ class FeedbackRequest:
     service: str
     entries: tuple[Any, ...]  # validate.FeedbackEntry
     received_ms: int
+    issuer: str | None = None  # the caller's JWT iss: only its own cards; None: unscoped (tools, tests)
+    tenant: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCard:
+    """What feedback on a card is checked against: its suggestions, owner and override reasons."""
+
+    suggestions: tuple[str, ...]
+    issuer: str | None
+    tenant: str
+    override_reasons: frozenset[tuple[str, str]]
+
+    def issued_to(self, issuer: str | None, tenant: str) -> bool:
+        """Whether a caller (None: unscoped tools) may give feedback on this card or see it."""
+        return issuer is None or (self.issuer == issuer and self.tenant == tenant)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +94,9 @@ def card_params(r: CardRecord) -> dict[str, Any]:
         "issued_ms": r.issued_ms,
         "patient_key": r.patient_key,
         "suggestions": json.dumps(list(r.suggestions)),
+        "issuer": r.issuer,
+        "tenant": r.tenant,
+        "override_reasons": json.dumps([list(c) for c in r.override_reasons]),
     }
 
 

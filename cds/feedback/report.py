@@ -92,12 +92,19 @@ def _counts(issued: int, accepted: int, overridden: int) -> dict[str, Any]:
 
 
 async def build_report(
-    store: FeedbackStore, since: datetime, until: datetime, service: str | None = None
+    store: FeedbackStore,
+    since: datetime,
+    until: datetime,
+    service: str | None = None,
+    *,
+    issuer: str | None = None,
+    tenant: str = "",
 ) -> dict[str, Any]:
-    """The report as JSON-ready data (the shape of GET /feedback/summary)."""
+    """The report as JSON-ready data (the shape of GET /feedback/summary), over the cards issued to
+    `issuer` and `tenant` (a caller's own), or all cards when `issuer` is None (the CLI)."""
     bucket_name, bucket_ms = bucket_for(since, until)
     await store.flush(timeout=2.0)  # include cards issued a moment ago (best effort)
-    rows = await store.summary(since, until, service, bucket_ms)
+    rows = await store.summary(since, until, service, bucket_ms, issuer=issuer, tenant=tenant)
 
     by_kind: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
     versions: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)

@@ -44,6 +44,19 @@ def _unavailable() -> Response:
                              headers={"Retry-After": "30"})  # fmt: skip
 
 
+def _owner(request: Request) -> tuple[str, str] | None:
+    """The authenticated caller's (iss, tenant): feedback and summaries are scoped to it."""
+    caller = request.scope.get("state", {}).get("caller")
+    if caller is None:
+        return None
+    return caller.iss, caller.tenant or ""
+
+
+def _no_caller() -> Response:
+    return operation_outcome(401, "a valid signed JWT from a trusted CDS client is required",
+                             headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+
+
 def feedback_routes(store: StoreRef) -> list[Route]:
     """The routes, for a store or a getter returning it (None while it is unavailable)."""
     get_store: Callable[[], FeedbackStore | None] = (
@@ -60,6 +73,9 @@ def feedback_routes(store: StoreRef) -> list[Route]:
         s = get_store()
         if s is None:
             return _unavailable()
+        owner = _owner(request)
+        if owner is None:  # the AuthGate sets it: never reached unless the app is wired wrongly
+            return _no_caller()
         sid = request.path_params["service_id"]
         if sid not in services(s):
             return operation_outcome(404, f"no CDS service with id {sid!r}; GET /cds-services lists them")
@@ -67,7 +83,7 @@ def feedback_routes(store: StoreRef) -> list[Route]:
             body = await read_json(request, s.settings.max_body_bytes, s.settings.max_json_depth)
             now = datetime.now(UTC)
             entries = parse_feedback(body, to_ms(now))
-            result = await s.record_feedback(sid, entries, now)
+            result = await s.record_feedback(sid, entries, now, issuer=owner[0], tenant=owner[1])
         except HTTPProblem as e:
             return problem_response(e)
         except FeedbackError as e:
@@ -81,6 +97,9 @@ def feedback_routes(store: StoreRef) -> list[Route]:
         s = get_store()
         if s is None:
             return _unavailable()
+        owner = _owner(request)
+        if owner is None:
+            return _no_caller()
         params = request.query_params
         unknown = sorted(set(params) - set(SUMMARY_PARAMS))
         if unknown:
@@ -95,7 +114,7 @@ def feedback_routes(store: StoreRef) -> list[Route]:
         except ValueError as e:
             return operation_outcome(400, f"since/until: {e}", ["since", "until"])
         try:
-            report = await build_report(s, since, until, service)
+            report = await build_report(s, since, until, service, issuer=owner[0], tenant=owner[1])
         except Exception:
             return operation_outcome(
                 503, "the feedback database is unavailable; retry later", headers={"Retry-After": "5"}

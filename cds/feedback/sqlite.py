@@ -16,10 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from cds.feedback import migrations, queries
+from cds.db import replay as seen
+from cds.db import sqlite as db
+from cds.feedback import queries
+from cds.feedback.backend import SummaryRows
 from cds.feedback.batch import Batch, card_uuids, chunks, issued_cards, multi_row
 from cds.feedback.records import CardRecord, FeedbackRequest, RecentCard, card_params
-from cds.feedback.store import SummaryRows
 from cds.feedback.validate import FeedbackError
 
 T = TypeVar("T")
@@ -30,7 +32,7 @@ class SQLiteBackend:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="cds-sqlite-write")
         self._readers = ThreadPoolExecutor(2, thread_name_prefix="cds-sqlite-read")
         self._local = threading.local()
@@ -40,11 +42,7 @@ class SQLiteBackend:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=10000")
+            conn = db.connect(self.path, synchronous="FULL")
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
@@ -68,20 +66,9 @@ class SQLiteBackend:
         return await asyncio.get_running_loop().run_in_executor(self._readers, lambda: fn(self._conn()))
 
     async def migrate(self, now_ms: int) -> int:
-        def run(conn: sqlite3.Connection) -> int:
-            conn.execute(migrations.VERSION_TABLE)
-            current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM cds_schema_version").fetchone()[0]
-            for m in migrations.pending(current):
-                for statement in m.statements(self.dialect):
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO cds_schema_version (version, name, applied_ms) VALUES (?, ?, ?)",
-                    (m.version, m.name, now_ms),
-                )
-                current = m.version
-            return current
-
-        return await self._write(run)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._writer, lambda: db.migrate(self._conn(), now_ms)
+        )
 
     async def write_cards(self, rows: Sequence[CardRecord]) -> None:
         params = [card_params(r) for r in rows]
@@ -101,9 +88,10 @@ class SQLiteBackend:
 
     async def store_feedback(self, requests: Sequence[FeedbackRequest]) -> list[int | FeedbackError]:
         def run(conn: sqlite3.Connection) -> list[int | FeedbackError]:
-            found: list[tuple[str, str, str]] = []
+            found: list[tuple] = []
             for chunk in chunks(card_uuids(requests)):
-                query = f"SELECT uuid, service, suggestions FROM cds_card WHERE uuid IN ({','.join('?' * len(chunk))})"
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT {queries.ISSUED_COLUMNS} FROM cds_card WHERE uuid IN ({marks})"
                 found += conn.execute(query, chunk).fetchall()
             batch = Batch(requests, issued_cards(found))
             new = [k for sql, params in batch.inserts("?") for (k,) in conn.execute(sql, params).fetchall()]
@@ -119,8 +107,25 @@ class SQLiteBackend:
             if n < queries.PURGE_CHUNK:
                 return total
 
-    async def summary(self, since_ms: int, until_ms: int, service: str | None, bucket_ms: int) -> SummaryRows:
-        args = {"since": since_ms, "until": until_ms, "service": service, "bucket": bucket_ms}
+    async def purge_replay(self, now_ms: int) -> int:
+        total = 0
+        while True:
+            n = await self._write(lambda conn: conn.execute(seen.PURGE, {"now_ms": now_ms}).rowcount)
+            total += n
+            if n < seen.PURGE_CHUNK:
+                return total
+
+    async def summary(
+        self,
+        since_ms: int,
+        until_ms: int,
+        service: str | None,
+        bucket_ms: int,
+        issuer: str | None,
+        tenant: str,
+    ) -> SummaryRows:
+        args = {"since": since_ms, "until": until_ms, "service": service, "bucket": bucket_ms,
+                "issuer": issuer, "tenant": tenant}  # fmt: skip
 
         def run(conn: sqlite3.Connection) -> SummaryRows:
             return SummaryRows(

@@ -19,11 +19,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
 
 from cds.cards import Card
+from cds.db.urls import database_url, is_postgres, sqlite_path
+from cds.feedback.backend import Backend, SummaryRows
 from cds.feedback.records import CardRecord, FeedbackRequest, RecentCard
 from cds.feedback.retention import cancelled, retention_loop
 from cds.feedback.suppression import SuppressionPolicy
@@ -42,7 +43,8 @@ FEEDBACK_QUEUE_SIZE = 5_000
 FEEDBACK_BATCH_SIZE = 200
 FLUSH_TIMEOUT_SECONDS = 5.0  # how long feedback waits for its card to be written
 CLOSE_TIMEOUT_SECONDS = 10.0  # how long shutdown waits for pending card writes
-RETENTION_INTERVAL_SECONDS = 3600.0
+# Replay rows live minutes (token lifetime + clock skew), so the purge runs every few minutes.
+RETENTION_INTERVAL_SECONDS = 300.0
 MAX_READS_IN_FLIGHT = 16  # suppression reads still running; beyond this, skip suppression
 
 
@@ -51,38 +53,6 @@ def to_ms(when: datetime) -> int:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return int(when.timestamp() * 1000)
-
-
-@dataclass
-class SummaryRows:
-    """Raw aggregates for the analytics report (see queries.py for their columns)."""
-
-    # service, kind, model_version, issued, accepted, overridden
-    outcomes: list[tuple] = field(default_factory=list)
-    # service, kind, reason_system, reason_code, cards
-    reasons: list[tuple] = field(default_factory=list)
-    # service, kind, bucket, issued, overridden
-    series: list[tuple] = field(default_factory=list)
-
-
-class Backend(Protocol):
-    """What a database backend provides; implemented by sqlite.py and postgres.py."""
-
-    dialect: str
-
-    async def migrate(self, now_ms: int) -> int: ...
-    async def write_cards(self, rows: Sequence[CardRecord]) -> None: ...
-    async def recent_cards(self, service: str, patient_key: str, since_ms: int) -> list[RecentCard]: ...
-    async def store_feedback(self, requests: Sequence[FeedbackRequest]) -> list[int | FeedbackError]:
-        """Store requests in one transaction, each all or nothing: rows stored, or why refused."""
-        ...
-
-    async def purge(self, cutoff_ms: int) -> int: ...
-    async def summary(
-        self, since_ms: int, until_ms: int, service: str | None, bucket_ms: int
-    ) -> SummaryRows: ...
-    async def counts(self) -> tuple[int, int]: ...
-    async def close(self) -> None: ...
 
 
 class _Throttled:
@@ -166,7 +136,7 @@ class FeedbackStore:
                 continue
             self.ready = True
             log.info("feedback database available again; feedback store ready")
-        await retention_loop(self, RETENTION_INTERVAL_SECONDS)
+        await retention_loop(self.purge_expired, self.settings.retention_days, RETENTION_INTERVAL_SECONDS)
 
     async def close(self) -> None:
         """Write what is pending (bounded wait), stop the background tasks, close the database."""
@@ -194,9 +164,17 @@ class FeedbackStore:
         return p
 
     async def filter_and_record(
-        self, service_id: str, patient_key: str, cards: list[Card], now: datetime
+        self,
+        service_id: str,
+        patient_key: str,
+        cards: list[Card],
+        now: datetime,
+        *,
+        issuer: str | None = None,
+        tenant: str | None = None,
     ) -> list[Card]:
-        """The cards to show after repeat-alert suppression; remembers them for feedback.
+        """The cards to show after repeat-alert suppression; remembers them (and to whom they were
+        issued: `issuer`, `tenant` of the caller's token) for feedback.
 
         Waits on the database at most `db_write_timeout_seconds` (the suppression read); on a
         timeout or database error the cards are returned unchanged and an error is logged.
@@ -222,6 +200,9 @@ class FeedbackStore:
                     model_version=card.model_version,
                     score=card.score,
                     suggestions=card.suggestion_uuids(),
+                    issuer=issuer,
+                    tenant=tenant or "",
+                    override_reasons=tuple((r.system or "", r.code) for r in card.override_reasons),
                 )
             )
         return shown
@@ -315,9 +296,17 @@ class FeedbackStore:
 
     # --- feedback --------------------------------------------------------------------------
     async def record_feedback(
-        self, service_id: str, entries: Sequence[FeedbackEntry], now: datetime | None = None
+        self,
+        service_id: str,
+        entries: Sequence[FeedbackEntry],
+        now: datetime | None = None,
+        *,
+        issuer: str | None = None,
+        tenant: str | None = None,
     ) -> FeedbackResult:
         """Store validated entries, all or nothing, and return once committed; FeedbackError if refused.
+
+        Only cards issued to `issuer` and `tenant` (the caller) are accepted; None: unscoped (tools).
 
         Concurrent requests share one transaction (group commit: one fsync for many clients); a
         refused request does not affect the others (see cds/feedback/batch.py).
@@ -326,7 +315,9 @@ class FeedbackStore:
             raise FeedbackError("the feedback database is unavailable; retry later", 503, "transient")
         if any(e.card in self._pending for e in entries) and not await self.flush():
             raise FeedbackError("the card is not stored yet (database slow or down); retry", 503, "transient")
-        request = FeedbackRequest(service_id, tuple(entries), to_ms(now or datetime.now(UTC)))
+        request = FeedbackRequest(
+            service_id, tuple(entries), to_ms(now or datetime.now(UTC)), issuer=issuer, tenant=tenant or ""
+        )
         if not self._tasks:  # no background writer (reports, tests): store directly
             (result,) = await self._store_batch([request])
         else:
@@ -370,29 +361,28 @@ class FeedbackStore:
 
     # --- retention and analytics -----------------------------------------------------------
     async def purge_expired(self, now: datetime | None = None) -> int:
-        """Delete cards (and their feedback) older than `retention_days`; the number of cards deleted."""
-        cutoff = to_ms(now or datetime.now(UTC)) - self.settings.retention_days * 86_400_000
-        return await self.backend.purge(cutoff)
+        """Delete cards (and their feedback) older than `retention_days`, and the replay rows of
+        expired tokens; the number of cards deleted."""
+        now_ms = to_ms(now or datetime.now(UTC))
+        deleted = await self.backend.purge(now_ms - self.settings.retention_days * 86_400_000)
+        await self.backend.purge_replay(now_ms)
+        return deleted
 
     async def summary(
-        self, since: datetime, until: datetime, service: str | None, bucket_ms: int
+        self,
+        since: datetime,
+        until: datetime,
+        service: str | None,
+        bucket_ms: int,
+        *,
+        issuer: str | None = None,
+        tenant: str = "",
     ) -> SummaryRows:
-        return await self.backend.summary(to_ms(since), to_ms(until), service, bucket_ms)
+        return await self.backend.summary(to_ms(since), to_ms(until), service, bucket_ms, issuer, tenant)
 
     async def counts(self) -> tuple[int, int]:
         """(cards, feedback rows) stored."""
         return await self.backend.counts()
-
-
-def database_url(settings: Settings) -> str:
-    return settings.database_url or f"sqlite:///{settings.data_dir / 'cds.sqlite3'}"
-
-
-def sqlite_path(url: str) -> str | None:
-    """The file of a `sqlite:///relative` or `sqlite:////absolute` URL; None for other URLs."""
-    if not url.startswith("sqlite:"):
-        return None
-    return url.removeprefix("sqlite:").removeprefix("//").removeprefix("/")
 
 
 def _backend(settings: Settings) -> Backend:
@@ -406,7 +396,7 @@ def _backend(settings: Settings) -> Backend:
                 "database_url: sqlite:///PATH needs a file path (several connections share it)"
             )
         return SQLiteBackend(path)
-    if url.startswith(("postgresql://", "postgres://")):
+    if is_postgres(url):
         try:
             from cds.feedback.postgres import PostgresBackend
         except ImportError as e:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cds.feedback.records import FeedbackRecord
+from cds.feedback.records import FeedbackRecord, IssuedCard
 
 OUTCOMES = ("accepted", "overridden")
 MAX_ENTRIES = 1000
@@ -192,28 +192,40 @@ def parse_feedback(body: Any, now_ms: int) -> list[FeedbackEntry]:
 def match_cards(
     service_id: str,
     entries: list[FeedbackEntry] | tuple[FeedbackEntry, ...],
-    cards: dict[str, tuple[str, ...]],
+    cards: dict[str, IssuedCard],
     received_ms: int,
+    *,
+    issuer: str | None = None,
+    tenant: str = "",
 ) -> list[FeedbackRecord]:
-    """The rows to store, checked against the issued cards (uuid -> suggestion uuids).
+    """The rows to store, checked against the issued cards (uuid -> what the card was).
 
-    A card this service did not issue (or one deleted after the retention period) is a 400, as is
-    an accepted suggestion that is not one of that card's: the request is wrong, not the URL.
+    A card this service did not issue to this caller (`issuer` and `tenant`; None: unscoped tools),
+    or one deleted after the retention period, is a 400 that does not say which (another client's
+    card uuid reveals nothing), as is an accepted suggestion that is not one of that card's, or an
+    override reason the card did not offer: the request is wrong, not the URL.
     """
     rows = []
     for e in entries:
-        suggestions = cards.get(e.card)
-        if suggestions is None:
+        card = cards.get(e.card)
+        if card is None or not card.issued_to(issuer, tenant):
             raise FeedbackError(
-                f"feedback[{e.index}].card: {e.card} is not a card issued by the {service_id} service "
-                f"(unknown uuid, or deleted after the retention period)"
+                f"feedback[{e.index}].card: {e.card} is not a card issued by the {service_id} service to "
+                f"this client (unknown uuid, another client's card, or deleted after the retention period)"
             )
         for j, sid in enumerate(e.accepted_suggestions):
-            if sid not in suggestions:
+            if sid not in card.suggestions:
                 raise FeedbackError(
                     f"feedback[{e.index}].acceptedSuggestions[{j}].id: {sid} is not a suggestion "
                     f"of card {e.card}"
                 )
+        if e.reason_code is not None and (e.reason_system, e.reason_code) not in card.override_reasons:
+            offered = ", ".join(sorted(c for _, c in card.override_reasons)) or "none"
+            # The value sent is not echoed: it is free text from the client (it might hold anything).
+            raise FeedbackError(
+                f"feedback[{e.index}].overrideReason.reason: not one of the overrideReasons card {e.card} "
+                f"offered (codes offered: {offered}); put free text in userComment, which is never stored"
+            )
         rows.append(
             FeedbackRecord(
                 card_uuid=e.card,

@@ -187,7 +187,11 @@ async def test_replayed_jti(alg, keys, jwks_server, make_auth):
     # the same jti in a freshly signed token is a replay too
     same = claims(URL)
     await auth.authenticate("Bearer " + keys[alg].sign(same), URL)
-    await refused(auth, "Bearer " + keys[alg].sign({**same, "iat": same["iat"] - 1}), "replayed-jti")
+    await refused(
+        auth,
+        "Bearer " + keys[alg].sign({**same, "iat": same["iat"] - 1, "exp": same["exp"] - 1}),
+        "replayed-jti",
+    )
 
 
 @pytest.mark.parametrize("alg", ALGS)
@@ -239,10 +243,16 @@ async def test_key_type_must_match_alg(keys, jwks_server, make_auth):
 
 
 async def test_lifetime_too_long(keys, jwks_server, make_auth):
+    """Issue 15, finding 3: 5 minutes by default (the sandbox's and common EHRs' tokens), stricter
+    than the spec; a client configured for longer tokens gets them."""
     auth = await make_auth(ehr_client(jwks_server))
     now = int(time.time())
-    token = keys["ES384"].sign(claims(URL, iat=now, exp=now + 7200))
-    await refused(auth, f"Bearer {token}", "lifetime-too-long")
+    await auth.authenticate("Bearer " + keys["ES384"].sign(claims(URL, iat=now, exp=now + 300)), URL)
+    for lifetime in (301, 3600):
+        token = keys["ES384"].sign(claims(URL, iat=now, exp=now + lifetime))
+        await refused(auth, f"Bearer {token}", "lifetime-too-long")
+    longer = await make_auth({**ehr_client(jwks_server), "max_token_lifetime_seconds": 3600})
+    await longer.authenticate("Bearer " + keys["ES384"].sign(claims(URL, iat=now, exp=now + 3600)), URL)
 
 
 async def test_wrong_typ_and_crit(keys, jwks_server, make_auth):

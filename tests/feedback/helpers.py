@@ -5,11 +5,16 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from cds.auth.caller import Caller
+from cds.auth.clients import TrustedClient
 from cds.cards import Card, Source, Suggestion, override_reason
 from cds.feedback.store import FeedbackStore
 from cds.feedback.validate import parse_feedback
 
 SERVICE = "medication-risk"
+ISSUER = "https://ehr.example.org"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PATIENT_ID = "Patient-5b3e1c"
 
@@ -51,3 +56,16 @@ def overridden(card: Card, when: str = "2026-03-01T12:05:00Z", code: str | None 
 async def send(store: FeedbackStore, *entries: dict, service: str = SERVICE) -> int:
     parsed = parse_feedback({"feedback": list(entries)}, int(time.time() * 1000))
     return (await store.record_feedback(service, parsed)).stored
+
+
+class AsCaller:
+    """ASGI wrapper that marks every request as authenticated for `iss`/`tenant` (what the AuthGate
+    does after checking the JWT), for tests of the routes alone."""
+
+    def __init__(self, app: ASGIApp, iss: str = ISSUER, tenant: str | None = None) -> None:
+        self.app = app
+        self.caller = Caller(iss=iss, sub=None, tenant=tenant, jti="test", client=TrustedClient(iss=iss))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope.setdefault("state", {})["caller"] = self.caller
+        await self.app(scope, receive, send)

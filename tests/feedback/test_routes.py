@@ -12,15 +12,18 @@ from starlette.applications import Starlette
 from cds.feedback.routes import feedback_routes
 from cds.feedback.store import FeedbackStore
 
-from .helpers import a_card, accepted, overridden
+from .helpers import ISSUER, AsCaller, a_card, accepted, overridden
 
 pytestmark = pytest.mark.anyio
 
 SERVICE = "medication-risk"
 
 
-def client(app: Starlette) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cds.test")
+def client(app: Starlette, iss: str = ISSUER, tenant: str | None = None) -> httpx.AsyncClient:
+    """A client authenticated as `iss` (and `tenant`)."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=AsCaller(app, iss, tenant)), base_url="http://cds.test"
+    )
 
 
 async def post(store: FeedbackStore, body: object, service: str = SERVICE, **kw: object) -> httpx.Response:
@@ -40,7 +43,7 @@ def when(minutes: int = 1) -> str:
 
 async def test_feedback_is_stored_once(store: FeedbackStore) -> None:
     cards = issue()
-    await store.filter_and_record(SERVICE, "pk1", cards, datetime.now(UTC))
+    await store.filter_and_record(SERVICE, "pk1", cards, datetime.now(UTC), issuer=ISSUER)
     body = {"feedback": [accepted(cards[0], when()), overridden(cards[1], when())]}
     r = await post(store, body)
     assert r.status_code == 200, r.text
@@ -52,7 +55,7 @@ async def test_feedback_is_stored_once(store: FeedbackStore) -> None:
 
 async def test_bad_entry_is_a_400_operation_outcome_and_nothing_is_stored(store: FeedbackStore) -> None:
     cards = issue()
-    await store.filter_and_record(SERVICE, "pk1", cards, datetime.now(UTC))
+    await store.filter_and_record(SERVICE, "pk1", cards, datetime.now(UTC), issuer=ISSUER)
     bad = dict(accepted(cards[1], when()))
     del bad["acceptedSuggestions"]
     r = await post(store, {"feedback": [accepted(cards[0], when()), bad]})
@@ -100,7 +103,7 @@ async def test_no_store_is_a_503() -> None:
 
 async def test_summary(store: FeedbackStore) -> None:
     cards = issue()
-    await store.filter_and_record(SERVICE, "pk1", cards, datetime.now(UTC))
+    await store.filter_and_record(SERVICE, "pk1", cards, datetime.now(UTC), issuer=ISSUER)
     assert (await post(store, {"feedback": [overridden(cards[1], when())]})).status_code == 200
     async with client(Starlette(routes=feedback_routes(lambda: store))) as c:
         r = await c.get("/feedback/summary", params={"since": "1d", "service": SERVICE})
@@ -125,3 +128,39 @@ async def test_summary(store: FeedbackStore) -> None:
             bad = await c.get("/feedback/summary", params=params)
             assert bad.status_code == 400, params
             assert bad.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_feedback_and_summary_are_scoped_to_the_caller(store: FeedbackStore) -> None:
+    """Issue 15, finding 8: a client posts feedback only on cards issued to it (issuer and tenant),
+    and its summary counts only those; the card uuid of another client's card reveals nothing."""
+    mine, theirs, other_tenant = issue(), issue(), issue()
+    now = datetime.now(UTC)
+    await store.filter_and_record(SERVICE, "pk1", mine, now, issuer=ISSUER, tenant="t1")
+    await store.filter_and_record(
+        SERVICE, "pk2", theirs, now, issuer="https://other-ehr.example", tenant="t1"
+    )
+    await store.filter_and_record(SERVICE, "pk3", other_tenant, now, issuer=ISSUER, tenant="t2")
+    app = Starlette(routes=feedback_routes(store))
+    async with client(app, ISSUER, "t1") as c:
+        path = f"/cds-services/{SERVICE}/feedback"
+        for card in (theirs[0], other_tenant[0]):
+            r = await c.post(path, json={"feedback": [overridden(card, when())]})
+            assert r.status_code == 400, r.text
+            assert "not a card issued by the medication-risk service to this client" in r.text
+        assert (await c.post(path, json={"feedback": [overridden(mine[0], when())]})).status_code == 200
+        report = (await c.get("/feedback/summary", params={"since": "1d"})).json()
+    assert report["totals"]["issued"] == 2 and report["totals"]["overridden"] == 1
+    async with client(app, "https://other-ehr.example", "t1") as c:
+        report = (await c.get("/feedback/summary", params={"since": "1d"})).json()
+    assert report["totals"]["issued"] == 2 and report["totals"]["overridden"] == 0
+    assert await store.counts() == (6, 1)
+
+
+async def test_an_override_reason_the_card_did_not_offer_is_a_400(store: FeedbackStore) -> None:
+    cards = issue()
+    await store.filter_and_record(SERVICE, "pk1", cards, datetime.now(UTC), issuer=ISSUER)
+    free_text = overridden(cards[0], when(), code="Jane Doe MRN 123456")
+    r = await post(store, {"feedback": [free_text]})
+    assert r.status_code == 400
+    assert "overrideReason.reason: not one of the overrideReasons" in r.text and "Jane" not in r.text
+    assert await store.counts() == (2, 0)

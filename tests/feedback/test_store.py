@@ -7,14 +7,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from cds.cards import Card
-from cds.feedback import migrations
-from cds.feedback.migrations import SchemaError
+from cds.cards import OVERRIDE_SYSTEM, Card, override_reason
+from cds.db import migrations
+from cds.db.migrations import SchemaError
 from cds.feedback.records import CardRecord, FeedbackRequest
 from cds.feedback.store import FeedbackStore, open_store, to_ms
 from cds.feedback.validate import FeedbackEntry, FeedbackError
@@ -285,11 +286,15 @@ async def test_a_value_the_database_refuses_fails_only_its_request(store: Feedba
     """One multi-row INSERT stores a batch; if the database refuses a value, each request is tried
     alone, so only the one carrying it is refused (PostgreSQL text cannot hold NUL; SQLite can)."""
     cards = [a_card() for _ in range(3)]
+    # only codes a card offered are stored: this card offers one PostgreSQL cannot store
+    cards[1] = replace(cards[1], override_reasons=(override_reason("nul\x00byte", "unstorable"),))
     await store.filter_and_record(SERVICE, "pk1", cards, T0)
     await store.flush()
 
     def request(card: Card, code: str) -> FeedbackRequest:
-        entry = FeedbackEntry(0, card.uuid, "overridden", to_ms(T0), reason_system="urn:x", reason_code=code)
+        entry = FeedbackEntry(
+            0, card.uuid, "overridden", to_ms(T0), reason_system=OVERRIDE_SYSTEM, reason_code=code
+        )
         return FeedbackRequest(SERVICE, (entry,), to_ms(T0))
 
     batch = [request(cards[0], "benefit"), request(cards[1], "nul\x00byte"), request(cards[2], "benefit")]

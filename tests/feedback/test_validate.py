@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cds.feedback.records import IssuedCard
 from cds.feedback.validate import MAX_ENTRIES, FeedbackError, match_cards, parse_feedback, parse_rfc3339
 
 NOW_MS = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000)
@@ -147,14 +148,62 @@ def test_entry_key_is_stable_and_distinguishes_events() -> None:
     assert a.entry_key("svc") != a.entry_key("other")
 
 
+REASON = ("https://example.com/cds-hooks/override-reason-system", "d7ecf885")
+
+
+def issued(suggestions: tuple[str, ...] = (SUGGESTION,), issuer: str | None = "iss-a", tenant: str = "",
+           reasons: frozenset = frozenset({REASON})) -> IssuedCard:  # fmt: skip
+    return IssuedCard(suggestions, issuer, tenant, reasons)
+
+
 def test_match_cards_checks_card_and_suggestions() -> None:
     entries = parse_feedback({"feedback": [ACCEPTED]}, NOW_MS)
-    (row,) = match_cards("svc", entries, {CARD: (SUGGESTION,)}, NOW_MS)
+    (row,) = match_cards("svc", entries, {CARD: issued()}, NOW_MS, issuer="iss-a")
     assert row.card_uuid == CARD and row.accepted_suggestions == (SUGGESTION,)
     with pytest.raises(FeedbackError, match=r"feedback\[0\].card: .* not a card issued by the svc service"):
-        match_cards("svc", entries, {}, NOW_MS)
+        match_cards("svc", entries, {}, NOW_MS, issuer="iss-a")
     with pytest.raises(FeedbackError, match=r"acceptedSuggestions\[0\].id: .* is not a suggestion"):
-        match_cards("svc", entries, {CARD: ("other",)}, NOW_MS)
+        match_cards("svc", entries, {CARD: issued(("other",))}, NOW_MS, issuer="iss-a")
+
+
+@pytest.mark.parametrize(
+    ("issuer", "tenant", "card_issuer", "card_tenant", "ok"),
+    [
+        ("iss-a", "", "iss-a", "", True),
+        ("iss-b", "", "iss-a", "", False),  # another client's card
+        ("iss-a", "t2", "iss-a", "t1", False),  # the same client, another tenant
+        ("iss-a", "", "iss-a", "t1", False),
+        ("iss-a", "", None, "", False),  # issued before cards remembered their client: nobody's
+        (None, "", "iss-a", "t1", True),  # unscoped (the CLI and the store's own tools)
+    ],
+)
+def test_match_cards_only_the_callers_own_cards(issuer, tenant, card_issuer, card_tenant, ok) -> None:
+    entries = parse_feedback({"feedback": [ACCEPTED]}, NOW_MS)
+    cards = {CARD: issued(issuer=card_issuer, tenant=card_tenant)}
+    if ok:
+        assert len(match_cards("svc", entries, cards, NOW_MS, issuer=issuer, tenant=tenant)) == 1
+    else:
+        with pytest.raises(FeedbackError, match="not a card issued by the svc service to this client"):
+            match_cards("svc", entries, cards, NOW_MS, issuer=issuer, tenant=tenant)
+
+
+def test_override_reason_must_be_one_the_card_offered() -> None:
+    (entry,) = parse_feedback({"feedback": [OVERRIDDEN]}, NOW_MS)
+    (row,) = match_cards("svc", [entry], {CARD: issued()}, NOW_MS, issuer="iss-a")
+    assert (row.reason_system, row.reason_code) == REASON
+    free_text = {**OVERRIDDEN, "overrideReason": {"reason": {"system": "urn:x", "code": "Jane Doe MRN 123"}}}
+    for body, reasons in ((free_text, frozenset({REASON})), (OVERRIDDEN, frozenset())):
+        (entry,) = parse_feedback({"feedback": [body]}, NOW_MS)
+        with pytest.raises(
+            FeedbackError, match=r"overrideReason.reason: not one of the overrideReasons"
+        ) as e:
+            match_cards("svc", [entry], {CARD: issued(reasons=reasons)}, NOW_MS, issuer="iss-a")
+        assert "Jane" not in e.value.message  # what the client sent is not echoed
+    # same code in another system is not the offered reason
+    other = {**OVERRIDDEN, "overrideReason": {"reason": {"system": "urn:x", "code": REASON[1]}}}
+    (entry,) = parse_feedback({"feedback": [other]}, NOW_MS)
+    with pytest.raises(FeedbackError):
+        match_cards("svc", [entry], {CARD: issued()}, NOW_MS, issuer="iss-a")
 
 
 _json = st.recursive(

@@ -1,4 +1,5 @@
-"""Schema versions of the feedback store, applied in order at start-up (`open_store`).
+"""Schema versions of the service's database, applied in order at start-up (by the feedback store
+and by the replay store, whichever opens it first).
 
 A migration is never edited once released: add a new version instead. Each version lists its
 statements per dialect; the backend runs all pending versions in one transaction under a lock, so
@@ -64,6 +65,27 @@ def _v1(real: str, serial: str, boolean: str) -> tuple[str, ...]:
     )
 
 
+def _v2(table_options: str) -> tuple[str, ...]:
+    return (
+        f"""CREATE TABLE cds_replay (
+            iss TEXT NOT NULL,
+            jti TEXT NOT NULL,
+            expires_ms BIGINT NOT NULL,  -- the token's exp + clock skew; purged after it
+            PRIMARY KEY (iss, jti)
+        ){table_options}""",
+        "CREATE INDEX cds_replay_expires ON cds_replay (expires_ms)",
+    )
+
+
+# Each card remembers whom it was issued to (feedback and summaries are scoped to that client) and
+# the override reasons it offered (feedback may only name one of those).
+_V3 = (
+    "ALTER TABLE cds_card ADD COLUMN issuer TEXT",  # NULL: issued before version 3, nobody's
+    "ALTER TABLE cds_card ADD COLUMN tenant TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE cds_card ADD COLUMN override_reasons TEXT NOT NULL DEFAULT '[]'",  # JSON [[system, code]]
+    "CREATE INDEX cds_card_owner ON cds_card (issuer, tenant, issued_ms)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -71,6 +93,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         sqlite=_v1("REAL", "INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
         postgresql=_v1("DOUBLE PRECISION", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "BOOLEAN"),
     ),
+    Migration(2, "replay seen-set", sqlite=_v2(" WITHOUT ROWID"), postgresql=_v2("")),
+    Migration(3, "card issuer, tenant and offered override reasons", sqlite=_V3, postgresql=_V3),
 )
 LATEST = MIGRATIONS[-1].version
 
