@@ -16,7 +16,7 @@ import csv
 import pytest
 
 from cds.medication.knowledge import KB_DIR, Knowledge
-from tests.medication.conftest import draft, med, run
+from tests.medication.conftest import RX, draft, med, run
 from tests.medication.test_onc_interactions import NON_INTERRUPTIVE
 
 INTERRUPT = ("warning", "critical")
@@ -202,3 +202,18 @@ def test_issue_cases_are_graded_as_the_references_say(service, kb: Knowledge) ->
         service, drafts=[draft("d1", "4450", "fluconazole")], active=[med("m1", "36567", "simvastatin")]
     )
     assert any(c.indicator in INTERRUPT for c in cards)
+
+
+@pytest.mark.parametrize(
+    ("ingredient", "name"),
+    [("29046", "lisinopril"), ("1364430", "apixaban"), ("67108", "enoxaparin"), ("11289", "warfarin")],
+)
+def test_common_clinical_drugs_resolve_by_product_code(
+    service, kb: Knowledge, ingredient: str, name: str
+) -> None:
+    """Products from the VSAC medication value sets resolve by code alone (no display, no text)."""
+    codes = [code for code, ings in kb.products.items() if ings == {ingredient}]
+    assert codes, name
+    for code in codes:
+        concept = {"coding": [{"system": RX, "code": code}]}
+        assert service.resolver.concept_ingredients(concept) == {ingredient}, (name, code)
