@@ -217,3 +217,21 @@ def test_common_clinical_drugs_resolve_by_product_code(
     for code in codes:
         concept = {"coding": [{"system": RX, "code": code}]}
         assert service.resolver.concept_ingredients(concept) == {ingredient}, (name, code)
+
+
+@pytest.mark.data
+def test_vsac_confirmed_codes_are_in_the_value_sets_with_that_name(kb: Knowledge, ecqm_dir) -> None:
+    """An ingredient marked `vsac` has its RxCUI, with the same name, in the shared VSAC expansions;
+    and no ingredient code of those value sets is given a different name here."""
+    import json
+
+    vsac: dict[str, str] = {}
+    for path in sorted(ecqm_dir.glob("valuesets*/*.json")):
+        for c in json.loads(path.read_text()).get("expansion", {}).get("contains", []):
+            if "rxnorm" in c.get("system", "") and c.get("code") and c.get("display"):
+                vsac[c["code"]] = c["display"].lower()
+    for ing in kb.ingredients.values():
+        if "vsac" in ing.check:
+            assert vsac.get(ing.rxcui) == ing.name, ing
+        elif ing.rxcui in vsac:
+            assert vsac[ing.rxcui] == ing.name, (ing, vsac[ing.rxcui])
