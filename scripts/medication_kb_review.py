@@ -104,6 +104,17 @@ def render(kb: Knowledge, raw_rules: dict[str, dict]) -> str:
         "(RXNCONSO, TTY=IN) and set `check` in ingredients.csv.\n"
     )
     out.append(", ".join(f"{i.rxcui} {i.name}" for i in review) + "\n")
+    single = sorted(
+        (i for i in kb.ingredients.values() if len(i.check) == 1 and "review" not in i.check),
+        key=lambda i: i.name,
+    )
+    both = sum(1 for i in kb.ingredients.values() if i.check == {"vsac", "ref"})
+    out.append(f"## Single-source ingredient RxCUIs ({len(single)}; {both} are confirmed by both sources)\n")
+    out.append(
+        "Confirmed by one source only (`vsac`: the shared VSAC expansions; `ref`: a public reference "
+        "table). Lower priority than the list above, but worth a second look.\n"
+    )
+    out.append(", ".join(f"{i.rxcui} {i.name} ({next(iter(i.check))})" for i in single) + "\n")
     return "\n".join(out)
 
 
