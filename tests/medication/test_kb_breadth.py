@@ -116,6 +116,20 @@ NAMED_MEMBERS = {
         "procarbazine",
     },
     "maoi_like": {"linezolid", "methylene blue"},
+    # Phansalkar 2012 table 2 (amphetamine derivatives; PPIs with dexlansoprazole added by the panel)
+    "amphetamine_class": {
+        "dexmethylphenidate",
+        "dextroamphetamine",
+        "methylphenidate",
+        "lisdexamfetamine",
+        "methamphetamine",
+        "pseudoephedrine",
+        "amphetamine",
+        "phentermine",
+        "atomoxetine",
+    },
+    "ppi": {"omeprazole", "esomeprazole", "lansoprazole", "dexlansoprazole", "pantoprazole", "rabeprazole"},
+    "thiopurine": {"azathioprine", "mercaptopurine"},
     "tca": {"trimipramine", "amitriptyline", "imipramine", "nortriptyline", "protriptyline", "amoxapine"},
     "snri": {"milnacipran", "levomilnacipran", "venlafaxine", "duloxetine", "desvenlafaxine"},
     "serotonergic_opioid": {
