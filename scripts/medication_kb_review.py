@@ -60,7 +60,8 @@ def _names(kb: Knowledge, codes: frozenset[str]) -> str:
 
 
 def _side(kb: Knowledge, tokens: frozenset[str], raw: list[str]) -> str:
-    return " ".join(f"`{t}`" for t in raw) + f" ({len(tokens)} ingredients)"
+    n = len(tokens)
+    return " ".join(f"`{t}`" for t in raw) + f" ({n} ingredient{'' if n == 1 else 's'})"
 
 
 def render(kb: Knowledge, raw_rules: dict[str, dict]) -> str:
