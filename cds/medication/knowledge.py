@@ -575,16 +575,15 @@ def load_knowledge(directory: Path | str | None = None) -> Knowledge:
                 factors,
             )
         )
-    pairs: dict[tuple[str, str], list[Interaction]] = {}
+    # ingredient pair -> its rules in file order (a dict keyed by rule id: `rule in list` would
+    # compare whole frozen dataclasses, which dominated load time with class-level rules)
+    pairs: dict[tuple[str, str], dict[str, Interaction]] = {}
     for rule in interactions:
         for x in rule.a:
             for y in rule.b:
-                if x == y:
-                    continue
-                for key in ((x, y), (y, x)):
-                    lst = pairs.setdefault(key, [])
-                    if rule not in lst:
-                        lst.append(rule)
+                if x != y:
+                    pairs.setdefault((x, y), {})[rule.id] = rule
+                    pairs.setdefault((y, x), {})[rule.id] = rule
 
     # renal
     renal: list[RenalRule] = []
@@ -757,7 +756,7 @@ def load_knowledge(directory: Path | str | None = None) -> Knowledge:
         class_members=class_members,
         class_citations=class_citations,
         interactions=interactions,
-        pairs={k: tuple(v) for k, v in pairs.items()},
+        pairs={k: tuple(v.values()) for k, v in pairs.items()},
         renal=renal,
         renal_by_ingredient=_index(renal),
         beers=beers,
