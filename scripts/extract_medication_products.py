@@ -2,7 +2,8 @@
 
 The RxNorm product codes (SCD, SBD, GPCK, BPCK) that EHRs send are taken from two real sources:
 the MedicationRequests of the Synthea R4 sample patients and the RxNorm expansions of the CMS eCQM
-value sets (CMS156 high-risk medications in older adults, CMS506 opioids and benzodiazepines, ...).
+value sets (`ecqm/valuesets`: CMS156 high-risk medications in older adults, CMS506 opioids and
+benzodiazepines, ...; `ecqm/valuesets-medications`: 61 further VSAC medication value sets, CC0).
 Each product's ingredients are read from its RxNorm name with the same name matcher the service
 uses, against the ingredients in ingredients.csv; products with no known ingredient are left out.
 
@@ -53,7 +54,12 @@ def _synthea(shared: Path) -> dict[str, tuple[str, str]]:
 
 def _valuesets(shared: Path) -> dict[str, tuple[str, str]]:
     out: dict[str, tuple[str, str]] = {}
-    for path in sorted((shared / "ecqm" / "valuesets").glob("*.json")):
+    paths = [
+        p
+        for d in ("valuesets", "valuesets-medications")
+        for p in sorted((shared / "ecqm" / d).glob("*.json"))
+    ]
+    for path in paths:
         vs = json.loads(path.read_text())
         oid = path.stem.removeprefix("valueset-")
         for c in vs.get("expansion", {}).get("contains", []):

@@ -23,6 +23,9 @@ _RXCUI = re.compile(r"^[1-9][0-9]{0,8}$")
 _LOINC = re.compile(r"^([0-9]{1,7})-([0-9])$")
 _TTYS = {"SCD", "SBD", "GPCK", "BPCK"}
 _OPS = {">=", ">", "<=", "<"}
+# How an ingredient's RxCUI was confirmed: in the VSAC value sets (shared data), in a public reference
+# table (README), or not yet (listed for a pharmacist's review).
+_CHECKS = {"vsac", "ref", "review"}
 
 
 class KnowledgeError(ValueError):
@@ -59,6 +62,7 @@ class Ingredient:
     rxcui: str
     name: str
     classes: frozenset[str]
+    check: frozenset[str] = frozenset({"review"})
 
 
 @dataclass(frozen=True)
@@ -268,6 +272,7 @@ class Knowledge:
     products: dict[str, frozenset[str]]
     class_names: dict[str, str]
     class_members: dict[str, frozenset[str]]
+    class_citations: dict[str, tuple[str, ...]]
     interactions: list[Interaction]
     pairs: dict[tuple[str, str], tuple[Interaction, ...]]
     renal: list[RenalRule]
@@ -372,13 +377,21 @@ def load_knowledge(directory: Path | str | None = None) -> Knowledge:
     classes_doc = L.json("classes.json").get("classes")
     if not isinstance(classes_doc, dict) or not classes_doc:
         raise KnowledgeError("classes.json: 'classes' must be a non-empty object")
-    class_names = {cid: _text(c, "name", f"classes.json: {cid}") for cid, c in classes_doc.items()}
+    class_names: dict[str, str] = {}
+    class_citations: dict[str, tuple[str, ...]] = {}
+    for cid, c in classes_doc.items():
+        if not isinstance(c, dict):
+            raise KnowledgeError(f"classes.json: {cid} must be an object")
+        class_names[cid] = _text(c, "name", f"classes.json: {cid}")
+        class_citations[cid] = citations(c, f"classes.json: {cid}")
 
     # ingredients
     ingredients: dict[str, Ingredient] = {}
     names: list[tuple[str, str]] = []
     members: dict[str, set[str]] = {cid: set() for cid in class_names}
-    for n, row in enumerate(L.csv("ingredients.csv", ("rxcui", "name", "synonyms", "classes")), start=2):
+    for n, row in enumerate(
+        L.csv("ingredients.csv", ("rxcui", "name", "synonyms", "classes", "check")), start=2
+    ):
         where = f"ingredients.csv line {n}"
         code = (row.get("rxcui") or "").strip()
         if not _RXCUI.match(code):
@@ -393,10 +406,18 @@ def load_knowledge(directory: Path | str | None = None) -> Knowledge:
             if c not in class_names:
                 raise KnowledgeError(f"{where}: unknown class {c!r} for {name}")
             members[c].add(code)
-        ingredients[code] = Ingredient(code, name, cls)
+        check = frozenset((row.get("check") or "").split("|"))
+        if not check or not check <= _CHECKS or ("review" in check and len(check) > 1):
+            raise KnowledgeError(f"{where}: check {row.get('check')!r} must be vsac and/or ref, or review")
+        ingredients[code] = Ingredient(code, name, cls, check)
         names.append((name, code))
         names += [(s, code) for s in (row.get("synonyms") or "").split("|") if s.strip()]
     class_members = {c: frozenset(m) for c, m in members.items()}
+    empty = sorted(c for c, m in class_members.items() if not m)
+    if empty:
+        raise KnowledgeError(
+            f"classes.json: class(es) with no ingredient in ingredients.csv: {', '.join(empty)}"
+        )
 
     def expand(tokens: Any, where: str) -> frozenset[str]:
         """Class ids and RxCUIs -> ingredient RxCUIs; a leading '-' removes a class or RxCUI."""
@@ -554,16 +575,15 @@ def load_knowledge(directory: Path | str | None = None) -> Knowledge:
                 factors,
             )
         )
-    pairs: dict[tuple[str, str], list[Interaction]] = {}
+    # ingredient pair -> its rules in file order (a dict keyed by rule id: `rule in list` would
+    # compare whole frozen dataclasses, which dominated load time with class-level rules)
+    pairs: dict[tuple[str, str], dict[str, Interaction]] = {}
     for rule in interactions:
         for x in rule.a:
             for y in rule.b:
-                if x == y:
-                    continue
-                for key in ((x, y), (y, x)):
-                    lst = pairs.setdefault(key, [])
-                    if rule not in lst:
-                        lst.append(rule)
+                if x != y:
+                    pairs.setdefault((x, y), {})[rule.id] = rule
+                    pairs.setdefault((y, x), {})[rule.id] = rule
 
     # renal
     renal: list[RenalRule] = []
@@ -734,8 +754,9 @@ def load_knowledge(directory: Path | str | None = None) -> Knowledge:
         products=products,
         class_names=class_names,
         class_members=class_members,
+        class_citations=class_citations,
         interactions=interactions,
-        pairs={k: tuple(v) for k, v in pairs.items()},
+        pairs={k: tuple(v.values()) for k, v in pairs.items()},
         renal=renal,
         renal_by_ingredient=_index(renal),
         beers=beers,
@@ -756,10 +777,13 @@ def load_knowledge(directory: Path | str | None = None) -> Knowledge:
     kb.counts = {
         "ingredients": len(ingredients),
         "products": len(products),
+        "ingredients_to_review": sum("review" in i.check for i in ingredients.values()),
         "classes": len(class_names),
+        "class_memberships": sum(len(m) for m in class_members.values()),
         "interactions": len(interactions),
         "interactions_onc_high_priority": sum(r.onc == "high-priority" for r in interactions),
         "interactions_onc_non_interruptive": sum(r.onc == "non-interruptive" for r in interactions),
+        **{f"interactions_{s}": sum(r.severity == s for r in interactions) for s in SEVERITIES},
         "interaction_pairs": len(pairs) // 2,
         "renal_rules": len(renal),
         "beers_rules": len(beers),

@@ -23,7 +23,11 @@ def test_loads_versioned_with_counts() -> None:
     assert c["interactions_onc_high_priority"] == 15
     assert c["interactions_onc_non_interruptive"] >= 20
     assert c["interactions"] >= 60 and c["renal_rules"] >= 15 and c["beers_rules"] >= 20
-    assert c["products"] > 1000 and c["ingredients"] > 200
+    assert c["products"] > 3000 and c["ingredients"] > 500 and c["class_memberships"] > 700
+    assert (
+        sum(c[f"interactions_{s}"] for s in ("minor", "moderate", "major", "contraindicated"))
+        == c["interactions"]
+    )
 
 
 def test_every_rule_cites_a_known_source() -> None:
@@ -106,10 +110,33 @@ def _rule(name: str, rule_id: str, key: str, value: object) -> Callable[[Path], 
 
 BROKEN = {
     "unknown class in ingredients": (
-        _append("ingredients.csv", "99999991,madeupazole,,no_such_class"),
+        _append("ingredients.csv", "99999991,madeupazole,,no_such_class,review"),
         "unknown class",
     ),
-    "bad ingredient code": (_append("ingredients.csv", "12ab,madeup,,nsaid"), "bad RxCUI"),
+    "bad ingredient code": (_append("ingredients.csv", "12ab,madeup,,nsaid,review"), "bad RxCUI"),
+    "ingredient code neither confirmed nor flagged": (
+        _append("ingredients.csv", "99999994,madeupol,,nsaid,"),
+        "must be vsac and/or ref, or review",
+    ),
+    "ingredient confirmed and flagged at once": (
+        _append("ingredients.csv", "99999995,madeupine,,nsaid,vsac|review"),
+        "must be vsac and/or ref, or review",
+    ),
+    "class without citation": (
+        _edit_json("classes.json", lambda d: d["classes"]["qt_risk"].pop("citation")),
+        "classes.json: qt_risk: missing citation",
+    ),
+    "class cites unknown source": (
+        _edit_json("classes.json", lambda d: d["classes"]["maoi"].__setitem__("citation", ["nobody2099"])),
+        "'nobody2099' is not a source",
+    ),
+    "class with no member": (
+        _edit_json(
+            "classes.json",
+            lambda d: d["classes"].__setitem__("empty_class", {"name": "x", "citation": ["fda_labels"]}),
+        ),
+        "no ingredient in ingredients.csv: empty_class",
+    ),
     "product with dangling ingredient": (
         _append("products.csv", "99999992,SCD,Madeup 5 MG Oral Tablet,424242,synthea"),
         "unknown ingredient 424242",
@@ -192,7 +219,7 @@ def test_invalid_knowledge_is_refused_with_a_message(tmp_path: Path, case: str) 
 
 def test_service_refuses_to_start_on_a_broken_knowledge_base(tmp_path: Path) -> None:
     d = _copy(tmp_path)
-    _append("ingredients.csv", "99999991,madeupazole,,no_such_class")(d)
+    _append("ingredients.csv", "99999991,madeupazole,,no_such_class,review")(d)
     settings = Settings(services={"medication-risk": {"knowledge_dir": str(d)}})
     with pytest.raises(ServiceLoadError, match=r"medication-risk knowledge base is invalid: .*unknown class"):
         MedicationRiskService(settings)
