@@ -37,11 +37,12 @@ Counts: {ingredients} ingredients ({review} RxCUIs still to confirm), {products}
    per code in `rxcui_evidence.csv`). A wrong ingredient code either misses a drug sent by code
    or, worse, gives another drug's alerts. Orders coded with products still resolve through
    `products.csv` and names, so the risk is limited to orders coded at ingredient level. Known
-   wrong (a public source gives the code to another drug; the right code was not found):
-   benztropine (1514 is betamethasone), meclizine (6719 is memantine), safinamide (1722365 is
-   cobimetinib), tolvaptan (358258 is bortezomib). Highest priority after those: conivaptan, QT
-   drugs (disopyramide, ibutilide, pentamidine, arsenic trioxide, cisapride) and isosorbide
-   mononitrate (6059; the CPIC table gives 6058 to isosorbide dinitrate, which this version follows).
+   wrong: safinamide (1722365 is cobimetinib in an OHDSI concept set; the right code was not found).
+   Then: isosorbide mononitrate (6059; the CPIC table gives 6058 to isosorbide dinitrate and the
+   OHDSI concept sets 6057 to isosorbide), ethacrynic acid (the OHDSI sets name 62349
+   `ethacrynate`), cyanocobalamin (11248 is `vitamin B 12` there) and the newer drugs missing from
+   the 2022 vocabulary of those sets (apalutamide, finerenone, isavuconazonium, ivabradine,
+   mirabegron, tirzepatide, vorapaxar).
 2. **Severity grading of the new rules** (below): `qt-known-possible` (major: a known-risk QT drug
    with one whose label warns of QT prolongation), `opioid-cns-depressant` (major, per the 2016
    boxed warning), `cyp3a4-narrow-strong-inhibitor` (major), `methotrexate-trimethoprim`
