@@ -33,14 +33,16 @@ Counts: {ingredients} ingredients ({review} RxCUIs still to confirm), {products}
 
 1. **Ingredient RxCUIs marked `review`** (list at the end). They were keyed from memory of RxNorm and
    could not be matched to an ingredient code in the VSAC value sets in the shared data or in a
-   public reference table (CPIC drug table, ATC-to-RxNorm groupings). A wrong ingredient code
-   either misses a drug sent by code or, worse, gives another drug's alerts. Orders coded with
-   products still resolve through `products.csv` and names, so the risk is limited to orders coded
-   at ingredient level. Highest priority: MAO inhibitors (safinamide), triptans (naratriptan,
-   eletriptan, frovatriptan, almotriptan), strong CYP3A4 inhibitors (cobicistat, tipranavir,
-   idelalisib, conivaptan, ribociclib, ceritinib), QT drugs (disopyramide, droperidol, ibutilide,
-   pentamidine, arsenic trioxide, cisapride, gatifloxacin) and isosorbide mononitrate (6059; the
-   CPIC table gives 6058 to isosorbide dinitrate, which this version follows).
+   public reference table (CPIC drug table, ATC-to-RxNorm groupings, OHDSI concept sets; evidence
+   per code in `rxcui_evidence.csv`). A wrong ingredient code either misses a drug sent by code
+   or, worse, gives another drug's alerts. Orders coded with products still resolve through
+   `products.csv` and names, so the risk is limited to orders coded at ingredient level. Known
+   wrong: safinamide (1722365 is cobimetinib in an OHDSI concept set; the right code was not found).
+   Then: isosorbide mononitrate (6059; the CPIC table gives 6058 to isosorbide dinitrate and the
+   OHDSI concept sets 6057 to isosorbide), ethacrynic acid (the OHDSI sets name 62349
+   `ethacrynate`), cyanocobalamin (11248 is `vitamin B 12` there) and the newer drugs missing from
+   the 2022 vocabulary of those sets (apalutamide, finerenone, isavuconazonium, ivabradine,
+   mirabegron, tirzepatide, vorapaxar).
 2. **Severity grading of the new rules** (below): `qt-known-possible` (major: a known-risk QT drug
    with one whose label warns of QT prolongation), `opioid-cns-depressant` (major, per the 2016
    boxed warning), `cyp3a4-narrow-strong-inhibitor` (major), `methotrexate-trimethoprim`

@@ -192,6 +192,32 @@ def test_every_ingredient_code_is_confirmed_or_flagged_for_review(kb: Knowledge)
             assert f"{row['rxcui']} {row['name']}" in review, row
 
 
+def test_rxcui_evidence_matches_the_ingredient_table() -> None:
+    """Each code confirmed from a public source is `ref` with that exact name and cites a pinned file;
+    each code a source gives to another drug is still `review` (never silently trusted)."""
+    with open(KB_DIR / "ingredients.csv", newline="") as fh:
+        table = {row["rxcui"]: row for row in csv.DictReader(fh)}
+    with open(KB_DIR / "rxcui_evidence.csv", newline="") as fh:
+        evidence = list(csv.DictReader(fh))
+    assert len(evidence) >= 150
+    assert len({e["rxcui"] for e in evidence}) == len(evidence)
+    for e in evidence:
+        row = table.get(e["rxcui"])
+        assert row is not None and row["name"] == e["name"], e
+        repo, _, rest = e["source"].removeprefix("github:").partition("@")
+        commit, _, path = rest.partition(":")
+        assert "/" in repo and len(commit) >= 12 and path, e
+        if e["note"].startswith("wrong:"):
+            assert row["check"] == "review", e
+        else:
+            assert "ref" in row["check"].split("|"), e
+    # a corrected code no longer appears anywhere as that ingredient
+    for e in evidence:
+        if e["note"].startswith("corrected from "):
+            old = e["note"].split()[2]
+            assert table.get(old, {}).get("name") != e["name"], e
+
+
 def test_the_clinical_review_file_is_current() -> None:
     """docs/medication-knowledge.md is generated from the data; regenerate it after any change."""
     import importlib.util

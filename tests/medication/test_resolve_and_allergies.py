@@ -20,7 +20,7 @@ def test_name_fallback_on_brand_and_whole_words(service) -> None:
         for n in ("isosorbide mononitrate", "isosorbide dinitrate")
     )
     assert mono != di and r.text_ingredients("Isosorbide Mononitrate 30 MG") == mono  # not the dinitrate
-    assert r.text_ingredients("Penicillin V Potassium 500 MG") == {"7980"}  # not potassium chloride
+    assert r.text_ingredients("Penicillin V Potassium 500 MG") == {"7984"}  # not potassium chloride
     assert r.text_ingredients("Insulin glargine") == {"274783"}
     assert r.text_ingredients("Unobtainium 5 MG Oral Tablet") == frozenset()
 
@@ -182,7 +182,7 @@ AMOXICILLIN = ("308182", "Amoxicillin 250 MG Oral Capsule")
     "allergy_resource",
     [
         allergy("91936005", system="http://snomed.info/sct"),  # Allergy to penicillin (SNOMED)
-        allergy("7980", text="Penicillin V"),  # RxNorm ingredient
+        allergy("7984", text="Penicillin V"),  # RxNorm ingredient
         allergy(None, text="Penicillins"),  # text only, class name
         allergy("834102", text="Penicillin V Potassium 500 MG Oral Tablet"),  # RxNorm product
     ],

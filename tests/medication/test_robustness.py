@@ -40,7 +40,7 @@ chart_item = st.one_of(
         json_like,
     ),
     st.builds(
-        lambda k, x: mangle(allergy("7980", text="penicillin"), k, x),
+        lambda k, x: mangle(allergy("7984", text="penicillin"), k, x),
         st.sampled_from(["code", "category", "criticality", "reaction", "clinicalStatus"]),
         json_like,
     ),
