@@ -53,13 +53,15 @@ def test_fixed_patient_gets_a_fixed_score_over_http(client) -> None:
             "labs": bundle([]),
             "conditions": bundle([]),
             "procedures": bundle([]),
+            "medicationAdministrations": bundle([]),
         },
     }
     r = call(c, settings, body)
     assert r.status_code == 200, r.text
     (card,) = r.json()["cards"]
     assert card["indicator"] == "critical"
-    assert f"{FIXED_RISK:.0%} risk of in-hospital death" in card["summary"]
+    assert card["summary"].startswith("NEWS2 15: emergency response")
+    assert f"Similar patients in the ICU database: {FIXED_RISK:.0%} in-hospital mortality" in card["detail"]
     assert card["links"][0]["url"] == f"{BASE}/models/deterioration"
     assert c.get("/models/deterioration").status_code == 200
 
@@ -76,6 +78,7 @@ def test_low_patient_gets_no_card_over_http(client) -> None:
             "labs": bundle([]),
             "conditions": bundle([]),
             "procedures": bundle([]),
+            "medicationAdministrations": bundle([]),
         },
     }
     r = call(c, settings, body)
