@@ -34,6 +34,7 @@ from cds.services.base import ServiceLoadError
 from cds.terminology import CodeSet
 
 NAME = "deterioration"
+MODEL_MIN_PARAMETERS = 4  # NEWS2 parameters charted in the window before the model alone may raise a card
 Band = Literal["low", "info", "warning", "critical"]
 Response = Literal["ward", "urgent-ward", "urgent", "emergency"]
 NEWS2_VITALS = {
@@ -219,7 +220,9 @@ class DeteriorationModel:
             reasons.append(
                 "a single NEWS2 parameter scoring 3 (" + ", ".join(p.replace("_", " ") for p in threes) + ")"
             )
-        if risk >= self.thresholds.warning:
+        # The ICU model alone speaks only about a charted patient (age and missing values are no finding).
+        model_flags = len(score.parts) >= MODEL_MIN_PARAMETERS and risk >= self.thresholds.warning
+        if model_flags:
             level = "critical" if risk >= self.thresholds.critical else "warning"
             reasons.append(
                 f"similar ICU patients' mortality {risk:.0%} at or above the model's {level} threshold "
@@ -227,9 +230,9 @@ class DeteriorationModel:
             )
         if score.total >= b["high_min"]:
             return "critical", reasons
-        if score.total >= b["medium_min"] or threes or risk >= self.thresholds.critical:
+        if score.total >= b["medium_min"] or threes or (model_flags and risk >= self.thresholds.critical):
             return "warning", reasons
-        if risk >= self.thresholds.warning:
+        if model_flags:
             return "info", reasons
         return "low", []
 
