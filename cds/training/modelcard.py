@@ -153,10 +153,15 @@ Out-of-fold AUROC on the same folds; gain with a paired stay-level bootstrap 95%
 
 ![Feature importance](importance.png)
 
-## Card thresholds
-- **warning**: NEWS2 5–6, or any single NEWS2 parameter scoring 3, or risk ≥ {th["warning"]:g};
-- **critical**: NEWS2 ≥ 7, or risk ≥ {th["critical"]:g};
-- nothing is shown otherwise (few cards is the point).
+## How the card uses the model
+- The **summary and the suggested response follow NEWS2 only** (RCP 2017 Chart 4): 0–4 ward-based
+  response; a single parameter of 3 an urgent ward-based review; 5–6 an urgent response; 7 or more
+  an emergency response. The model's figure never raises the response above the NEWS2 band.
+- Card level: **critical** for NEWS2 ≥ 7; **warning** for NEWS2 5–6, a single parameter of 3, or
+  model risk ≥ {th["critical"]:g}; **info** for model risk ≥ {th["warning"]:g} alone (only when at least
+  4 NEWS2 parameters are charted); nothing otherwise (few cards is the point).
+- A separate sepsis card follows NICE NG51 (suspected or coded infection, or lactate above 2 mmol/L,
+  with NEWS2 risk bands); lactate drives that rule, not this model.
 
 The card scores NEWS2 on the newest set of observations of the last 24 hours, as the RCP chart
 intends; the NEWS2 baseline above uses the worst values of the ICU day (all eICU gives), which is
