@@ -426,7 +426,7 @@ def extract(record: PatientRecord, at: datetime | None = None) -> DeteriorationF
         )
         values[name] = 1.0 if present else math.nan
 
-    coded, infection = _conditions(record)
+    coded, infection = _conditions(record, at)
     for name in condition_features():
         values[name] = 1.0 if name in coded else math.nan
     agents = _vasoactive(record, start, at)
@@ -474,7 +474,17 @@ def _text(concept: Any) -> str:
     return "coded condition"
 
 
-def _conditions(record: PatientRecord) -> tuple[dict[str, str], str | None]:
+def _recent(cond: Mapping[str, Any], at: datetime) -> bool:
+    """Undated, or onset/recorded within `recent_days` of `at` (a current infection, not an old one)."""
+    days = conditions_knowledge()["infection"]["recent_days"]
+    for key in ("onsetDateTime", "recordedDate"):
+        t = parse_datetime(v) if isinstance(v := cond.get(key), str) else None
+        if t is not None:
+            return at - timedelta(days=days) <= t <= at + timedelta(days=1)
+    return True
+
+
+def _conditions(record: PatientRecord, at: datetime) -> tuple[dict[str, str], str | None]:
     """Categories coded among the patient's active Conditions, and a suspected or coded infection."""
     coded: dict[str, str] = {}
     infection: str | None = None
@@ -482,7 +492,7 @@ def _conditions(record: PatientRecord) -> tuple[dict[str, str], str | None]:
         cats = condition_categories(cond)
         for c in cats - {"_infection"}:
             coded.setdefault(c, _text(cond.get("code")))
-        if "_infection" in cats and infection is None:
+        if "_infection" in cats and infection is None and _recent(cond, at):
             infection = _text(cond.get("code"))
     return coded, infection
 

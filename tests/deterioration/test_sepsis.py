@@ -59,3 +59,38 @@ def test_qsofa_is_counted_and_gaps_named() -> None:
     assert qsofa(feats(rr=22, sbp=100, level="C")) == (3, ())
     assert qsofa(feats(rr=21, sbp=101, level="A")) == (0, ())
     assert qsofa(feats()) == (0, ("respiratory rate", "systolic blood pressure", "mentation"))
+
+
+def _condition(code: str, system: str = "http://hl7.org/fhir/sid/icd-10-cm", **extra) -> dict:
+    return {
+        "resourceType": "Condition",
+        "id": f"c-{code}",
+        "clinicalStatus": {"coding": [{"code": "active"}]},
+        "code": {"coding": [{"system": system, "code": code}], "text": code},
+        "subject": {"reference": "Patient/p1"},
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    "condition,infection",
+    [
+        (_condition("J18.9"), True),  # pneumonia, undated
+        (_condition("N39.0", onsetDateTime=(NOW - timedelta(days=3)).isoformat()), True),
+        (_condition("N39.0", onsetDateTime=(NOW - timedelta(days=40)).isoformat()), False),  # old episode
+        (_condition("B20"), False),  # HIV: chronic, not a current infection
+        (_condition("B18.2"), False),  # chronic hepatitis C
+        (_condition("91302008", "http://snomed.info/sct"), True),  # sepsis (SNOMED CT)
+        (_condition("I50.9"), False),
+        (_condition("J18.9", verificationStatus={"coding": [{"code": "refuted"}]}), False),
+        (_condition("J18.9", verificationStatus={"coding": [{"code": "provisional"}]}), True),  # suspected
+    ],
+)
+def test_coded_infection_through_fhir(condition: dict, infection: bool) -> None:
+    from cds.features.deterioration import extract
+    from cds.record import PatientRecord
+
+    from .fhir import patient
+
+    f = extract(PatientRecord.from_resources([patient(), condition], now=NOW))
+    assert (f.infection is not None) == infection
