@@ -69,8 +69,10 @@ def test_response_band_at_each_news2_edge(service, resources, total, response) -
                 "emergency": "emergency",
             }[response]
         )
+        if RANK[response] < RANK["urgent"]:  # NEWS2 0-4 (red or not): no rapid response
+            assert "rapid" not in label
         if RANK[response] < RANK["emergency"]:
-            assert "rapid" not in label and "emergency" not in label and "outreach" not in label
+            assert "emergency" not in label and "critical-care" not in label and "outreach" not in label
         sr = s["actions"][0]["resource"]
         assert (
             sr["priority"]
