@@ -219,6 +219,7 @@ class DeteriorationFeatures:
     coded: Mapping[str, str] = field(default_factory=dict)  # category -> text of the Condition
     infection: str | None = None  # text of a suspected or coded infection
     vasoactive: tuple[str, ...] = ()  # vasoactive agents given in the window
+    vasoactive_time: datetime | None = None  # the newest administration among them
 
     def vector(self, names: Sequence[str]) -> np.ndarray:
         """A float32 row in the model's feature order; NaN where missing."""
@@ -429,7 +430,7 @@ def extract(record: PatientRecord, at: datetime | None = None) -> DeteriorationF
     coded, infection = _conditions(record, at)
     for name in condition_features():
         values[name] = 1.0 if name in coded else math.nan
-    agents = _vasoactive(record, start, at)
+    agents, agents_time = _vasoactive(record, start, at)
     values[VASOACTIVE] = float(len(agents)) if agents else math.nan
     values[TREND] = _systolic_trend(readings.get("systolic_bp", {}), start, at)
     for s in specs():
@@ -460,6 +461,7 @@ def extract(record: PatientRecord, at: datetime | None = None) -> DeteriorationF
         coded=coded,
         infection=infection,
         vasoactive=agents,
+        vasoactive_time=agents_time,
     )
 
 
@@ -497,10 +499,13 @@ def _conditions(record: PatientRecord, at: datetime) -> tuple[dict[str, str], st
     return coded, infection
 
 
-def _vasoactive(record: PatientRecord, start: datetime, at: datetime) -> tuple[str, ...]:
-    """Distinct vasoactive agents (RxNorm ingredients) administered in [start, at]."""
+def _vasoactive(
+    record: PatientRecord, start: datetime, at: datetime
+) -> tuple[tuple[str, ...], datetime | None]:
+    """Distinct vasoactive agents (RxNorm ingredients) administered in [start, at], and the newest time."""
     names: dict[str, str] = conditions_knowledge()["vasoactive"]["rxnorm"]
     found: set[str] = set()
+    newest: datetime | None = None
     for ma in record.valid("MedicationAdministration"):
         if ma.get("status") not in ("in-progress", "completed"):
             continue
@@ -520,12 +525,15 @@ def _vasoactive(record: PatientRecord, start: datetime, at: datetime) -> tuple[s
                 parse_datetime(v) if isinstance(v := period.get(k), str) else None for k in ("start", "end")
             )
             inside = (begin is None or begin <= at) and (end is None or end >= start)
+            t = min(end, at) if end is not None else (at if begin is not None else None)
         else:
             t = parse_datetime(v) if isinstance(v := ma.get("effectiveDateTime"), str) else None
             inside = t is not None and start <= t <= at
         if inside:
             found.add(agent)
-    return tuple(sorted(found))
+            if t is not None and (newest is None or t > newest):
+                newest = t
+    return tuple(sorted(found)), newest
 
 
 def _systolic_trend(readings: Mapping[tuple[datetime, float], None], start: datetime, at: datetime) -> float:

@@ -215,7 +215,8 @@ class DeteriorationService:
             "advises against qSOFA as a single screening tool.",
         ]
         if f.vasoactive:
-            lines.append(f"Vasoactive drugs given in the last 24 h: {', '.join(f.vasoactive)}.")
+            newest = f" (newest {f.vasoactive_time:%Y-%m-%d %H:%M} UTC)" if f.vasoactive_time else ""
+            lines.append(f"Vasoactive drugs given in the last 24 h: {', '.join(f.vasoactive)}{newest}.")
         lines += [
             "",
             "Sepsis bundle (suggestions): measure lactate (repeat when above 2 mmol/L), blood cultures before "
@@ -288,7 +289,8 @@ class DeteriorationService:
                 elif c.name in f.coded:
                     lines.append(f"- {c.label}: {f.coded[c.name]}")
                 elif c.name == "vasoactive_agents":
-                    lines.append(f"- vasoactive drugs in the last 24 h: {', '.join(f.vasoactive)}")
+                    newest = f" (newest {f.vasoactive_time:%Y-%m-%d %H:%M} UTC)" if f.vasoactive_time else ""
+                    lines.append(f"- vasoactive drugs in the last 24 h: {', '.join(f.vasoactive)}{newest}")
                 elif fnd is not None and fnd.time is None:
                     lines.append(f"- {c.label} {_value(fnd)}")
                 elif fnd is not None:

@@ -294,4 +294,5 @@ def test_new_resource_types_are_read_and_malformed_ones_ignored() -> None:
     assert f.values["metastatic_cancer"] == 1 and f.values["heart_failure"] == 1
     assert math.isnan(f.values["cirrhosis"])
     assert f.values["vasoactive_agents"] == 2 and f.vasoactive == ("norepinephrine", "vasopressin")
+    assert f.vasoactive_time is not None and f.vasoactive_time.isoformat() == at(1)
     assert math.isnan(extract(PatientRecord.from_resources([patient()], now=NOW)).values["vasoactive_agents"])
