@@ -79,7 +79,7 @@ def _when(f: Finding) -> str:
 
 
 class DeteriorationService:
-    """NEWS2 + calibrated in-hospital death risk on patient-view."""
+    """NEWS2 with its RCP response, the ICU model's figure and a NICE NG51 sepsis prompt on patient-view."""
 
     id = NAME
 
