@@ -82,6 +82,9 @@ class DeteriorationService:
     """NEWS2 with its RCP response, the ICU model's figure and a NICE NG51 sepsis prompt on patient-view."""
 
     id = NAME
+    # Added in v2: clients that send the v1 prefetch keys still get an answer (vasoactive drugs then
+    # count as not given, as stays without infusion rows did in training).
+    optional_prefetch = ("medicationAdministrations",)
 
     def __init__(self, settings: Settings) -> None:
         self.options = dict(settings.service_options(self.id))
