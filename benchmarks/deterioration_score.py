@@ -84,6 +84,29 @@ def icu_chart(seed: int = 0) -> list[dict]:
         if h % 4 == 0:
             for code, unit, lo, hi in LABS:
                 res.append(obs(code, rng.uniform(lo, hi), unit, h + 0.3))
+        if h < 24:  # a noradrenaline infusion charted hourly
+            res.append(
+                {
+                    "resourceType": "MedicationAdministration",
+                    "id": f"ma{h}",
+                    "status": "in-progress",
+                    "medicationCodeableConcept": {
+                        "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "7512"}]
+                    },
+                    "subject": {"reference": "Patient/p1"},
+                    "effectiveDateTime": (NOW - timedelta(hours=h + 0.4)).isoformat(),
+                }
+            )
+    for i, code in enumerate(("I50.9", "J44.9", "A41.9", "N18.4", "E11.9", "I10")):  # coded problems
+        res.append(
+            {
+                "resourceType": "Condition",
+                "id": f"c{i}",
+                "clinicalStatus": {"coding": [{"code": "active"}]},
+                "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": code}]},
+                "subject": {"reference": "Patient/p1"},
+            }
+        )
     return res
 
 
@@ -125,7 +148,8 @@ def main() -> None:
 
     row = extract(record).vector(model.features)
     print(
-        f"chart: {len(chart) - 1} Observations over 48 h ({sum(1 for _ in record.observations())} valid); "
+        f"chart: {len(chart) - 1} resources over 48 h ({sum(1 for _ in record.observations())} valid Observations, "
+        f"Conditions and MedicationAdministrations); "
         f"model {model.version}, {model.booster.num_boosted_rounds()} trees"
     )
     bench("model risk, one row (inplace_predict + calibration)", lambda: model.risk(row), n)

@@ -157,6 +157,9 @@ class CDSApp:
             for key, index, reason in req.skipped:
                 self._skipped(sid, f"prefetch.{key}", index, reason)
             missing = missing_keys(entry.prefetch, req.prefetch)
+            if missing and not req.fhir_server:  # keys a service can do without (it says so) need no 412
+                optional = getattr(service, "optional_prefetch", ())
+                missing = [k for k in missing if k not in optional]
             if missing:
                 fetched = await self._fallback(request, req, entry.prefetch, missing)
                 # A server answering with another patient's data (or an unreadable patient

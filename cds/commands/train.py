@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from cds.training.deterioration import metrics_table, train
+        from cds.training.deterioration import groups_table, metrics_table, train
     except ModuleNotFoundError as e:
         print(
             f"cds train needs the training extra ({e.name} is missing): pip install -e '.[training]'",
@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print()
     print(metrics_table(metadata))
+    print()
+    print(groups_table(metadata))
     th = metadata["thresholds"]
     print(f"\nthresholds: warning risk >= {th['warning']:g}, critical risk >= {th['critical']:g}")
     return 0

@@ -12,6 +12,12 @@ Rules, in one place:
 - exact repeats (same feature, time and value) count once;
 - "worst" per feature: max, min, furthest from the APACHE reference value, or the 24 h sum (urine);
 - procedures (ventilation, intubation, dialysis) give 1 when present, otherwise missing;
+- U-shaped values (worst rule "furthest") also give `<name>_deviation`, the distance from the
+  reference value, so the model can be monotone in every physiological input;
+- Conditions give comorbidity and acute-problem categories (1 when coded, else missing), and
+  MedicationAdministrations the number of distinct vasoactive agents given in the window
+  (`cds/knowledge/deterioration_conditions.json`, with sources);
+- `systolic_trend`: mean systolic pressure of the last 6 h minus that of the first 6 h of the window;
 - anything not found is NaN, never 0.
 """
 
@@ -20,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -31,10 +37,12 @@ import numpy as np
 from cds.fhirdates import effective_time, parse_datetime
 from cds.record import PatientRecord
 from cds.scores.news2 import News2Inputs
-from cds.terminology import LOINC, SNOMED, codings
+from cds.terminology import ICD10, ICD10CM, LOINC, RXNORM, SNOMED, codings
 from cds.units import quantity_in
 
 KNOWLEDGE = Path(__file__).resolve().parents[1] / "knowledge" / "deterioration_features.json"
+CONDITIONS = Path(__file__).resolve().parents[1] / "knowledge" / "deterioration_conditions.json"
+TREND_HOURS = 6.0
 
 GCS_EYE = "9267-6"
 GCS_VERBAL = "9270-0"
@@ -77,6 +85,12 @@ def knowledge() -> dict[str, Any]:
 
 
 @lru_cache(maxsize=1)
+def conditions_knowledge() -> dict[str, Any]:
+    """Comorbidity, acute-problem, infection and vasoactive-drug code lists (with sources) as data."""
+    return json.loads(CONDITIONS.read_text())
+
+
+@lru_cache(maxsize=1)
 def specs() -> tuple[FeatureSpec, ...]:
     out = []
     for f in knowledge()["features"]:
@@ -108,26 +122,88 @@ def _code_index() -> dict[tuple[str, str], FeatureSpec]:
 
 PROCEDURE_FEATURES = ("ventilated", "intubated", "dialysis")
 DEMOGRAPHIC_FEATURES = ("age", "male")
+DEVIATION = "_deviation"
+VASOACTIVE = "vasoactive_agents"
+TREND = "systolic_trend"
+
+
+def deviation_features() -> tuple[str, ...]:
+    return tuple(s.name + DEVIATION for s in specs() if s.worst == "furthest")
+
+
+def condition_features() -> tuple[str, ...]:
+    return tuple(conditions_knowledge()["categories"])
 
 
 def feature_names() -> tuple[str, ...]:
     """Every feature the extractor produces, in a fixed order."""
-    return tuple(s.name for s in specs()) + PROCEDURE_FEATURES + DEMOGRAPHIC_FEATURES
+    return (
+        tuple(s.name for s in specs())
+        + deviation_features()
+        + PROCEDURE_FEATURES
+        + DEMOGRAPHIC_FEATURES
+        + condition_features()
+        + (VASOACTIVE, TREND)
+    )
+
+
+def base_feature(name: str) -> str:
+    """The charted feature behind a derived one (heart_rate_deviation -> heart_rate)."""
+    return name.removesuffix(DEVIATION)
 
 
 def feature_units() -> dict[str, str]:
     units = {s.name: s.unit for s in specs()}
-    units.update({p: "1" for p in PROCEDURE_FEATURES})
-    units.update({"age": "a", "male": "1"})
+    units.update({s.name + DEVIATION: s.unit for s in specs() if s.worst == "furthest"})
+    units.update({p: "1" for p in PROCEDURE_FEATURES + condition_features()})
+    units.update({"age": "a", "male": "1", VASOACTIVE: "1", TREND: "mm[Hg]"})
     return units
 
 
 def feature_labels() -> dict[str, str]:
     labels = {s.name: s.label for s in specs()}
+    labels.update(
+        {
+            s.name + DEVIATION: f"{s.label} (distance from {s.reference:g})"
+            for s in specs()
+            if s.worst == "furthest"
+        }
+    )
     kb = knowledge()
     labels.update({k: v["label"] for k, v in kb["procedures"].items()})
     labels.update({k: v["label"] for k, v in kb["demographics"].items()})
+    labels.update({k: v["label"] for k, v in conditions_knowledge()["categories"].items()})
+    labels[VASOACTIVE] = "vasopressors or inotropes (number of agents)"
+    labels[TREND] = "change in systolic blood pressure over the day"
     return labels
+
+
+def _icd_prefixes(codes: Sequence[str]) -> tuple[str, ...]:
+    return tuple(c.replace(".", "").upper() for c in codes)
+
+
+@lru_cache(maxsize=1)
+def _condition_matchers() -> tuple[tuple[str, tuple[str, ...], frozenset[str]], ...]:
+    kb = conditions_knowledge()
+    out = [(k, _icd_prefixes(v["icd10"]), frozenset(v["snomed"])) for k, v in kb["categories"].items()]
+    inf = kb["infection"]
+    out.append(("_infection", _icd_prefixes(inf["icd10"]), frozenset(inf["snomed"])))
+    return tuple(out)
+
+
+def condition_categories(condition: Mapping[str, Any]) -> set[str]:
+    """The categories (and `_infection`) one Condition's codings fall in."""
+    found: set[str] = set()
+    pairs = list(codings(condition.get("code")))
+    for name, prefixes, snomed in _condition_matchers():
+        for system, code in pairs:
+            if system in (ICD10CM, ICD10) and code.replace(".", "").upper().startswith(prefixes):
+                found.add(name)
+                break
+            if system == SNOMED and code in snomed:
+                found.add(name)
+                break
+    return found
 
 
 @dataclass(frozen=True)
@@ -140,6 +216,10 @@ class DeteriorationFeatures:
     latest: Mapping[str, Finding]
     consciousness: tuple[str, datetime | None, str] | None
     on_oxygen: bool | None
+    coded: Mapping[str, str] = field(default_factory=dict)  # category -> text of the Condition
+    infection: str | None = None  # text of a suspected or coded infection
+    vasoactive: tuple[str, ...] = ()  # vasoactive agents given in the window
+    vasoactive_time: datetime | None = None  # the newest administration among them
 
     def vector(self, names: Sequence[str]) -> np.ndarray:
         """A float32 row in the model's feature order; NaN where missing."""
@@ -347,6 +427,17 @@ def extract(record: PatientRecord, at: datetime | None = None) -> DeteriorationF
         )
         values[name] = 1.0 if present else math.nan
 
+    coded, infection = _conditions(record, at)
+    for name in condition_features():
+        values[name] = 1.0 if name in coded else math.nan
+    agents, agents_time = _vasoactive(record, start, at)
+    values[VASOACTIVE] = float(len(agents)) if agents else math.nan
+    values[TREND] = _systolic_trend(readings.get("systolic_bp", {}), start, at)
+    for s in specs():
+        if s.worst == "furthest":
+            v = values[s.name]
+            values[s.name + DEVIATION] = abs(v - float(s.reference)) if not math.isnan(v) else math.nan  # type: ignore[arg-type]
+
     birth = (record.patient or {}).get("birthDate")
     age = record.age(at.date()) if isinstance(birth, str) else None  # the record's parser caches: str only
     values["age"] = float(age) if age is not None else math.nan
@@ -367,4 +458,88 @@ def extract(record: PatientRecord, at: datetime | None = None) -> DeteriorationF
         latest=latest,
         consciousness=consciousness,
         on_oxygen=on_oxygen,
+        coded=coded,
+        infection=infection,
+        vasoactive=agents,
+        vasoactive_time=agents_time,
     )
+
+
+def _text(concept: Any) -> str:
+    if not isinstance(concept, dict):
+        return "coded condition"
+    if isinstance(concept.get("text"), str):
+        return concept["text"]
+    for c in concept.get("coding") or []:
+        if isinstance(c, dict) and isinstance(c.get("display"), str):
+            return c["display"]
+    return "coded condition"
+
+
+def _recent(cond: Mapping[str, Any], at: datetime) -> bool:
+    """Undated, or onset/recorded within `recent_days` of `at` (a current infection, not an old one)."""
+    days = conditions_knowledge()["infection"]["recent_days"]
+    for key in ("onsetDateTime", "recordedDate"):
+        t = parse_datetime(v) if isinstance(v := cond.get(key), str) else None
+        if t is not None:
+            return at - timedelta(days=days) <= t <= at + timedelta(days=1)
+    return True
+
+
+def _conditions(record: PatientRecord, at: datetime) -> tuple[dict[str, str], str | None]:
+    """Categories coded among the patient's active Conditions, and a suspected or coded infection."""
+    coded: dict[str, str] = {}
+    infection: str | None = None
+    for cond in record.conditions():
+        cats = condition_categories(cond)
+        for c in cats - {"_infection"}:
+            coded.setdefault(c, _text(cond.get("code")))
+        if "_infection" in cats and infection is None and _recent(cond, at):
+            infection = _text(cond.get("code"))
+    return coded, infection
+
+
+def _vasoactive(
+    record: PatientRecord, start: datetime, at: datetime
+) -> tuple[tuple[str, ...], datetime | None]:
+    """Distinct vasoactive agents (RxNorm ingredients) administered in [start, at], and the newest time."""
+    names: dict[str, str] = conditions_knowledge()["vasoactive"]["rxnorm"]
+    found: set[str] = set()
+    newest: datetime | None = None
+    for ma in record.valid("MedicationAdministration"):
+        if ma.get("status") not in ("in-progress", "completed"):
+            continue
+        agent = next(
+            (
+                names[c]
+                for sys, c in codings(ma.get("medicationCodeableConcept"))
+                if sys == RXNORM and c in names
+            ),
+            None,
+        )
+        if agent is None:
+            continue
+        period = ma.get("effectivePeriod")
+        if isinstance(period, dict):
+            begin, end = (
+                parse_datetime(v) if isinstance(v := period.get(k), str) else None for k in ("start", "end")
+            )
+            inside = (begin is None or begin <= at) and (end is None or end >= start)
+            t = min(end, at) if end is not None else (at if begin is not None else None)
+        else:
+            t = parse_datetime(v) if isinstance(v := ma.get("effectiveDateTime"), str) else None
+            inside = t is not None and start <= t <= at
+        if inside:
+            found.add(agent)
+            if t is not None and (newest is None or t > newest):
+                newest = t
+    return tuple(sorted(found)), newest
+
+
+def _systolic_trend(readings: Mapping[tuple[datetime, float], None], start: datetime, at: datetime) -> float:
+    """Mean systolic of the last TREND_HOURS minus that of the first TREND_HOURS of the window."""
+    early = [v for t, v in readings if t <= start + timedelta(hours=TREND_HOURS)]
+    late = [v for t, v in readings if t >= at - timedelta(hours=TREND_HOURS)]
+    if not early or not late:
+        return math.nan
+    return round(sum(late) / len(late) - sum(early) / len(early), 1)

@@ -20,19 +20,23 @@ from cds import manifest
 from cds.features.deterioration import (
     DeteriorationFeatures,
     Finding,
+    base_feature,
     extract,
     feature_labels,
     feature_names,
     feature_units,
 )
 from cds.record import PatientRecord
+from cds.scores import sepsis
 from cds.scores.calibration import Calibration
 from cds.scores.news2 import News2, chart, news2
 from cds.services.base import ServiceLoadError
 from cds.terminology import CodeSet
 
 NAME = "deterioration"
-Band = Literal["low", "warning", "critical"]
+MODEL_MIN_PARAMETERS = 4  # NEWS2 parameters charted in the window before the model alone may raise a card
+Band = Literal["low", "info", "warning", "critical"]
+Response = Literal["ward", "urgent-ward", "urgent", "emergency"]
 NEWS2_VITALS = {
     "respiratory_rate": "respiratory_rate",
     "spo2": "spo2",
@@ -77,13 +81,17 @@ class Assessment:
     features: DeteriorationFeatures
     stale: tuple[str, ...] = field(default=())
     model_version: str = ""
+    response: Response = "ward"
+    sepsis: sepsis.SepsisPrompt | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.patient_id,
             "at": self.at.isoformat(),
             "band": self.band,
+            "response": self.response,
             "risk": round(self.risk, 4),
+            "sepsis": self.sepsis.risk if self.sepsis else None,
             "news2": self.news2.to_json(),
             "reasons": list(self.reasons),
             "top_contributions": [c.to_json() for c in self.contributions],
@@ -132,6 +140,11 @@ class DeteriorationModel:
         if self.booster.num_features() != len(self.features):
             raise ServiceLoadError("deterioration model and its metadata disagree on the number of features")
         self.version = f"{self.metadata.get('version', '?')}+{self.metadata.get('model_sha256', '')[:8]}"
+        try:
+            auroc = self.metadata["evaluation"]["apache_stays"]["model"]["auroc"]
+            self.validation_auroc: float | None = float(auroc)
+        except (KeyError, TypeError, ValueError):
+            self.validation_auroc = None
         self._labels = feature_labels()
         self._units = feature_units()
 
@@ -175,8 +188,9 @@ class DeteriorationModel:
                 value = float(row[0, i])
                 if math.isnan(value):
                     continue  # a missing value pushing the score is not a finding to show
-                finding = feats.worst.get(name) or Finding(name, value, self._units.get(name, "1"), None)
-                contribs.append(Contribution(name, self._labels.get(name, name), float(values[i]), finding))
+                base = base_feature(name)
+                finding = feats.worst.get(base) or Finding(name, value, self._units.get(name, "1"), None)
+                contribs.append(Contribution(base, self._labels.get(base, base), float(values[i]), finding))
         stale = tuple(p for p, f in NEWS2_VITALS.items() if f in feats.stale([f]))
         return Assessment(
             patient_id=record.patient_id,
@@ -189,29 +203,50 @@ class DeteriorationModel:
             features=feats,
             stale=stale,
             model_version=self.version,
+            response=response(score),
+            sepsis=sepsis.assess(feats, score),
         )
 
     def _band(self, score: News2, risk: float) -> tuple[Band, list[str]]:
+        """Card level: NEWS2 sets it (RCP 2017); the ICU model alone raises at most a warning."""
         b = chart()["bands"]
-        critical, warning = [], []
+        reasons: list[str] = []
         if score.total >= b["high_min"]:
-            critical.append(f"NEWS2 {score.total} (7 or more)")
-        if risk >= self.thresholds.critical:
-            critical.append(
-                f"risk {risk:.0%} at or above the critical threshold {self.thresholds.critical:.0%}"
-            )
-        if critical:
-            return "critical", critical
-        if score.total >= b["medium_min"]:
-            warning.append(f"NEWS2 {score.total} (5-6)")
+            reasons.append(f"NEWS2 {score.total} (7 or more)")
+        elif score.total >= b["medium_min"]:
+            reasons.append(f"NEWS2 {score.total} (5-6)")
         threes = [p for p, v in score.parts.items() if v >= b["single_parameter"]]
-        if threes:
-            warning.append(
+        if threes and score.total < b["high_min"]:
+            reasons.append(
                 "a single NEWS2 parameter scoring 3 (" + ", ".join(p.replace("_", " ") for p in threes) + ")"
             )
-        if risk >= self.thresholds.warning:
-            warning.append(f"risk {risk:.0%} at or above the warning threshold {self.thresholds.warning:.0%}")
-        return ("warning", warning) if warning else ("low", [])
+        # The ICU model alone speaks only about a charted patient (age and missing values are no finding).
+        model_flags = len(score.parts) >= MODEL_MIN_PARAMETERS and risk >= self.thresholds.warning
+        if model_flags:
+            level = "critical" if risk >= self.thresholds.critical else "warning"
+            reasons.append(
+                f"similar ICU patients' mortality {risk:.0%} at or above the model's {level} threshold "
+                f"{getattr(self.thresholds, level):.0%}"
+            )
+        if score.total >= b["high_min"]:
+            return "critical", reasons
+        if score.total >= b["medium_min"] or threes or (model_flags and risk >= self.thresholds.critical):
+            return "warning", reasons
+        if model_flags:
+            return "info", reasons
+        return "low", []
+
+
+def response(score: News2) -> Response:
+    """The RCP 2017 clinical response for a NEWS2 score (Chart 4)."""
+    b = chart()["bands"]
+    if score.total >= b["high_min"]:
+        return "emergency"
+    if score.total >= b["medium_min"]:
+        return "urgent"
+    if any(v >= b["single_parameter"] for v in score.parts.values()):
+        return "urgent-ward"
+    return "ward"
 
 
 def spo2_scale(record: PatientRecord, options: Mapping[str, Any] | None = None) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 import xgboost as xgb
 
 from cds import manifest
-from cds.features.deterioration import extract, feature_labels, feature_names, feature_units
+from cds.features.deterioration import extract, feature_labels, feature_names, feature_units, knowledge
 from cds.record import PatientRecord
 from cds.scores import calibration as cal
 from cds.scores.news2 import news2
@@ -30,26 +30,27 @@ from cds.training import eicu, evaluation
 from cds.training.modelcard import render_card
 
 NAME = "deterioration"
-VERSION = "1.0.0"
+VERSION = "2.0.0"
 PARAMS: dict[str, Any] = {
     "objective": "binary:logistic",
     "eval_metric": "logloss",
     "tree_method": "hist",
-    "max_depth": 3,
-    "eta": 0.05,
+    "max_depth": 2,
+    "eta": 0.03,
     "subsample": 0.8,
     "colsample_bytree": 0.8,
-    "min_child_weight": 3,
-    "lambda": 1.0,
+    "min_child_weight": 5,
+    "lambda": 5.0,
     "nthread": 1,
 }
-ROUNDS = 250
+ROUNDS = 500
+SIGNIFICANT = 8  # digits kept for fitted floats in metadata.json: stable across CPUs and BLAS kernels
 FOLDS = 5
 INNER_FOLDS = 4
 MIN_COVERAGE = 0.01  # a feature charted for fewer stays than this cannot be learned: left out, and said so
 WARNING_ALERT_RATE = 0.15
 CRITICAL_ALERT_RATE = 0.05
-ARTEFACTS = ("model.ubj", "metadata.json", "card.md", "roc.png", "calibration.png")
+ARTEFACTS = ("model.ubj", "metadata.json", "card.md", "roc.png", "calibration.png", "importance.png")
 
 Progress = Callable[[str], None]
 
@@ -63,6 +64,8 @@ class Dataset:
     apache: np.ndarray  # APACHE IVa predicted hospital mortality, NaN where not computed
     news2_total: np.ndarray  # NEWS2 from the worst 24 h values
     names: tuple[str, ...]
+    sex: np.ndarray  # "male", "female" or "unknown" (for the fairness table)
+    age: np.ndarray
 
 
 def build_dataset(data_dir: Path, progress: Progress) -> Dataset:
@@ -80,15 +83,35 @@ def build_dataset(data_dir: Path, progress: Progress) -> Dataset:
         apache.append(math.nan if stay.apache_iva is None else stay.apache_iva)
         n2.append(news2(feats.worst_news2_inputs(), scale=1).total)
     progress(f"features: {len(rows)} stays, {len(names)} features ({time.perf_counter() - t:.1f} s)")
+    X = np.vstack(rows).astype(np.float32)
     return Dataset(
-        X=np.vstack(rows).astype(np.float32),
+        X=X,
         y=np.array(ys, dtype=np.int32),
         groups=np.array(groups),
         stay_ids=ids,
         apache=np.array(apache, dtype=np.float64),
         news2_total=np.array(n2, dtype=np.float64),
         names=names,
+        sex=np.array(
+            ["male" if m == 1 else "female" if m == 0 else "unknown" for m in X[:, names.index("male")]]
+        ),
+        age=X[:, names.index("age")].astype(np.float64),
     )
+
+
+def model_groups() -> dict[str, dict[str, Any]]:
+    """Feature groups of the model with each feature's monotone direction (knowledge data)."""
+    return knowledge()["model"]["groups"]
+
+
+def params_for(directions: list[int], seed: int) -> dict[str, Any]:
+    """xgboost parameters with monotone constraints in the order of the model's features."""
+    return {**PARAMS, "seed": seed, "monotone_constraints": "(" + ",".join(map(str, directions)) + ")"}
+
+
+def sig(x: float, digits: int = SIGNIFICANT) -> float:
+    """A float rounded to `digits` significant digits (what metadata.json stores)."""
+    return float(f"{x:.{digits}g}")
 
 
 class LocalEngine:
@@ -96,8 +119,11 @@ class LocalEngine:
 
     name = "local"
 
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
+        self.params = params or PARAMS
+
     def fit(self, X: np.ndarray, y: np.ndarray, seed: int) -> xgb.Booster:
-        return xgb.train({**PARAMS, "seed": seed}, xgb.DMatrix(X, label=y, missing=np.nan), ROUNDS)
+        return xgb.train({**self.params, "seed": seed}, xgb.DMatrix(X, label=y, missing=np.nan), ROUNDS)
 
     def close(self) -> None:
         pass
@@ -108,9 +134,12 @@ class DaskEngine:
 
     name = "dask"
 
-    def __init__(self, address: str | None = None, n_workers: int = 2) -> None:
+    def __init__(
+        self, address: str | None = None, n_workers: int = 2, params: dict[str, Any] | None = None
+    ) -> None:
         from dask.distributed import Client, LocalCluster
 
+        self.params = params or PARAMS
         self.cluster = None
         if address:
             self.client = Client(address)
@@ -129,7 +158,7 @@ class DaskEngine:
         dX = da.from_array(X, chunks=(chunk, X.shape[1]))
         dy = da.from_array(y.astype(np.float32), chunks=(chunk,))
         dtrain = xgb.dask.DaskDMatrix(self.client, dX, dy, missing=np.nan)
-        out = xgb.dask.train(self.client, {**PARAMS, "seed": seed}, dtrain, num_boost_round=ROUNDS)
+        out = xgb.dask.train(self.client, {**self.params, "seed": seed}, dtrain, num_boost_round=ROUNDS)
         return out["booster"]
 
     def close(self) -> None:
@@ -154,20 +183,59 @@ def fit_calibrated(
     return engine.fit(X, y, seed), cal.fit(oof, y, method)
 
 
-def _select_features(data: Dataset) -> tuple[list[int], list[dict[str, Any]]]:
+def _select_features(data: Dataset, groups: list[str]) -> tuple[list[int], list[int], list[dict[str, Any]]]:
+    """Model columns of the given groups (with directions), leaving out those the data lacks."""
     coverage = np.mean(~np.isnan(data.X), axis=0)
-    keep = [i for i, c in enumerate(coverage) if c >= MIN_COVERAGE]
-    dropped = [
-        {
-            "name": data.names[i],
-            "label": feature_labels()[data.names[i]],
-            "coverage": round(float(coverage[i]), 4),
-            "reason": "not charted in the training data: extracted and shown, not used by the model",
-        }
-        for i, c in enumerate(coverage)
-        if c < MIN_COVERAGE
-    ]
-    return keep, dropped
+    keep, directions, dropped = [], [], []
+    for g in groups:
+        for name, direction in model_groups()[g]["features"].items():
+            i = data.names.index(name)
+            if coverage[i] >= MIN_COVERAGE:
+                keep.append(i)
+                directions.append(int(direction))
+            else:
+                dropped.append(
+                    {
+                        "name": name,
+                        "label": feature_labels()[name],
+                        "coverage": round(float(coverage[i]), 4),
+                        "reason": "not charted in the training data: extracted and shown (and used by explicit "
+                        "rules), not used by the model",
+                    }
+                )
+    return keep, directions, dropped
+
+
+def _oof_margin(engine: Any, X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int) -> np.ndarray:
+    """Out-of-fold margins by grouped CV (for AUROC only: calibration is monotone, AUROC unchanged)."""
+    from sklearn.model_selection import GroupKFold
+
+    oof = np.zeros(len(y))
+    for tr, te in GroupKFold(n_splits=FOLDS).split(X, y, groups):
+        oof[te] = _margin(engine.fit(X[tr], y[tr], seed), X[te])
+    return oof
+
+
+def ablation(
+    data: Dataset,
+    full_margin: np.ndarray,
+    engine_factory: Callable[[dict[str, Any]], Any],
+    n_boot: int,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """AUROC of the model without each added group, and the group's paired-bootstrap gain with 95% CI."""
+    out = []
+    has_apache = ~np.isnan(data.apache)
+    names = list(model_groups())
+    for g in names[1:]:
+        keep, directions, _ = _select_features(data, [n for n in names if n != g])
+        engine = engine_factory(params_for(directions, seed))
+        without = _oof_margin(engine, data.X[:, keep], data.y, data.groups, seed)
+        row: dict[str, Any] = {"group": g, "label": model_groups()[g]["label"]}
+        for key, mask in (("all_stays", np.ones(len(data.y), bool)), ("apache_stays", has_apache)):
+            row[key] = evaluation.paired_gain(data.y[mask], full_margin[mask], without[mask], n_boot, seed)
+        out.append(row)
+    return out
 
 
 def train(
@@ -187,20 +255,24 @@ def train(
     started = time.perf_counter()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     data = build_dataset(data_dir, progress)
-    keep, dropped = _select_features(data)
+    keep, directions, dropped = _select_features(data, list(model_groups()))
     X, y, groups = data.X[:, keep], data.y, data.groups
     names = [data.names[i] for i in keep]
+    params = params_for(directions, seed)
     progress(
         f"model features: {len(names)} (left out, not in the data: {', '.join(d['name'] for d in dropped) or 'none'})"
     )
 
-    runner = LocalEngine() if engine == "local" else DaskEngine(scheduler, n_workers)
+    dask = engine != "local"
+    runner = DaskEngine(scheduler, n_workers, params) if dask else LocalEngine(params)
     try:
         risk = np.zeros(len(y))
+        margin = np.zeros(len(y))
         news2_p = np.zeros(len(y))
         for k, (tr, te) in enumerate(GroupKFold(n_splits=FOLDS).split(X, y, groups), 1):
             booster, calib = fit_calibrated(runner, X[tr], y[tr], groups[tr], method, seed)
-            risk[te] = calib.apply(_margin(booster, X[te]))
+            margin[te] = _margin(booster, X[te])
+            risk[te] = calib.apply(margin[te])
             a, b = cal.logistic_fit(data.news2_total[tr], y[tr])  # NEWS2 -> probability, same folds
             news2_p[te] = 1 / (1 + np.exp(-(a * data.news2_total[te] + b)))
             progress(
@@ -208,9 +280,19 @@ def train(
                 f"{int(y[te].sum())} deaths ({time.perf_counter() - started:.1f} s)"
             )
         final, calib = fit_calibrated(runner, X, y, groups, method, seed)
+        progress(f"final model fitted ({time.perf_counter() - started:.1f} s)")
+
+        def same_engine(p: dict[str, Any]) -> Any:
+            runner.params = p  # reuse the engine (and its Dask cluster) with other columns
+            return runner
+
+        gains = ablation(data, margin, same_engine, n_boot, seed)
+        progress(f"ablation of {len(gains)} feature groups done ({time.perf_counter() - started:.1f} s)")
     finally:
         runner.close()
-    progress(f"final model fitted ({time.perf_counter() - started:.1f} s)")
+    calib = cal.Calibration(
+        calib.method, a=sig(calib.a), b=sig(calib.b), x=tuple(map(sig, calib.x)), y=tuple(map(sig, calib.y))
+    )
 
     warning = evaluation.round_threshold(float(np.quantile(risk, 1 - WARNING_ALERT_RATE)))
     critical = evaluation.round_threshold(float(np.quantile(risk, 1 - CRITICAL_ALERT_RATE)))
@@ -230,6 +312,8 @@ def train(
             "apache_iva": evaluation.metrics(ya, aa, n_boot, seed),
             "news2_baseline": evaluation.metrics(ya, na, n_boot, seed),
         },
+        "feature_groups": gains,
+        "fairness": evaluation.subgroups(y, risk, data.sex, data.age, n_boot, seed),
         "thresholds": {
             "model": [evaluation.at_threshold(ya, ra, t) for t in (warning, critical)],
             "apache_iva": [evaluation.at_threshold(ya, aa, t) for t in (warning, critical)],
@@ -246,8 +330,8 @@ def train(
         curves, out_dir / "roc.png", f"In-hospital death, {FOLDS}-fold CV grouped by hospital"
     )
     evaluation.plot_calibration(curves, out_dir / "calibration.png", "Calibration (out-of-fold, deciles)")
-
     units, labels = feature_units(), feature_labels()
+    evaluation.plot_importance(final, names, labels, out_dir / "importance.png")
     metadata: dict[str, Any] = {
         "name": NAME,
         "version": VERSION,
@@ -258,11 +342,15 @@ def train(
             "window_hours": 24,
             "features": "worst value per feature in the 24 h before the scoring time",
         },
-        "features": [{"name": n, "unit": units[n], "label": labels[n]} for n in names],
+        "features": [
+            {"name": n, "unit": units[n], "label": labels[n], "monotone": d}
+            for n, d in zip(names, directions, strict=True)
+        ],
+        "feature_groups": {g: list(v["features"]) for g, v in model_groups().items()},
         "excluded_features": dropped,
         "xgboost": {
             "version": xgb.__version__,
-            "params": {**PARAMS, "seed": seed},
+            "params": params,
             "rounds": ROUNDS,
             "engine": runner.name,
         },
@@ -320,5 +408,21 @@ def metrics_table(metadata: dict[str, Any]) -> str:
             f"| {label} | {m['auroc']:.3f} ({m['auroc_ci'][0]:.3f}-{m['auroc_ci'][1]:.3f}) | "
             f"{m['auprc']:.3f} ({m['auprc_ci'][0]:.3f}-{m['auprc_ci'][1]:.3f}) | {m['brier']:.4f} | "
             f"{m['calibration_slope']:.2f} | {m['calibration_intercept']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def groups_table(metadata: dict[str, Any]) -> str:
+    """Markdown: out-of-fold AUROC without each feature group and the group's gain (paired bootstrap CI)."""
+    lines = [
+        "| feature group | AUROC all stays: without -> with | gain (95% CI) | APACHE stays: without -> with | gain (95% CI) |",
+        "|---|---|---|---|---|",
+    ]
+    for g in metadata["evaluation"]["feature_groups"]:
+        a, b = g["all_stays"], g["apache_stays"]
+        lines.append(
+            f"| {g['group']} | {a['auroc_without']:.3f} -> {a['auroc_with']:.3f} | {a['gain']:+.3f} "
+            f"({a['gain_ci'][0]:+.3f} to {a['gain_ci'][1]:+.3f}) | {b['auroc_without']:.3f} -> {b['auroc_with']:.3f} | "
+            f"{b['gain']:+.3f} ({b['gain_ci'][0]:+.3f} to {b['gain_ci'][1]:+.3f}) |"
         )
     return "\n".join(lines)

@@ -13,19 +13,31 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cds.terminology import LOINC, SNOMED, UCUM
+from cds.features.deterioration import conditions_knowledge
+from cds.terminology import ICD10CM, LOINC, RXNORM, SNOMED, UCUM
 
 T0 = datetime(2015, 7, 1, tzinfo=UTC)
 SCORING_TIME = T0 + timedelta(hours=24)
 APACHE_TIME = T0 + timedelta(hours=12)
 FIRST_DAY_MINUTES = 24 * 60
-TABLES = ("patient", "apacheapsvar", "apachepatientresult", "vitalaperiodic", "respiratorycharting")
+TABLES = (
+    "patient",
+    "apacheapsvar",
+    "apachepatientresult",
+    "vitalaperiodic",
+    "respiratorycharting",
+    "pasthistory",
+    "diagnosis",
+    "infusiondrug",
+)
+ICD10_CODE = re.compile(r"^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$")
 
 # apacheapsvar column -> (LOINC, display, UCUM unit). Units are those of the eICU documentation.
 APACHE_OBSERVATIONS: dict[str, tuple[str, str, str]] = {
@@ -170,6 +182,16 @@ def stays(data_dir: Path | str) -> Iterator[Stay]:
     ]
     resp_by_stay = {k: g for k, g in resp.groupby("patientunitstayid")}
 
+    history = _read(data_dir, "pasthistory")
+    history = history[history["pasthistoryoffset"] <= FIRST_DAY_MINUTES]
+    history_by_stay = {k: g for k, g in history.groupby("patientunitstayid")}
+    dx = _read(data_dir, "diagnosis")
+    dx = dx[(dx["diagnosisoffset"] <= FIRST_DAY_MINUTES) & dx["icd9code"].notna()]
+    dx_by_stay = {k: g for k, g in dx.groupby("patientunitstayid")}
+    drugs = _read(data_dir, "infusiondrug")
+    drugs = drugs[(drugs["infusionoffset"] >= 0) & (drugs["infusionoffset"] <= FIRST_DAY_MINUTES)]
+    drugs_by_stay = {k: g for k, g in drugs.groupby("patientunitstayid")}
+
     patient = patient[patient["hospitaldischargestatus"].isin(["Alive", "Expired"])]
     patient = patient[patient["patientunitstayid"].isin(aps.index)].sort_values("patientunitstayid")
     for row in patient.itertuples(index=False):
@@ -180,8 +202,83 @@ def stays(data_dir: Path | str) -> Iterator[Stay]:
             hospital_id=str(row.hospitalid),
             died=int(row.hospitaldischargestatus == "Expired"),
             apache_iva=pred if pred is not None and 0 <= pred <= 1 else None,
-            resources=_stay_resources(sid, row, aps.loc[sid], vitals_by_stay.get(sid), resp_by_stay.get(sid)),
+            resources=_stay_resources(sid, row, aps.loc[sid], vitals_by_stay.get(sid), resp_by_stay.get(sid))
+            + _conditions(sid, history_by_stay.get(sid), dx_by_stay.get(sid))
+            + _infusions(sid, drugs_by_stay.get(sid)),
         )
+
+
+def _condition(rid: str, pid: str, system: str, code: str, text: str, minutes: int) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "id": rid,
+        "clinicalStatus": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
+            ]
+        },
+        "code": {"coding": [{"system": system, "code": code}], "text": text},
+        "subject": {"reference": f"Patient/{pid}"},
+        "recordedDate": _iso(T0 + timedelta(minutes=minutes)),
+    }
+
+
+def _conditions(sid: int, history: Any, dx: Any) -> list[dict[str, Any]]:
+    """Past history as SNOMED CT Conditions (one per category), first-day diagnoses as ICD-10-CM."""
+    pid, out = str(sid), []
+    if history is not None:
+        cats = conditions_knowledge()["categories"]
+        seen: set[str] = set()
+        for h in history.itertuples(index=False):
+            path = str(h.pasthistorypath)
+            for name, cat in cats.items():
+                if name not in seen and any(k in path for k in cat.get("eicu_pasthistory", ())):
+                    seen.add(name)
+                    out.append(
+                        _condition(
+                            f"{pid}-ph-{name}",
+                            pid,
+                            SNOMED,
+                            cat["snomed"][0],
+                            cat["label"],
+                            int(h.pasthistoryoffset),
+                        )
+                    )
+    if dx is not None:
+        for d in dx.itertuples(index=False):
+            code = str(d.icd9code).split(",")[-1].strip()
+            if ICD10_CODE.match(code) and not re.match(r"^E[0-9]{3}", code):
+                text = str(d.diagnosisstring).split("|")[-1]
+                out.append(
+                    _condition(f"{pid}-dx-{d.diagnosisid}", pid, ICD10CM, code, text, int(d.diagnosisoffset))
+                )
+    return out
+
+
+def _infusions(sid: int, drugs: Any) -> list[dict[str, Any]]:
+    """Vasoactive infusions as MedicationAdministrations coded with the RxNorm ingredient."""
+    pid, out = str(sid), []
+    if drugs is None:
+        return out
+    by_name = {v: k for k, v in conditions_knowledge()["vasoactive"]["rxnorm"].items()}
+    for d in drugs.itertuples(index=False):
+        name = str(d.drugname).lower()
+        agent = next((a for a in by_name if a in name), None)
+        if agent is None:
+            continue
+        out.append(
+            {
+                "resourceType": "MedicationAdministration",
+                "id": f"{pid}-inf-{d.infusiondrugid}",
+                "status": "in-progress",
+                "medicationCodeableConcept": {
+                    "coding": [{"system": RXNORM, "code": by_name[agent], "display": agent}]
+                },
+                "subject": {"reference": f"Patient/{pid}"},
+                "effectiveDateTime": _iso(T0 + timedelta(minutes=int(d.infusionoffset))),
+            }
+        )
+    return out
 
 
 def _stay_resources(sid: int, row: Any, aps: Any, vitals: Any, resp: Any) -> list[dict[str, Any]]:

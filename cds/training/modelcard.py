@@ -41,7 +41,32 @@ def render_card(md: dict[str, Any]) -> str:
     features = ", ".join(f"{f['label']} ({f['unit']})" for f in md["features"])
     excluded = ", ".join(f["label"] if "label" in f else f["name"] for f in md["excluded_features"]) or "none"
     allm = ev["all_stays"]["model"]
+    group_rows = []
+    for g in ev.get("feature_groups", []):
+        a, b = g["apache_stays"], g["all_stays"]
+        group_rows.append(
+            f"| {g['label']} | {b['auroc_without']:.3f} → {b['auroc_with']:.3f} | {b['gain']:+.3f} "
+            f"({b['gain_ci'][0]:+.3f} to {b['gain_ci'][1]:+.3f}) | {a['auroc_without']:.3f} → {a['auroc_with']:.3f} | "
+            f"{a['gain']:+.3f} ({a['gain_ci'][0]:+.3f} to {a['gain_ci'][1]:+.3f}) |"
+        )
+    fair_rows = []
+    for r in ev.get("fairness", []):
+        if "auroc" in r:
+            fair_rows.append(
+                f"| {r['group']} | {r['n']} | {r['events']} | {r['auroc']:.3f} ({r['auroc_ci'][0]:.3f}–"
+                f"{r['auroc_ci'][1]:.3f}) | {r['observed']:.1%} | {r['predicted']:.1%} | {r['calibration_slope']:.2f} |"
+            )
+        else:
+            fair_rows.append(f"| {r['group']} | {r['n']} | – | {r['note']} | – | – | – |")
+    direction = {1: "never falls as it rises", -1: "never rises as it rises", 0: "free"}
+    mono = "; ".join(
+        f"{f['label']}: {direction[f['monotone']]}" for f in md["features"] if f.get("monotone", 0) != 0
+    )
     return f"""# Model card: deterioration risk (version {md["version"]})
+
+Written to the TRIPOD+AI items (Collins GS et al. BMJ 2024;385:e078378): intended use, data and
+participants, outcome, predictors, development (incl. constraints), grouped validation,
+calibration, fairness by sex and age band, limitations.
 
 ## Intended use
 Decision support for clinicians: a calibrated estimate, shown beside NEWS2 on the patient-view hook,
@@ -49,6 +74,10 @@ of how ill an adult hospital patient is, from the worst vital signs and laborato
 the last 24 hours. **For research and development. It must be validated locally before any clinical
 use. It is never a diagnosis** and never replaces clinical judgement or the local escalation policy.
 It is not for children, pregnancy, or patients on end-of-life care pathways.
+
+On the card the model's figure is shown in the detail as "similar patients in the ICU database: N%
+in-hospital mortality", with its validation AUROC; the summary and the suggested response follow
+NEWS2 and the RCP 2017 response bands only. The figure never escalates the response.
 
 ## Outcome — said plainly
 The model predicts **in-hospital death** (eICU `hospitaldischargestatus = Expired`) from the first
@@ -73,11 +102,24 @@ nothing is filled with zero.
 Extracted and shown to the clinician but **not used by the model** (absent from the training data):
 {excluded}.
 
+Feature groups (each through the same FHIR feature path in training and serving): physiology (APACHE
+first-day worst values, U-shaped ones as distance from the APACHE reference value), chronic health
+(Conditions grouped into Quan/Elixhauser-Charlson categories: metastatic cancer, lymphoma/leukaemia,
+cirrhosis, immunosuppression, heart failure, chronic kidney disease, chronic lung disease), coded
+acute problems (sepsis, cardiac arrest, shock, respiratory failure, stroke/haemorrhage, overdose),
+vasopressors/inotropes (MedicationAdministration, RxNorm) and the 24 h trend of non-invasive systolic
+pressure. Code lists and sources: `cds/knowledge/deterioration_conditions.json`.
+
 ## Method
 xgboost {md["xgboost"]["version"]} (gradient-boosted trees, depth {md["xgboost"]["params"]["max_depth"]},
-{md["xgboost"]["rounds"]} rounds, seed {md["xgboost"]["params"]["seed"]}), calibrated with
-{md["calibration"]["method"]} scaling fitted on out-of-fold predictions. Per-patient explanations are
-xgboost feature contributions (SHAP values, `pred_contribs`) on the log-odds scale.
+{md["xgboost"]["rounds"]} rounds, eta {md["xgboost"]["params"]["eta"]}, L2 penalty {md["xgboost"]["params"]["lambda"]},
+min child weight {md["xgboost"]["params"]["min_child_weight"]}, seed {md["xgboost"]["params"]["seed"]}), calibrated with
+{md["calibration"]["method"]} scaling fitted on out-of-fold predictions (monotone in the margin, so it
+keeps the constraints). Per-patient explanations are xgboost feature contributions (SHAP values,
+`pred_contribs`) on the log-odds scale.
+
+**Monotone constraints** (xgboost `monotone_constraints`; the property test
+`tests/deterioration/test_monotonicity.py` sweeps each one on real patients): {mono}.
 
 ## Performance
 {ev["design"]}. All {allm["n"]} stays: AUROC {_ci(allm, "auroc")}, AUPRC {_ci(allm, "auprc")},
@@ -96,10 +138,30 @@ its probabilities here come from a logistic fit on the training folds.
 ![ROC curves](roc.png)
 ![Calibration](calibration.png)
 
-## Card thresholds
-- **warning**: NEWS2 5–6, or any single NEWS2 parameter scoring 3, or risk ≥ {th["warning"]:g};
-- **critical**: NEWS2 ≥ 7, or risk ≥ {th["critical"]:g};
-- nothing is shown otherwise (few cards is the point).
+### Gain of each feature group (grouped CV, model without the group vs the shipped model)
+Out-of-fold AUROC on the same folds; gain with a paired stay-level bootstrap 95% CI.
+
+| group | AUROC all stays | gain (95% CI) | AUROC APACHE stays | gain (95% CI) |
+|---|---|---|---|---|
+{chr(10).join(group_rows)}
+
+### Fairness: by sex and age band (all stays, out-of-fold)
+
+| subgroup | stays | deaths | AUROC (95% CI) | observed | predicted | calibration slope |
+|---|---|---|---|---|---|---|
+{chr(10).join(fair_rows)}
+
+![Feature importance](importance.png)
+
+## How the card uses the model
+- The **summary and the suggested response follow NEWS2 only** (RCP 2017 Chart 4): 0–4 ward-based
+  response; a single parameter of 3 an urgent ward-based review; 5–6 an urgent response; 7 or more
+  an emergency response. The model's figure never raises the response above the NEWS2 band.
+- Card level: **critical** for NEWS2 ≥ 7; **warning** for NEWS2 5–6, a single parameter of 3, or
+  model risk ≥ {th["critical"]:g}; **info** for model risk ≥ {th["warning"]:g} alone (only when at least
+  4 NEWS2 parameters are charted); nothing otherwise (few cards is the point).
+- A separate sepsis card follows NICE NG51 (suspected or coded infection, or lactate above 2 mmol/L,
+  with NEWS2 risk bands); lactate drives that rule, not this model.
 
 The card scores NEWS2 on the newest set of observations of the last 24 hours, as the RCP chart
 intends; the NEWS2 baseline above uses the worst values of the ICU day (all eICU gives), which is
@@ -116,17 +178,24 @@ Risk thresholds: {th["rule"]}. At these thresholds, on the stays above:
   are not a sample of any one health system. Expect the model to be less accurate elsewhere and
   recalibrate locally before use.
 - ICU first-day physiology, not ward observations; timing within the day is synthetic (APACHE
-  worst values carry no time), so the model cannot use trends.
-- SpO2 is charted for few training stays (from respiratory charting) and potassium and lactate for
-  none: the model uses SpO2 weakly and ignores potassium and lactate (NEWS2 still scores SpO2).
+  worst values carry no time); the only trend is that of non-invasive blood pressure.
+- SpO2 is charted for few training stays (from respiratory charting): the model uses it weakly
+  (NEWS2 still scores SpO2).
 - In ICU patients NEWS2 triggers on most stays (see the alert table): the NEWS2 rules of the card
   are meant for ward patients. Where the service runs in an ICU, expect many NEWS2-driven cards.
 - Death is a proxy: patients with treatment limitations die without "deteriorating" in the sense
   of a missed rescue, and rescued patients count as survivors.
-- Not validated for children, pregnancy or any subgroup analysis; fairness across sex, age and
-  ethnicity has not been assessed.
+- Not validated for children or pregnancy; subgroup results above have wide intervals, and
+  ethnicity was not assessed (few stays per group in the demo).
+- Lactate and potassium have no training data in this copy of eICU (no `lab` table): they are shown
+  on the card with their time and drive explicit rules (the NICE NG51 sepsis prompt), not the model.
+- Admission source and acuity (Encounter) and urine-output trends are not used: the demo's urine
+  output is an APACHE 24 h total without times.
 
 ## Sources
 NEWS2: Royal College of Physicians. National Early Warning Score (NEWS) 2. London: RCP, 2017.
 APACHE IV: Zimmerman JE et al. Crit Care Med 2006;34:1297–310.
+Comorbidity coding: Quan H et al. Med Care 2005;43:1130–9.
+Sepsis: NICE NG51 (2016, updated 2024); Evans L et al. Intensive Care Med 2021;47:1181–247.
+Reporting: Collins GS et al. TRIPOD+AI. BMJ 2024;385:e078378.
 """

@@ -58,3 +58,19 @@ def test_threshold_table() -> None:
         round(2 / 3, 4),
         round(2 / 3, 4),
     )
+
+
+def test_fast_auroc_and_auprc_match_scikit_learn() -> None:
+    """The bootstrap's rank-based AUROC and step-wise AP equal sklearn's, ties included."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from cds.training.evaluation import _auprc, _auroc
+
+    rng = np.random.default_rng(7)
+    for _ in range(100):
+        n = int(rng.integers(10, 800))
+        y = (rng.random(n) < 0.15).astype(int)
+        y[:2] = (1, 0)
+        p = np.round(rng.random(n) + 0.3 * y, int(rng.integers(1, 4)))  # rounding makes ties
+        assert _auroc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+        assert _auprc(y, p) == pytest.approx(average_precision_score(y, p), abs=1e-12)

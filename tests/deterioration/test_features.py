@@ -234,3 +234,65 @@ def test_malformed_patient_procedure_and_acvpu_never_raise(
     acvpu = obs("67775-7", valueCodeableConcept=concept)
     f = extract(PatientRecord.from_resources([pat, proc, acvpu], now=NOW))
     assert set(f.values) == set(feature_names())
+
+
+def test_new_resource_types_are_read_and_malformed_ones_ignored() -> None:
+    """Conditions give categories, MedicationAdministrations vasoactive agents; junk never raises."""
+    from cds.features.deterioration import extract
+    from cds.record import PatientRecord
+
+    from .fhir import NOW, at, patient
+
+    rx = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+    def ma(code: str, hours_ago: float, status: str = "in-progress", **kw) -> dict:
+        return {
+            "resourceType": "MedicationAdministration",
+            "id": f"ma-{code}-{hours_ago}",
+            "status": status,
+            "medicationCodeableConcept": {"coding": [{"system": rx, "code": code}]},
+            "effectiveDateTime": at(hours_ago),
+            **kw,
+        }
+
+    good = [
+        patient(),
+        {
+            "resourceType": "Condition",
+            "id": "c1",
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C78.7"}]},
+        },
+        {
+            "resourceType": "Condition",
+            "id": "c2",
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "84114007"}]},
+        },
+        ma("7512", 2),  # norepinephrine
+        ma("7512", 3),
+        ma("11149", 1),  # vasopressin
+        ma("3992", 30),  # epinephrine, outside the 24 h window
+        ma("3616", 2, status="not-done"),  # dobutamine not given
+    ]
+    junk = [
+        {"resourceType": "Condition", "id": "j1", "code": "C78.7", "onsetDateTime": 5},
+        {"resourceType": "Condition", "id": "j2", "code": {"coding": {"code": "I50"}}},
+        {
+            "resourceType": "MedicationAdministration",
+            "id": "j3",
+            "status": "completed",
+            "medicationCodeableConcept": [1],
+        },
+        {
+            "resourceType": "MedicationAdministration",
+            "id": "j4",
+            "status": "completed",
+            "effectivePeriod": [],
+            "medicationCodeableConcept": {"coding": [{"system": rx, "code": "7512"}]},
+        },
+    ]
+    f = extract(PatientRecord.from_resources(good + junk, now=NOW))
+    assert f.values["metastatic_cancer"] == 1 and f.values["heart_failure"] == 1
+    assert math.isnan(f.values["cirrhosis"])
+    assert f.values["vasoactive_agents"] == 2 and f.vasoactive == ("norepinephrine", "vasopressin")
+    assert f.vasoactive_time is not None and f.vasoactive_time.isoformat() == at(1)
+    assert math.isnan(extract(PatientRecord.from_resources([patient()], now=NOW)).values["vasoactive_agents"])

@@ -53,13 +53,15 @@ def test_fixed_patient_gets_a_fixed_score_over_http(client) -> None:
             "labs": bundle([]),
             "conditions": bundle([]),
             "procedures": bundle([]),
+            "medicationAdministrations": bundle([]),
         },
     }
     r = call(c, settings, body)
     assert r.status_code == 200, r.text
     (card,) = r.json()["cards"]
     assert card["indicator"] == "critical"
-    assert f"{FIXED_RISK:.0%} risk of in-hospital death" in card["summary"]
+    assert card["summary"].startswith("NEWS2 15: emergency response")
+    assert f"Similar patients in the ICU database: {FIXED_RISK:.0%} in-hospital mortality" in card["detail"]
     assert card["links"][0]["url"] == f"{BASE}/models/deterioration"
     assert c.get("/models/deterioration").status_code == 200
 
@@ -76,6 +78,7 @@ def test_low_patient_gets_no_card_over_http(client) -> None:
             "labs": bundle([]),
             "conditions": bundle([]),
             "procedures": bundle([]),
+            "medicationAdministrations": bundle([]),
         },
     }
     r = call(c, settings, body)
@@ -97,3 +100,27 @@ def test_tampered_model_is_reported_at_readyz(tmp_path: Path) -> None:
         r = c.get("/readyz")
     assert r.status_code == 503
     assert "model.ubj does not match its SHA-256" in r.json()["services"]["deterioration"]
+
+
+def test_v1_prefetch_without_medication_administrations_still_answers(client) -> None:
+    """A client sending the v1 prefetch keys (no MedicationAdministration) gets cards, not a 412."""
+    c, settings = client
+    now = datetime.now(UTC)
+    resources = sick_patient(now)
+    body = {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/d1", "patientId": "p1"},
+        "prefetch": {
+            "patient": resources[0],
+            "vitals": bundle([r for r in resources if r["resourceType"] == "Observation"]),
+            "labs": bundle([]),
+            "conditions": bundle([]),
+            "procedures": bundle([]),
+        },
+    }
+    r = call(c, settings, body)
+    assert r.status_code == 200, r.text
+    assert r.json()["cards"][0]["summary"].startswith("NEWS2 15: emergency response")
+    del body["prefetch"]["procedures"]  # a required key missing, no fhirServer: still 412
+    assert call(c, settings, body).status_code == 412

@@ -41,26 +41,97 @@ def test_eicu_stay_round_trips_through_fhir_and_the_feature_extractor(eicu_dir: 
     assert math.isnan(f["ph"]) and math.isnan(f["ventilated"])
 
 
-def test_training_reproduces_the_shipped_model(eicu_dir: Path, tmp_path: Path, shipped: dict) -> None:
+# Tolerances (the same data must give the same model within these on any machine):
+# - Fitted calibration parameters: rel 1e-6. metadata.json stores them at 8 significant digits
+#   (cds.training.deterioration.SIGNIFICANT); a different CPU or BLAS kernel changes the Newton
+#   fit in the last bits (~1e-16 relative, issue 13), which can move the 8th digit by one.
+# - Metrics (AUROC, AUPRC, Brier, calibration slope/intercept, CIs, subgroup and ablation tables):
+#   abs 2e-3. They are stored at 3-4 decimals; xgboost's histogram sums in float32 may pick another
+#   of two near-equal split gains on another CPU's SIMD path, which moves a few stays' risks; a
+#   change that large would still show as a difference of 0.002 AUROC at most on ~1,500 stays.
+# - Thresholds: rel 0.1 (two significant digits of a risk quantile, e.g. 0.17 vs 0.18).
+# Byte-identical artefacts are only checked where that is sound: two fits in the same process on
+# the same machine (test_same_process_gives_a_byte_identical_model).
+PARAM_REL = 1e-6
+METRIC_ABS = 2e-3
+THRESHOLD_REL = 0.1
+
+
+def _approx_tree(got, want, path: str = "") -> None:
+    """Recursive comparison: floats with the metric tolerance, everything else exactly."""
+    if isinstance(want, dict):
+        assert set(got) == set(want), path
+        for k in want:
+            _approx_tree(got[k], want[k], f"{path}.{k}")
+    elif isinstance(want, list):
+        assert len(got) == len(want), path
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            _approx_tree(g, w, f"{path}[{i}]")
+    elif isinstance(want, float) and not isinstance(want, bool):
+        if math.isnan(want):
+            assert math.isnan(got), path
+        else:
+            assert got == pytest.approx(want, abs=METRIC_ABS), path
+    else:
+        assert got == want, path
+
+
+@pytest.fixture(scope="module")
+def retrained(eicu_dir: Path, tmp_path_factory: pytest.TempPathFactory, shipped: dict) -> tuple[dict, Path]:
     from cds.training.deterioration import train
 
+    out = tmp_path_factory.mktemp("det") / "deterioration"
     ev = shipped["evaluation"]
-    meta = train(
-        eicu_dir, tmp_path / "deterioration", n_boot=ev["bootstrap"], seed=ev["seed"], progress=lambda _: None
-    )
-    assert (
-        meta["evaluation"]["all_stays"]["model"]["auroc"]
-        == shipped["evaluation"]["all_stays"]["model"]["auroc"]
-    )
-    assert meta["evaluation"] == shipped["evaluation"]
-    assert meta["thresholds"] == shipped["thresholds"]
-    assert meta["calibration"] == shipped["calibration"]
+    meta = train(eicu_dir, out, n_boot=ev["bootstrap"], seed=ev["seed"], progress=lambda _: None)
+    return meta, out
+
+
+def test_training_reproduces_the_shipped_model(retrained: tuple[dict, Path], shipped: dict) -> None:
+    meta, out = retrained
+    _approx_tree(meta["evaluation"], shipped["evaluation"])
+    for key in ("warning", "critical"):
+        assert meta["thresholds"][key] == pytest.approx(shipped["thresholds"][key], rel=THRESHOLD_REL)
+    got, want = meta["calibration"], shipped["calibration"]
+    assert got["method"] == want["method"]
+    for key in ("a", "b"):
+        if key in want:
+            assert got[key] == pytest.approx(want[key], rel=PARAM_REL)
+    for key in ("x", "y"):
+        if key in want:
+            assert got[key] == pytest.approx(want[key], rel=PARAM_REL, abs=1e-12)
+    assert meta["features"] == shipped["features"]  # names, units and monotone directions: exact
     assert meta["training_data"]["sha256"] == shipped["training_data"]["sha256"]
-    assert meta["model_sha256"] == shipped["model_sha256"]  # byte-identical model from the same data
-    for name in ("model.ubj", "metadata.json", "card.md", "roc.png", "calibration.png"):
-        assert (tmp_path / "deterioration" / name).is_file()
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    for name in ("model.ubj", "metadata.json", "card.md", "roc.png", "calibration.png", "importance.png"):
+        assert (out / name).is_file()
+    manifest = json.loads((out.parent / "manifest.json").read_text())
     assert set(manifest["models"]["deterioration"]["files"]) >= {"model.ubj", "metadata.json", "card.md"}
+
+
+def test_metadata_floats_are_rounded_so_the_file_is_stable(retrained: tuple[dict, Path]) -> None:
+    from cds.training.deterioration import SIGNIFICANT
+
+    meta, out = retrained
+    for key in ("a", "b"):
+        v = meta["calibration"].get(key)
+        if v is not None:
+            assert float(f"{v:.{SIGNIFICANT}g}") == v
+    assert json.loads((out / "metadata.json").read_text()) == meta
+
+
+def test_same_process_gives_a_byte_identical_model(eicu_dir: Path) -> None:
+    """Same data, same machine, same process: the booster bytes are identical (seeded, one thread)."""
+    import numpy as np
+
+    from cds.training import deterioration as d
+
+    data = d.build_dataset(eicu_dir, lambda _: None)
+    keep, directions, _ = d._select_features(data, list(d.model_groups()))
+    engine = d.LocalEngine(d.params_for(directions, 0))
+    X = data.X[:, keep]
+    a = engine.fit(X, data.y, 0).save_raw("ubj")
+    b = engine.fit(X, data.y, 0).save_raw("ubj")
+    assert bytes(a) == bytes(b)
+    assert np.isfinite(X[~np.isnan(X)]).all()
 
 
 def test_dask_engine_on_two_workers_matches_local_quality(
@@ -73,13 +144,16 @@ def test_dask_engine_on_two_workers_matches_local_quality(
     )
     assert meta["xgboost"]["engine"] == "dask"
     local = shipped["evaluation"]["all_stays"]["model"]["auroc"]
+    # Dask shards the data across workers, so histograms (and trees) differ from the local fit.
     assert abs(meta["evaluation"]["all_stays"]["model"]["auroc"] - local) <= 0.01
+    assert [f["monotone"] for f in meta["features"]] == [f["monotone"] for f in shipped["features"]]
 
 
 def test_shipped_metadata_is_data_not_code(shipped: dict) -> None:
     assert shipped["calibration"]["method"] in ("platt", "isotonic")
     assert all(f["unit"] for f in shipped["features"])
     assert 0 < shipped["thresholds"]["warning"] < shipped["thresholds"]["critical"] < 1
+    assert shipped["version"].startswith("2.")
     card = (SHIPPED / "card.md").read_text()
     for text in (
         "research and development",
@@ -90,5 +164,9 @@ def test_shipped_metadata_is_data_not_code(shipped: dict) -> None:
         "ODbL",
         "Pollard",
         "PhysioNet",
+        "TRIPOD+AI",
+        "Fairness",
+        "Monotone constraints",
+        "Gain of each feature group",
     ):
         assert text in card

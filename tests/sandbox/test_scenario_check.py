@@ -95,7 +95,7 @@ def test_edited_scenario_fails_with_a_readable_diff(
     assert "FAIL  edited :: septic patient gets a critical deterioration card" in out
     assert "indicator: expected info, got critical" in out
     assert "missing card: kind=measure:CMS130" in out
-    assert "got 1 card(s):" in out and "kind=deterioration:critical" in out
+    assert "got 2 card(s):" in out and "kind=deterioration:critical" in out  # + the sepsis prompt
     failure = ET.parse(junit).getroot().find("testsuite/testcase/failure")
     assert failure is not None and "indicator: expected info, got critical" in (failure.text or "")
 
