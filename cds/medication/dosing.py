@@ -324,7 +324,6 @@ class Dosing:
                 continue
             from_regimen = ids
             break
-        coded = {c for c in coded if c in drug.indications}
         name = self.indications
         if coded and from_regimen and not coded & set(from_regimen):
             return sorted(coded | set(from_regimen)), (
@@ -466,7 +465,15 @@ class Dosing:
                 label = self.indications[i].name if i in self.indications else "this indication"
                 parts.append(f"If for {label}: {b.advice}")
             others = [i for i in cands if i not in {h[0] for h in hits} and i in self.indications]
-            parts += [f"If for {self.indications[i].name}: no change by the label criteria." for i in others]
+            parts += [
+                f"If for {self.indications[i].name}: "
+                + (
+                    "no change by the label criteria."
+                    if i in drug.indications
+                    else "not a labelled indication."
+                )
+                for i in others
+            ]
             management = " ".join(parts)
         if unchecked:
             facts.append("Not checked (missing from the chart): " + ", ".join(sorted(set(unchecked))) + ".")
