@@ -49,6 +49,7 @@ _ALREADY = re.compile(
     r"(\d+(?:\.\d+)?)( ms)?",
     re.IGNORECASE,
 )
+_MARKUP = str.maketrans("", "", "*_")
 _LAB_OF = {"qtc": "qtc", "potassium": "potassium", "inr": "inr"}
 
 
@@ -123,13 +124,13 @@ def dedupe_sentences(lines: list[str]) -> list[str]:
             continue
         kept = []
         for sentence in _SENTENCE.split(line):
-            norm = re.sub(r"[*_]", "", sentence).strip().lstrip("- ").rstrip(".").lower()
+            norm = sentence.translate(_MARKUP).strip().lstrip("- ").rstrip(".").lower()
             if norm and norm in seen:
                 continue
             seen.add(norm)
             kept.append(sentence)
         text = " ".join(kept)
-        if text.strip() and re.sub(r"[*_:\s-]", "", text):
+        if text.strip(" -*_:"):
             out.append(text)
     return out
 
