@@ -206,6 +206,7 @@ class Dosing:
             if not str(p.get("rxcui", "")).isdigit() or not p.get("display") or not p.get("source"):
                 raise KnowledgeError(f"{where}: needs an RxCUI, a display and a source")
             products[pid] = Product(pid, str(p["rxcui"]), str(p["display"]), float(p["mg"]))
+        self.products = products
         self.by_ingredient: dict[str, DrugDosing] = {}
         for drug in doc.get("drugs") or []:
             where = f"dosing.json: drug {drug.get('id')}"
@@ -241,6 +242,17 @@ class Dosing:
                 bands,
                 drug.get("route"),
             )
+
+    def product_ingredients(self) -> dict[str, frozenset[str]]:
+        """RxCUI -> ingredient of the listed products (a product id starts with its drug's id), so that
+        orders coded with these SCDs resolve even when the products table lacks them."""
+        by_drug = {d.id: d.ingredient for d in self.by_ingredient.values()}
+        out = {}
+        for pid, product in self.products.items():
+            ing = by_drug.get(pid.split("-", 1)[0])
+            if ing is not None:
+                out[product.rxcui] = frozenset({ing})
+        return out
 
     @staticmethod
     def _cite(kb: Knowledge, c: Any, where: str) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cds.cards import SEVERITY_RANK
-from cds.medication.knowledge import SEVERITIES, Knowledge, KnowledgeError, compare
+from cds.medication.knowledge import SEVERITIES, ConditionSet, Knowledge, KnowledgeError, compare
 from cds.medication.patient import PatientFacts
 
 
@@ -45,6 +45,15 @@ class Policy:
             if c not in kb.class_members:
                 raise KnowledgeError(f"scoring.json: change_first names unknown class {c!r}")
         self.change_first: tuple[frozenset[str], ...] = tuple(kb.class_members[c] for c in order)
+        self.cautions: tuple[tuple[frozenset[str], ConditionSet, str, tuple[str, ...]], ...] = tuple(
+            (
+                kb.class_members[c["class"]],
+                ConditionSet(tuple(c.get("icd10_prefixes") or ()), frozenset(c.get("snomed") or ())),
+                str(c["text"]),
+                self._cite(c.get("citation"), "scoring.json: change_first caution"),
+            )
+            for c in change.get("cautions") or []
+        )
         docs = doc.get("documentation") or {}
         self.doc_levels = tuple(
             (str(level["label"]), tuple(level["prefixes"])) for level in docs.get("levels") or []
@@ -108,6 +117,16 @@ class Policy:
                     f.severity = e.severity
                 f.escalated = e
                 f.citation = tuple(dict.fromkeys((*f.citation, *e.citation)))
+
+    def caution(self, findings: Iterable[Any], patient: PatientFacts) -> None:
+        """Add the guideline's exception to an interaction finding on the drug it says to change."""
+        for f in findings:
+            if f.category != "ddi" or not f.others:
+                continue
+            for members, conditions, text, citation in self.cautions:
+                if f.draft.ingredients & members and patient.has_condition(conditions):
+                    f.facts.append(text)
+                    f.citation = tuple(dict.fromkeys((*f.citation, *citation)))
 
     def owner(self, x: frozenset[str], y: frozenset[str]) -> int | None:
         """Which of two interacting drugs the guideline says to change: 0 (x), 1 (y), or None (no rule)."""

@@ -43,6 +43,8 @@ class MedicationRiskService:
             self.kb = load_knowledge(options.get("knowledge_dir"))
             self.dosing = Dosing(self.kb)
             self.policy = Policy(self.kb)
+            for rxcui, ings in self.dosing.product_ingredients().items():
+                self.kb.products.setdefault(rxcui, ings)  # dosed SCDs resolve by code
         except KnowledgeError as e:
             raise ServiceLoadError(f"medication-risk knowledge base is invalid: {e}") from None
         self.resolver = Resolver(self.kb)
@@ -173,6 +175,7 @@ class MedicationRiskService:
             for f in mine:
                 score_finding(kb, f, patient, interacting)
             self.policy.escalate(mine, patient)
+            self.policy.caution(mine, patient)
             shown = [f for f in mine if f.indicator]
             per_order.append((shown, order_score(kb, shown)))
         return self.builder.cards(per_order, patient, request.patient_id) + unread

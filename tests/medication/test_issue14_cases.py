@@ -234,3 +234,32 @@ def test_severity_and_documentation_label(service) -> None:
     cards = run(service, [draft("d1", "310965", "Ibuprofen 200 MG Oral Tablet")], active=[med("m1", "11289")])
     first = cards[0].detail.splitlines()[0]
     assert re.fullmatch(r"\*\*(Contraindicated: avoid|Major|Moderate|Minor) · Documentation: .+\*\*", first)
+
+
+@pytest.mark.parametrize(
+    ("rxcui", "ingredient"),
+    [
+        ("1364445", "apixaban"),
+        ("854241", "enoxaparin"),
+        ("1232086", "rivaroxaban"),
+        ("1037045", "dabigatran"),
+    ],
+)
+def test_dosed_scds_resolve_by_code_alone(service, rxcui, ingredient) -> None:
+    # coded only (no display or text): the dosing products list maps the SCD to its ingredient
+    d = draft("d1", rxcui)
+    assert service.resolver.concept_ingredients(d["medicationCodeableConcept"]) == {
+        next(k for k, v in service.kb.ingredients.items() if v.name.startswith(ingredient))
+    }
+
+
+def test_case5_with_a_coronary_stent_the_card_says_to_confirm_before_removing_aspirin(service) -> None:
+    w = draft("w1", "855332", "Warfarin Sodium 5 MG Oral Tablet")
+    a = draft("a1", "243670", "aspirin 81 MG Oral Tablet")
+    without = run(service, [w, a], active=[condition("I48.91")])
+    stent = run(service, [w, a], active=[condition("I48.91"), condition("Z95.5")])
+    assert "coronary stent" not in without[0].detail
+    assert "coronary stent" in stent[0].detail and "Confirm the plan with cardiology" in stent[0].detail
+    # still the aspirin's card; its removal is offered but not recommended
+    remove = [s for s in stent[0].suggestions if s.actions and s.actions[0].type == "delete"]
+    assert remove[0].actions[0].resource_id == "MedicationRequest/a1" and not remove[0].is_recommended
