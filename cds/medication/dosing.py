@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cds.medication.knowledge import SEVERITIES, Dosage, Knowledge, KnowledgeError, compare
-from cds.medication.patient import PatientFacts
+from cds.medication.patient import PatientFacts, kidney_number
 from cds.medication.resolve import Med, as_list
 from cds.record import PatientRecord
 from cds.terminology import ICD10, ICD10CM, SNOMED, codings
@@ -355,14 +355,14 @@ class Dosing:
     def _kidney(self, drug: DrugDosing, p: PatientFacts) -> tuple[float | None, str, str, str]:
         """(value, short label, sentence for the card, kind) of the measure the label uses."""
         if drug.measure == "crcl" and p.crcl is not None:
-            return p.crcl.value, f"CrCl {p.crcl.value:.0f} mL/min", p.crcl.describe() + ".", "crcl"
+            return p.crcl.value, f"CrCl {kidney_number(p.crcl.value)} mL/min", p.crcl.describe() + ".", "crcl"
         if p.egfr is None:
             return None, "", "", ""
         e = p.egfr
         how = f" ({e.note})" if e.note else ""
-        label = f"eGFR {e.value:.0f}"
+        label = f"eGFR {kidney_number(e.value)}"
         if drug.measure == "egfr":
-            return e.value, label, f"eGFR {e.value:.0f} mL/min/1.73 m2{how}; the label uses eGFR.", "egfr"
+            return e.value, label, f"{label} mL/min/1.73 m2{how}; the label uses eGFR.", "egfr"
         missing = []
         if p.weight is None:
             missing.append("no body weight in the chart in the last 90 days")
@@ -374,7 +374,7 @@ class Dosing:
             e.value,
             label,
             f"Creatinine clearance could not be computed ({'; '.join(missing) or 'incomplete data'}): the label "
-            f"uses Cockcroft-Gault CrCl, so eGFR {e.value:.0f} mL/min/1.73 m2{how} stands in for it. eGFR can "
+            f"uses Cockcroft-Gault CrCl, so {label} mL/min/1.73 m2{how} stands in for it. eGFR can "
             "overestimate clearance in small or older patients; record a weight to check the dose properly.",
             "egfr",
         )

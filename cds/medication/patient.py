@@ -6,6 +6,7 @@ Read once per hook call from the PatientRecord, so each rule asks a dict instead
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -59,16 +60,28 @@ class Clearance:
     def describe(self) -> str:
         """One sentence for the card: the value, how it was computed, and the obesity caveat."""
         text = (
-            f"CrCl {self.value:.0f} mL/min (Cockcroft-Gault with actual body weight {self.weight.value:.1f} kg"
+            f"CrCl {kidney_number(self.value)} mL/min (Cockcroft-Gault with actual body weight {self.weight.value:.1f} kg"
             f"{_when(self.weight.when)}, creatinine {self.creatinine.value:.2f} mg/dL"
             f"{_when(self.creatinine.when)}, age {self.age})"
         )
         if self.adjusted_value is not None and self.ideal_weight is not None:
             text += (
                 f"; weight is above 120% of ideal body weight ({self.ideal_weight:.0f} kg): with adjusted body "
-                f"weight CrCl would be {self.adjusted_value:.0f} mL/min, which some references prefer in obesity"
+                f"weight CrCl would be {kidney_number(self.adjusted_value)} mL/min, which some references prefer in obesity"
             )
         return text
+
+
+def kidney_number(value: float) -> str:
+    """A kidney-function value as the card shows it: a whole number, unless rounding would carry it
+    onto a multiple of 5, where label thresholds sit (29.9 is not shown as 30 against a limit of < 30)."""
+    whole = round(value)
+    lo, hi = sorted((value, float(whole)))
+    step = math.ceil(lo / 5) * 5
+    if step <= hi and abs(value - step) > 1e-9:
+        tenths = round(value * 10, 6)  # one decimal, rounded away from the threshold
+        return f"{(math.floor(tenths) if value < step else math.ceil(tenths)) / 10:.1f}"
+    return f"{whole:.0f}"
 
 
 def _when(when: datetime | None) -> str:

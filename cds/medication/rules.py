@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from cds.medication.dosing import DoseChange, Dosing
 from cds.medication.knowledge import SEVERITIES, Alternative, Interaction, Knowledge, compare
-from cds.medication.patient import PatientFacts
+from cds.medication.patient import PatientFacts, kidney_number
 from cds.medication.resolve import Med
 from cds.record import PatientRecord
 
@@ -183,12 +183,12 @@ def _kidney_value(rule_measure: str, patient: PatientFacts) -> tuple[float, str,
     """(value, label, sentence) of the measure a renal rule uses; eGFR stands in for CrCl, saying so."""
     if rule_measure == "crcl" and patient.crcl is not None:
         c = patient.crcl
-        return c.value, f"CrCl {c.value:.0f} mL/min", c.describe() + "."
+        return c.value, f"CrCl {kidney_number(c.value)} mL/min", c.describe() + "."
     if patient.egfr is None:
         return None
     e = patient.egfr
     how = f" ({e.note})" if e.note else ""
-    sentence = f"eGFR {e.value:.0f} mL/min/1.73 m2{how}."
+    sentence = f"eGFR {kidney_number(e.value)} mL/min/1.73 m2{how}."
     if rule_measure == "crcl":
         why = (
             "no body weight in the last 90 days"
@@ -197,9 +197,9 @@ def _kidney_value(rule_measure: str, patient: PatientFacts) -> tuple[float, str,
         )
         sentence = (
             f"Creatinine clearance could not be computed ({why}); the label threshold is Cockcroft-Gault CrCl, "
-            f"so eGFR {e.value:.0f} mL/min/1.73 m2{how} stands in for it."
+            f"so eGFR {kidney_number(e.value)} mL/min/1.73 m2{how} stands in for it."
         )
-    return e.value, f"eGFR {e.value:.0f}", sentence
+    return e.value, f"eGFR {kidney_number(e.value)}", sentence
 
 
 def renal(kb: Knowledge, drafts: list[Med], patient: PatientFacts) -> list[Finding]:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from cds.medication.egfr import cockcroft_gault
+from cds.medication.patient import kidney_number
 from tests.medication.conftest import draft, egfr, med, obs, run
 
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -270,7 +271,10 @@ def test_obesity_notes_adjusted_body_weight(service) -> None:
     )
     expected = cockcroft_gault(6.0, 60, 150, female=False)
     assert expected < 30
-    assert f"CrCl {expected:.0f} mL/min (Cockcroft-Gault with actual body weight 150.0 kg" in cards[0].detail
+    assert (
+        f"CrCl {kidney_number(expected)} mL/min (Cockcroft-Gault with actual body weight 150.0 kg"
+        in cards[0].detail
+    )
     assert (
         "adjusted body weight" in cards[0].detail and "120% of ideal body weight (66 kg)" in cards[0].detail
     )
@@ -307,7 +311,9 @@ def test_metformin_egfr_edges(service, value, continuing, weight) -> None:
         expected
     ] in card.detail
     assert not [a for s in card.suggestions for a in s.actions if a.type == "update"]  # never a dose update
-    assert f"eGFR {value:.0f}" in card.summary  # the label's measure is eGFR, even when CrCl is known
+    assert (
+        f"eGFR {kidney_number(value)}" in card.summary
+    )  # the label's measure is eGFR, even when CrCl is known
     if expected == "major":
         assert "not recommended" in card.detail  # do not start at eGFR 30-44
 
@@ -348,3 +354,12 @@ def test_gabapentinoid_crcl_bands(service, drug, crcl, with_weight) -> None:
         for c in cards:  # a range is never applied in one click
             assert not [a for s in c.suggestions for a in s.actions if a.type == "update"]
             assert ("CrCl" in c.summary) is with_weight
+
+
+def test_shown_kidney_values_never_cross_a_threshold() -> None:
+    # thresholds sit on multiples of 5: the number on the card is on the same side of each as the value
+    for i in range(0, 15000):
+        value = i / 97
+        shown = float(kidney_number(value))
+        for m in range(0, 160, 5):
+            assert (value < m) == (shown < m) and (value > m) == (shown > m), (value, shown, m)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from cds.medication.patient import kidney_number
 from tests.medication.conftest import allergy, condition, draft, egfr, med, obs, potassium, run
 
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -53,7 +54,7 @@ def test_case1_enoxaparin_treatment_at_egfr_22_is_1_mg_per_kg_daily(service, wei
     card = cards[0]
     crcl = (140 - 70) * weight / (72 * scr)
     assert crcl < 30
-    assert f"CrCl {crcl:.0f} mL/min" in card.summary
+    assert f"CrCl {kidney_number(crcl)} mL/min" in card.summary
     assert f"actual body weight {weight:.1f} kg" in card.detail  # says CrCl was computed with weight
     assert "venous thromboembolism treatment" in card.detail  # the indication was told, not assumed
     (res,) = updates(card)
