@@ -425,7 +425,8 @@ class Dosing:
             for band in drug.indications.get(iid, ()):
                 fires, met, unknown = self._fires(band, kidney, drug, p)
                 if not fires:
-                    if unknown and len(met) + len(unknown) >= band.at_least:
+                    could = unknown and len(met) + len(unknown) >= band.at_least
+                    if could and not self._complies(band, reg, p):
                         unchecked += unknown
                     continue
                 if self._complies(band, reg, p):
@@ -433,7 +434,22 @@ class Dosing:
                 hits.append((iid, band, met))
                 break
         if not hits:
-            return None
+            if not unchecked:
+                return None
+            missing = ", ".join(sorted(set(unchecked)))
+            return DoseResult(
+                drug,
+                "moderate",
+                f"{name} {reg.describe()}: label dose criteria not fully checked ({missing} unknown)",
+                f"{name}: label dose criteria not fully checked",
+                f"The label's dose-reduction criteria could not all be checked because the chart lacks: {missing}. "
+                "Record them (a body weight, a serum creatinine) and check the dose against the label.",
+                [f"Ordered: {reg.describe()}. {how}".strip()],
+                None,
+                "criteria could not be checked",
+                False,
+                "",
+            )
         ambiguous = len(cands) > 1
         worst = max(hits, key=lambda h: SEVERITIES.index(h[1].severity))
         iid, band, met = worst

@@ -137,6 +137,13 @@ def ref_outcome(drug: str, mg: float, n: float, coded: str | None, p: dict[str, 
         outcomes.append(o)
     hits = [o for o in outcomes if o]
     if not hits:
+        # criteria the chart cannot answer (no weight) that could change the dose: said, not silent
+        w_unknown = p["weight"] is None
+        if drug == "edoxaban" and "vte_treatment" in cands and w_unknown and kid >= 15 and mg * n > 30 * 1.1:
+            return ("card",)
+        possible = (p["age"] >= 80) + (p["scr"] >= 1.5) >= 1
+        if drug == "apixaban" and "af" in cands and w_unknown and possible and mg * n > 2.5 * 2 * 1.1:
+            return ("card",)
         return ("none",)
     o = hits[0]
     if not settled or o[0] == "avoid" or o[1] is None:

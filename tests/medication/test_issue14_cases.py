@@ -264,3 +264,14 @@ def test_case5_with_a_coronary_stent_the_card_says_to_confirm_before_removing_as
     # still the aspirin's card; its removal is offered but not recommended
     remove = [s for s in stent[0].suggestions if s.actions and s.actions[0].type == "delete"]
     assert remove[0].actions[0].resource_id == "MedicationRequest/a1" and not remove[0].is_recommended
+
+
+def test_case2_apixaban_criteria_that_cannot_be_checked_are_said(service) -> None:
+    # age 82 (one criterion) and no weight or creatinine: two criteria unknown -> an info card, not silence
+    d = _apixaban(reasonCode=[{"coding": [{"system": ICD, "code": "I48.0"}]}])
+    cards = run(service, [d], age=82)
+    assert [(c.kind, c.indicator) for c in cards] == [("dose:apixaban", "info")]
+    assert "not fully checked" in cards[0].summary
+    assert "weight 60 kg or less" in cards[0].detail and updates(cards[0]) == []
+    # age 50, creatinine 1.0, weight unknown: the weight alone cannot make two criteria -> nothing to say
+    assert run(service, [d], active=[obs("2160-0", 1.0, "mg/dL")], age=50) == []
