@@ -184,7 +184,14 @@ class Dosing:
     """The dosing knowledge (dosing.json), validated against the knowledge base at load."""
 
     def __init__(self, kb: Knowledge, path: Path | None = None) -> None:
-        path = path or kb.directory / "dosing.json"
+        try:
+            self._load(kb, path or kb.directory / "dosing.json")
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            if isinstance(e, KnowledgeError):
+                raise
+            raise KnowledgeError(f"dosing.json: malformed entry ({type(e).__name__}: {e})") from None
+
+    def _load(self, kb: Knowledge, path: Path) -> None:
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as e:

@@ -32,9 +32,16 @@ class Escalation:
 
 class Policy:
     def __init__(self, kb: Knowledge) -> None:
-        path = kb.directory / "scoring.json"
-        doc = json.loads(path.read_text(encoding="utf-8"))
         self.kb = kb
+        try:
+            self._load(json.loads((kb.directory / "scoring.json").read_text(encoding="utf-8")))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            if isinstance(e, KnowledgeError):
+                raise
+            raise KnowledgeError(f"scoring.json: malformed entry ({type(e).__name__}: {e})") from None
+
+    def _load(self, doc: Mapping[str, Any]) -> None:
+        kb = self.kb
         self.escalations = tuple(
             self._escalation(e) for e in (doc.get("escalations") or {}).get("rules") or []
         )

@@ -9,12 +9,20 @@ Labels: Lovenox 2.3; Eliquis 2.2; Xarelto 2.2-2.3; Pradaxa 2.2-2.4; Savaysa 2.1-
 from __future__ import annotations
 
 import itertools
+import json
+import re
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cds.medication.egfr import cockcroft_gault
+from cds.medication.knowledge import KB_DIR
 from cds.medication.patient import kidney_number
+from cds.services.base import ServiceLoadError
+from cds.services.medication_risk import MedicationRiskService
+from cds.settings import Settings
 from tests.medication.conftest import draft, egfr, med, obs, run
 
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -370,3 +378,40 @@ def test_shown_kidney_values_never_cross_a_threshold() -> None:
         shown = float(kidney_number(value))
         for m in range(0, 160, 5):
             assert (value < m) == (shown < m) and (value > m) == (shown > m), (value, shown, m)
+
+
+def _broken_dosing(tmp_path, edit) -> Path:
+    d = tmp_path / "kb"
+    shutil.copytree(KB_DIR, d)
+    doc = json.loads((d / "dosing.json").read_text())
+    edit(doc)
+    (d / "dosing.json").write_text(json.dumps(doc))
+    return d
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda doc: doc["drugs"][0].update(ingredient="999999999"), "is not in ingredients.csv"),
+        (lambda doc: doc["drugs"][0].update(measure="bsa"), "measure must be crcl or egfr"),
+        (lambda doc: doc["drugs"][0]["regimens"][0].update(indication="gout"), "unknown indication 'gout'"),
+        (
+            lambda doc: doc["drugs"][0]["indications"]["vte_prophylaxis"][0].update(products=["nope"]),
+            "unknown product",
+        ),
+        (lambda doc: doc["drugs"][0].update(citation=["no_such_source"]), "citation missing"),
+        (lambda doc: doc["products"]["apixaban-2.5"].pop("source"), "needs an RxCUI, a display and a source"),
+    ],
+)
+def test_invalid_dosing_knowledge_stops_the_service_with_a_message(tmp_path, edit, message) -> None:
+    d = _broken_dosing(tmp_path, edit)
+    with pytest.raises(ServiceLoadError, match=re.escape(message)):
+        MedicationRiskService(Settings(services={"medication-risk": {"knowledge_dir": str(d)}}))
+
+
+def test_malformed_dosing_entry_is_a_clean_load_error(tmp_path) -> None:
+    d = _broken_dosing(
+        tmp_path, lambda doc: doc["drugs"][1]["indications"]["af"][0]["criteria"]["of"][0].pop("op")
+    )
+    with pytest.raises(ServiceLoadError, match=r"dosing.json: malformed entry \(KeyError"):
+        MedicationRiskService(Settings(services={"medication-risk": {"knowledge_dir": str(d)}}))
