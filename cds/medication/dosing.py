@@ -522,8 +522,10 @@ class Dosing:
             short = f"label dose {target.dosage.text}"
         elif band.target_mg_per_kg is not None:
             short = f"label dose {band.target_mg_per_kg:g} mg/kg {band.target_text} (no weight on record)"
-        elif band.max_daily_mg is not None:
+        elif band.max_daily_mg is not None and reg.daily_mg is not None:
             short = f"above the label maximum of {band.max_daily_mg:g} mg a day"
+        elif band.max_daily_mg is not None:
+            short = f"check the dose: label maximum {band.max_daily_mg:g} mg a day"
         else:
             short = "check the dose"
         if band.needs_kidney and klabel:

@@ -415,3 +415,10 @@ def test_malformed_dosing_entry_is_a_clean_load_error(tmp_path) -> None:
     )
     with pytest.raises(ServiceLoadError, match=r"dosing.json: malformed entry \(KeyError"):
         MedicationRiskService(Settings(services={"medication-risk": {"knowledge_dir": str(d)}}))
+
+
+def test_gabapentin_without_a_readable_dose_asks_to_check_it(service) -> None:
+    cards = run(service, [draft("d1", "25480", text="gabapentin")], active=[egfr(20)])
+    assert cards[0].kind == "renal:gabapentin"
+    assert "check the dose: label maximum 700 mg a day" in cards[0].summary
+    assert "could not be read" in cards[0].detail
