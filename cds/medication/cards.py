@@ -166,11 +166,16 @@ class CardBuilder:
             actions=(Action(type="create", description=f"Order {order.display}", resource=resource),),
         )
 
-    @staticmethod
-    def _swap(draft: Med, alt: Alternative) -> Suggestion | None:
-        """Replace the drug of the draft: one update of the same MedicationRequest."""
+    def _swap(self, draft: Med, alt: Alternative) -> Suggestion | None:
+        """Replace the drug of the draft: one update of the same MedicationRequest, only when the
+        alternative is an orderable product (an RxNorm SCD/SBD in the products table); an ingredient
+        code is offered as a suggestion to review, without an action."""
         if draft.resource_id is None:
             return None
+        if alt.rxcui not in self.kb.products:
+            return Suggestion(
+                label=truncate_summary(f"{alt.label}: choose the product (not changed automatically)", 120)
+            )
         updated = _with_medication(draft.resource, alt.rxcui, alt.display, dosage_json(alt.dosage))
         return Suggestion(
             label=alt.label,

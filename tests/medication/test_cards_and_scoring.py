@@ -106,8 +106,11 @@ def test_clopidogrel_ppi_suggests_pantoprazole(service) -> None:
         active=[med("m1", "309362", "Clopidogrel 75 MG Oral Tablet")],
     )
     card = next(c for c in cards if c.kind == "ddi:clopidogrel-ppi")
-    new = next(a.resource for s in card.suggestions for a in s.actions if a.type == "update")
-    assert new["id"] == "d1" and new["medicationCodeableConcept"]["coding"][0]["code"] == "40790"
+    # the alternative is coded as an ingredient (40790), not an orderable product: offered, never applied
+    first = card.suggestions[0]
+    assert first.label.startswith("Use pantoprazole") and "not changed automatically" in first.label
+    assert first.actions == () and not first.is_recommended
+    assert not [a for s in card.suggestions for a in s.actions if a.type == "update"]
 
 
 @pytest.mark.parametrize(
