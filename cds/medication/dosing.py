@@ -463,7 +463,7 @@ class Dosing:
         facts = [x for x in (ksentence if band.needs_kidney or kkind else "",) if x]
         if met:
             facts.append("Label criteria met: " + ", ".join(met) + ".")
-        if p.weight is not None and (p.crcl is None or not band.needs_kidney):
+        if p.weight is not None and p.crcl is None:
             facts.append(f"Weight {p.weight.value:.1f} kg.")
         facts.append(f"Ordered: {reg.describe()}. {how}".strip())
         change, review = None, None
@@ -498,7 +498,7 @@ class Dosing:
             parts = []
             for i, b, _ in hits:
                 label = self.indications[i].name if i in self.indications else "this indication"
-                parts.append(f"If for {label}: {b.advice}")
+                parts.append(f"If for {label}: {b.advice[:1].lower()}{b.advice[1:]}")
             others = [i for i in cands if i not in {h[0] for h in hits} and i in self.indications]
             parts += [
                 f"If for {self.indications[i].name}: "
