@@ -1,5 +1,6 @@
 """medication-risk in-process: knowledge-base load time and p50/p99 of evaluating a typical
-order-sign call (10 active medications, 2 draft orders, labs, an allergy, conditions).
+order-sign call (10 active medications, 2 draft orders, labs with weight and height for creatinine
+clearance, an allergy, conditions).
 
     python benchmarks/medication_risk.py [--n 5000]
 
@@ -81,6 +82,8 @@ def build() -> tuple[HookRequest, PatientRecord]:
             _obs(f"inr{d}", "6301-6", 2.4, None, d),
             _obs(f"plt{d}", "777-3", 210, "10*3/uL", d),
         ]
+    labs += [_obs(f"wt{w}", "29463-7", 61.5 - w / 10, "kg", w) for w in (3, 10, 17, 24)]  # weekly weight
+    labs.append(_obs("ht", "8302-2", 160, "cm", 2))  # height: Cockcroft-Gault and the obesity note
     prefetch = {
         "patient": {"resourceType": "Patient", "id": "bench", "birthDate": "1948-03-02", "gender": "female"},
         "medications": {

@@ -184,6 +184,8 @@ class CDSApp:
                 )
             for c in cards:
                 self.metrics.cards.labels(service=sid, indicator=c.indicator).inc()
+                if c.kind.startswith("not-checked:"):
+                    self.metrics.not_checked.labels(service=sid, reason=c.kind[12:]).inc()
             return Response(orjson.dumps({"cards": [c.to_json() for c in cards]}), media_type=JSON)
         except HTTPProblem as e:
             status = e.status

@@ -69,6 +69,12 @@ class Metrics:
             "Tokens whose jti was checked in this process only (shared replay store unavailable)",
             registry=self.registry,
         )
+        self.not_checked = Counter(
+            "cds_orders_not_checked",
+            "Draft orders a service could not check (answered with a 'not checked' info card), by reason",
+            ["service", "reason"],
+            registry=self.registry,
+        )
         self.auth_failures = Counter(
             "cds_auth_failures", "Rejected JWTs by failed check", ["check"], registry=self.registry
         )

@@ -142,6 +142,7 @@ class RenalRule:
     consequence: str
     citation: tuple[str, ...]
     note: str | None = None
+    measure: str = "egfr"  # the label's measure: "egfr" or "crcl" (Cockcroft-Gault)
 
     def band(self, egfr: float) -> RenalBand | None:
         """The band for this eGFR: the lowest `below` threshold it is under, else an `above` band."""
@@ -625,6 +626,7 @@ def load_knowledge(directory: Path | str | None = None) -> Knowledge:
                 _text(rule, "consequence", where),
                 citations(rule, where),
                 rule.get("note"),
+                _measure(rule, where),
             )
         )
 
@@ -800,6 +802,13 @@ def _index(rules: Iterable[Any]) -> dict[str, tuple[Any, ...]]:
         for code in r.drugs:
             out.setdefault(code, []).append(r)
     return {k: tuple(v) for k, v in out.items()}
+
+
+def _measure(rule: Mapping[str, Any], where: str) -> str:
+    m = rule.get("measure", "egfr")
+    if m not in ("egfr", "crcl"):
+        raise KnowledgeError(f"{where}: measure must be egfr or crcl")
+    return str(m)
 
 
 def _conditions(raw: Any, where: str) -> ConditionSet | None:

@@ -1,10 +1,12 @@
-"""The patient facts the medication rules use: age, sex, eGFR, recent labs, conditions, allergies.
+"""The patient facts the medication rules use: age, sex, eGFR, creatinine clearance, weight, recent
+labs, conditions, allergies.
 
 Read once per hook call from the PatientRecord, so each rule asks a dict instead of the chart.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -12,7 +14,7 @@ from typing import Any
 
 from cds.fhirdates import effective_time
 from cds.fhirvalue import as_list, as_str
-from cds.medication.egfr import ckd_epi_2021
+from cds.medication.egfr import adjusted_body_weight, ckd_epi_2021, cockcroft_gault, ideal_body_weight
 from cds.medication.knowledge import ConditionSet, Knowledge, LabDef
 from cds.medication.resolve import Resolver
 from cds.record import PatientRecord
@@ -36,6 +38,55 @@ class Allergy:
     ingredients: frozenset[str]  # ingredients the allergy names, directly or through a class
     snomed: frozenset[str]
     high_risk: bool
+    reactions: tuple[str, ...] = ()  # the recorded manifestations, e.g. ("hives",)
+
+
+@dataclass(frozen=True)
+class Clearance:
+    """Cockcroft-Gault creatinine clearance with actual body weight, as drug labels use it."""
+
+    value: float  # mL/min
+    weight: LabValue
+    creatinine: LabValue
+    age: int
+    female: bool
+    ideal_weight: float | None = None  # Devine IBW when height is known
+    adjusted_value: float | None = None  # CrCl with adjusted body weight, in obesity only
+
+    @property
+    def obese(self) -> bool:
+        """Weight above 120% of ideal body weight (needs height)."""
+        return self.adjusted_value is not None
+
+    def describe(self) -> str:
+        """One sentence for the card: the value, how it was computed, and the obesity caveat."""
+        text = (
+            f"CrCl {kidney_number(self.value)} mL/min (Cockcroft-Gault with actual body weight {self.weight.value:.1f} kg"
+            f"{_when(self.weight.when)}, creatinine {self.creatinine.value:.2f} mg/dL"
+            f"{_when(self.creatinine.when)}, age {self.age})"
+        )
+        if self.adjusted_value is not None and self.ideal_weight is not None:
+            text += (
+                f"; weight is above 120% of ideal body weight ({self.ideal_weight:.0f} kg): with adjusted body "
+                f"weight CrCl would be {kidney_number(self.adjusted_value)} mL/min, which some references prefer in obesity"
+            )
+        return text
+
+
+def kidney_number(value: float) -> str:
+    """A kidney-function value as the card shows it: a whole number, unless rounding would carry it
+    onto a multiple of 5, where label thresholds sit (29.9 is not shown as 30 against a limit of < 30)."""
+    whole = round(value)
+    lo, hi = sorted((value, float(whole)))
+    step = math.ceil(lo / 5) * 5
+    if step <= hi and abs(value - step) > 1e-9:
+        tenths = round(value * 10, 6)  # one decimal, rounded away from the threshold
+        return f"{(math.floor(tenths) if value < step else math.ceil(tenths)) / 10:.1f}"
+    return f"{whole:.0f}"
+
+
+def _when(when: datetime | None) -> str:
+    return f" on {when:%Y-%m-%d}" if when is not None else ""
 
 
 @dataclass
@@ -47,6 +98,9 @@ class PatientFacts:
     condition_codes: set[tuple[str, str]]
     allergies: list[Allergy]
     active_ingredients: frozenset[str] = field(default_factory=frozenset)
+    creatinine: LabValue | None = None
+    weight: LabValue | None = None
+    crcl: Clearance | None = None
 
     def has_condition(self, conditions: ConditionSet) -> bool:
         for system, code in self.condition_codes:
@@ -126,14 +180,41 @@ class PatientReader:
         female = None if sex is None else sex == "female"
         labs = latest_values(record, self.kb.labs, self.codes)
         conditions = {pair for c in record.conditions(active_only=True) for pair in codings(c.get("code"))}
+        creat = labs.pop("creatinine", None)
+        weight = labs.pop("weight", None)
+        height = labs.pop("height", None)
         return PatientFacts(
             age=age,
             female=female,
-            egfr=self._egfr(labs.pop("egfr", None), labs.pop("creatinine", None), age, female),
+            egfr=self._egfr(labs.pop("egfr", None), creat, age, female),
             labs=labs,
             condition_codes=conditions,
             allergies=[a for a in (self._allergy(x) for x in record.allergies()) if a is not None],
+            creatinine=creat,
+            weight=weight,
+            crcl=self._crcl(creat, weight, height, age, female),
         )
+
+    @staticmethod
+    def _crcl(
+        creat: LabValue | None,
+        weight: LabValue | None,
+        height: LabValue | None,
+        age: int | None,
+        female: bool | None,
+    ) -> Clearance | None:
+        """Cockcroft-Gault with actual body weight; None when creatinine, weight, age or sex is missing."""
+        if creat is None or weight is None or age is None or age < 18 or female is None:
+            return None
+        if creat.value <= 0 or weight.value <= 0:
+            return None
+        value = cockcroft_gault(creat.value, age, weight.value, female)
+        ibw = adjusted = None
+        if height is not None and height.value > 0:
+            ibw = ideal_body_weight(height.value, female)
+            if weight.value > 1.2 * ibw:
+                adjusted = cockcroft_gault(creat.value, age, adjusted_body_weight(weight.value, ibw), female)
+        return Clearance(value, weight, creat, age, female, ibw, adjusted)
 
     @staticmethod
     def _egfr(
@@ -173,19 +254,24 @@ class PatientReader:
         if not ings and not snomed:
             return None
         high = res.get("criticality") == "high"
+        reactions: list[str] = []
         for reaction in as_list(res.get("reaction")):
             if not isinstance(reaction, dict):
                 continue
             if reaction.get("severity") == "severe":
                 high = True
             for m in as_list(reaction.get("manifestation")):
-                if "anaphyla" in _concept_words(m):
+                words = _concept_words(m)
+                if "anaphyla" in words:
                     high = True
+                name = concept_text(m) if isinstance(m, dict) else ""
+                if name.strip() and name.strip().lower() not in reactions:
+                    reactions.append(name.strip().lower())
         label = concept_text(concept) or text.strip()
         if not label:  # a bare SNOMED code: name the allergy after the group it belongs to
             group = next((g for g in self.kb.allergy_groups if g.snomed & snomed), None)
             label = self.kb.class_names.get(group.id, group.id) if group else "recorded drug allergy"
-        return Allergy(label, frozenset(ings), snomed, high)
+        return Allergy(label, frozenset(ings), snomed, high, tuple(reactions))
 
 
 def _concept_words(concept: Any) -> str:

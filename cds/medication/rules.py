@@ -8,10 +8,16 @@ for a pair of drugs that also matches a more serious rule.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from cds.medication.knowledge import SEVERITIES, Alternative, Dosage, Interaction, Knowledge, compare
-from cds.medication.patient import PatientFacts
+from cds.medication.dosing import DoseChange, Dosing
+from cds.medication.knowledge import SEVERITIES, Alternative, Interaction, Knowledge, compare
+from cds.medication.patient import PatientFacts, kidney_number
 from cds.medication.resolve import Med
+from cds.record import PatientRecord
+
+if TYPE_CHECKING:
+    from cds.medication.policy import Policy
 
 
 @dataclass
@@ -31,12 +37,15 @@ class Finding:
     labs: tuple[str, ...] = ()
     monitor: tuple[str, ...] = ()
     alternative: Alternative | None = None
-    renal_dose: Dosage | None = None
+    change: DoseChange | None = None  # a label dose applied as a one-click update
+    review: str | None = None  # a label dose to review (why it is not applied automatically)
+    avoid: bool = False  # the label or guideline says not to use the drug here
     non_interruptive: bool = False
     extra_points: int = 0
     facts: list[str] = field(default_factory=list)  # the patient's values behind the finding
     score: int = 0
     indicator: str | None = None
+    escalated: Any = None  # the policy.Escalation that raised the indicator
 
 
 def cap(name: str) -> str:
@@ -47,10 +56,29 @@ def _names(kb: Knowledge, ingredients: frozenset[str] | set[str]) -> str:
     return ", ".join(sorted(kb.ingredient_label(i) for i in ingredients))
 
 
-def interactions(kb: Knowledge, drafts: list[Med], others: list[Med]) -> list[Finding]:
-    """Drug-drug interactions of each draft with active medications and with the other drafts."""
+def _owns(policy: Policy | None, rule: Interaction, d: Med, o: Med, later: bool) -> bool:
+    """Of two interacting drafts, does `d` get the finding? The drug the guideline says to change does."""
+    if policy is not None:
+        w = policy.owner(d.ingredients, o.ingredients)
+        if w is not None:
+            return w == 0
+    if rule.alternative:
+        side = rule.a if rule.alternative.replace == "a" else rule.b
+        if bool(d.ingredients & side) != bool(o.ingredients & side):
+            return bool(d.ingredients & side)
+    return later
+
+
+def interactions(
+    kb: Knowledge, drafts: list[Med], others: list[Med], policy: Policy | None = None
+) -> list[Finding]:
+    """Drug-drug interactions of each draft with active medications and with the other drafts.
+
+    An interaction between two drafts is reported once, on the draft the guideline says to change.
+    """
     out: list[Finding] = []
     reported: set[tuple[str, frozenset[str]]] = set()
+    position = {id(x): n for n, x in enumerate(drafts)}
     for i, d in enumerate(drafts):
         peers = [o for o in others if o.key != d.key] + [x for j, x in enumerate(drafts) if j != i]
         by_rule: dict[str, tuple[Interaction, list[Med], set[str], set[str]]] = {}
@@ -64,7 +92,9 @@ def interactions(kb: Knowledge, drafts: list[Med], others: list[Med]) -> list[Fi
                 matched = [m for m in matched if not m[0].non_interruptive]
             for rule, x, y in matched:
                 pair_key = (rule.id, frozenset((d.key, o.key)))
-                if o.draft and pair_key in reported:
+                if o.draft and (
+                    pair_key in reported or not _owns(policy, rule, d, o, i > position.get(id(o), -1))
+                ):
                     continue
                 reported.add(pair_key)
                 entry = by_rule.setdefault(rule.id, (rule, [], set(), set()))
@@ -149,26 +179,53 @@ def duplicates(kb: Knowledge, drafts: list[Med], others: list[Med]) -> list[Find
     return unique
 
 
-def renal(kb: Knowledge, drafts: list[Med], patient: PatientFacts) -> list[Finding]:
-    """Drugs to avoid or dose-reduce at the patient's eGFR."""
+def _kidney_value(rule_measure: str, patient: PatientFacts) -> tuple[float, str, str] | None:
+    """(value, label, sentence) of the measure a renal rule uses; eGFR stands in for CrCl, saying so."""
+    if rule_measure == "crcl" and patient.crcl is not None:
+        c = patient.crcl
+        return c.value, f"CrCl {kidney_number(c.value)} mL/min", c.describe() + "."
     if patient.egfr is None:
-        return []
-    egfr = patient.egfr.value
+        return None
+    e = patient.egfr
+    how = f" ({e.note})" if e.note else ""
+    sentence = f"eGFR {kidney_number(e.value)} mL/min/1.73 m2{how}."
+    if rule_measure == "crcl":
+        why = (
+            "no body weight in the last 90 days"
+            if patient.weight is None
+            else "no serum creatinine or age/sex"
+        )
+        sentence = (
+            f"Creatinine clearance could not be computed ({why}); the label threshold is Cockcroft-Gault CrCl, "
+            f"so eGFR {kidney_number(e.value)} mL/min/1.73 m2{how} stands in for it."
+        )
+    return e.value, f"eGFR {kidney_number(e.value)}", sentence
+
+
+def renal(kb: Knowledge, drafts: list[Med], patient: PatientFacts) -> list[Finding]:
+    """Drugs to avoid or dose-reduce at the patient's kidney function (CrCl or eGFR, as the label uses)."""
     out: list[Finding] = []
     for d in drafts:
         seen: set[str] = set()
         for x in sorted(d.ingredients):
             for rule in kb.renal_by_ingredient.get(x, ()):
-                band = rule.band(egfr)
+                kidney = _kidney_value(rule.measure, patient)
+                if kidney is None:
+                    continue
+                value, where, sentence = kidney
+                band = rule.band(value)
                 if band is None or rule.id in seen:
                     continue
                 seen.add(rule.id)
-                where = f"eGFR {egfr:.0f}"
                 action = {"avoid": "avoid", "reduce": "renal dose needed", "monitor": "use with caution"}[
                     band.action
                 ]
                 limit = f"< {band.below:g}" if band.below is not None else f"> {band.above:g}"
                 management = band.advice + (f" {rule.note}" if rule.note else "")
+                review = None
+                if band.action == "reduce" and band.dose is not None:
+                    review = "the order's indication and product are not checked by this rule"
+                    management += f" Label dose to consider: {band.dose.text}."
                 out.append(
                     Finding(
                         kind=f"renal:{rule.id}",
@@ -183,10 +240,41 @@ def renal(kb: Knowledge, drafts: list[Med], patient: PatientFacts) -> list[Findi
                         management=management,
                         citation=rule.citation,
                         factors=("age",),
-                        renal_dose=band.dose if band.action == "reduce" else None,
+                        review=review,
+                        avoid=band.action == "avoid",
                         monitor=("creatinine",) if band.action == "monitor" else (),
+                        facts=[sentence],
                     )
                 )
+    return out
+
+
+def doses(dosing: Dosing, drafts: list[Med], patient: PatientFacts, record: PatientRecord) -> list[Finding]:
+    """Label dosing by indication, kidney function and weight (dosing.json)."""
+    out: list[Finding] = []
+    for d in drafts:
+        for r in dosing.check(d, patient, record):
+            kind = f"renal:{r.drug.id}" if r.kidney_kind else f"dose:{r.drug.id}"
+            out.append(
+                Finding(
+                    kind=kind,
+                    category="renal" if r.kidney_kind else "dose",
+                    draft=d,
+                    others=[],
+                    severity=r.severity,
+                    title=r.title,
+                    problem=r.problem,
+                    mechanism=r.drug.mechanism,
+                    consequence=r.drug.consequence,
+                    management=r.management,
+                    citation=r.drug.citation,
+                    factors=("age",),
+                    change=r.change,
+                    review=r.review,
+                    avoid=r.avoid,
+                    facts=list(r.facts),
+                )
+            )
     return out
 
 
@@ -372,6 +460,10 @@ def allergies(kb: Knowledge, drafts: list[Med], patient: PatientFacts) -> list[F
                     )
                 )
             for f in candidates:
+                if allergy.reactions:
+                    reaction = ", ".join(allergy.reactions)
+                    f.title = f"{f.title} ({reaction})"
+                    f.facts = [f"Recorded reaction to {allergy.label}: {reaction}."]
                 key = (d.key, f.kind)
                 if key not in found or found[key].extra_points < f.extra_points:
                     found[key] = f

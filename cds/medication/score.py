@@ -22,7 +22,7 @@ def score_finding(kb: Knowledge, f: Finding, patient: PatientFacts, interacting:
     """Set f.score, f.indicator (None: below the card threshold) and f.facts."""
     s = kb.scoring
     points = s.severity_points[f.severity] + f.extra_points
-    facts: list[str] = []
+    facts: list[str] = list(f.facts)  # what the rule itself found (kidney function, criteria, reaction)
     if f.extra_points:
         facts.append("Allergy recorded as high criticality or with a severe reaction")
     if "age" in f.factors and patient.age is not None:
@@ -39,7 +39,7 @@ def score_finding(kb: Knowledge, f: Finding, patient: PatientFacts, interacting:
                 if e.value < below:
                     points += p
                     break
-        if f.category == "renal" or e.value < max((b for b, _ in s.renal_bands), default=0):
+        if f.category != "renal" and e.value < max((b for b, _ in s.renal_bands), default=0):
             facts.append(f"eGFR {e.value:.0f} mL/min/1.73 m2{how}{_when(e.when)}")
     if "count" in f.factors and interacting > 1:
         points += min(s.max_count_points, (interacting - 1) * s.per_extra_drug)

@@ -2,8 +2,10 @@
 
 Each draft MedicationRequest is checked against the patient's active medications and the other
 drafts (interactions, duplicate therapy), kidney function (renal dosing), age (AGS Beers 2023),
-recent labs (potassium, INR, QTc, platelets) and allergies, using the knowledge base in
-cds/knowledge/medications. Decision support for clinicians, for research and development; validate
+recent labs (potassium, INR, QTc, platelets), allergies, and label dosing by indication, weight and
+creatinine clearance, using the knowledge base in cds/knowledge/medications. Each draft order gets at
+most one card (its findings merged); an order the service cannot check gets an info card saying so,
+never silence. Decision support for clinicians, for research and development; validate
 locally before any clinical use.
 """
 
@@ -17,13 +19,19 @@ from cds.errors import BadRequest
 from cds.hookrequest import HookRequest
 from cds.medication import rules
 from cds.medication.cards import CardBuilder
+from cds.medication.dosing import Dosing
 from cds.medication.knowledge import KnowledgeError, load_knowledge
 from cds.medication.patient import PatientReader
-from cds.medication.resolve import Med, Resolver, UnreadableMedication
+from cds.medication.policy import Policy
+from cds.medication.resolve import Med, Resolver, UnreadableMedication, as_list
 from cds.medication.score import order_score, score_finding
 from cds.record import PatientRecord
 from cds.services.base import ServiceLoadError
 from cds.settings import Settings
+from cds.terminology import concept_text
+
+# Medication orders of other FHIR versions: DSTU2 MedicationOrder, DSTU1 MedicationPrescription.
+OTHER_VERSION_ORDERS = {"MedicationOrder": "FHIR DSTU2", "MedicationPrescription": "FHIR DSTU1"}
 
 
 class MedicationRiskService:
@@ -33,17 +41,22 @@ class MedicationRiskService:
         options = settings.service_options(self.id)
         try:
             self.kb = load_knowledge(options.get("knowledge_dir"))
+            self.dosing = Dosing(self.kb)
+            self.policy = Policy(self.kb)
+            for rxcui, ings in self.dosing.product_ingredients().items():
+                self.kb.products.setdefault(rxcui, ings)  # dosed SCDs resolve by code
         except KnowledgeError as e:
             raise ServiceLoadError(f"medication-risk knowledge base is invalid: {e}") from None
         self.resolver = Resolver(self.kb)
         self.patients = PatientReader(self.kb, self.resolver)
-        self.builder = CardBuilder(self.kb)
+        self.builder = CardBuilder(self.kb, self.policy)
 
-    def draft_meds(self, request: HookRequest, record: PatientRecord) -> list[Med]:
-        """The draft MedicationRequests of context.draftOrders; BadRequest for an entry we cannot read."""
+    def draft_meds(self, request: HookRequest, record: PatientRecord) -> tuple[list[Med], list[Card]]:
+        """The draft MedicationRequests of context.draftOrders, and info cards for the medication orders
+        it cannot read (other FHIR versions); BadRequest for an R4 MedicationRequest naming no drug."""
         bundle = request.context.get("draftOrders")
         if bundle is None:
-            return []
+            return [], []
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise BadRequest("context.draftOrders must be a FHIR Bundle", expression=["context.draftOrders"])
         entries = bundle.get("entry") or []
@@ -66,8 +79,13 @@ class MedicationRiskService:
             if isinstance(r.get("id"), str) and r["id"]
         }
         meds = []
+        unread: list[Card] = []
         for i, res in resources:
-            if res["resourceType"] != "MedicationRequest":
+            rtype = res["resourceType"]
+            if rtype in OTHER_VERSION_ORDERS:
+                unread.append(self._other_version(rtype, res))
+                continue
+            if rtype != "MedicationRequest":
                 continue  # other orders (labs, imaging, diet) are not this service's business
             key = f"MedicationRequest/{res['id']}" if isinstance(res.get("id"), str) else f"draftOrders[{i}]"
             try:
@@ -77,7 +95,37 @@ class MedicationRiskService:
                     f"context.draftOrders.entry[{i}] ({key}) is not a readable MedicationRequest: {e}",
                     expression=[f"context.draftOrders.entry[{i}].resource"],
                 ) from None
-        return meds
+        return meds, unread
+
+    def _other_version(self, rtype: str, res: Mapping[str, Any]) -> Card:
+        concept = res.get("medicationCodeableConcept")
+        name = concept_text(concept) if isinstance(concept, dict) else ""
+        what = f" ({name})" if name else ""
+        return self.builder.not_checked(
+            "unsupported-resource",
+            f"Not checked: {rtype} draft order{what} is {OTHER_VERSION_ORDERS[rtype]}; this service reads FHIR R4",
+            f"The draft order{what} is a **{rtype}**, a {OTHER_VERSION_ORDERS[rtype]} resource. This service "
+            "checks FHIR R4 MedicationRequest orders only, so this order was **not checked** for interactions, "
+            "kidney dosing, labs, age or allergies. This card is not an all-clear: check the order by other "
+            "means, or point the EHR (or sandbox) at a FHIR R4 server so that draft orders are "
+            "MedicationRequests.",
+        )
+
+    def _unrecognised(self, med: Med) -> Card:
+        codes = [
+            f"{c.get('system', 'no system')}|{c.get('code')}"
+            for c in as_list((med.resource.get("medicationCodeableConcept") or {}).get("coding"))
+            if isinstance(c, dict) and c.get("code")
+        ]
+        shown = f" ({', '.join(codes[:3])})" if codes else ""
+        return self.builder.not_checked(
+            "unrecognised-medication",
+            f"Not checked: unrecognised medication {med.label}",
+            f"The draft order for **{med.label}**{shown} matches no ingredient in the medication knowledge base "
+            f"{self.kb.version}, so it was **not checked** for interactions, kidney dosing, labs, age or "
+            "allergies. This card is not an all-clear: check the order by other means, or order the drug by "
+            "its RxNorm code (SCD or ingredient).",
+        )
 
     def active_meds(self, record: PatientRecord, drafts: list[Med]) -> list[Med]:
         """Active medications, minus the drafts themselves (a re-signed order is in both)."""
@@ -95,18 +143,20 @@ class MedicationRiskService:
         return out
 
     def evaluate(self, request: HookRequest, record: PatientRecord) -> list[Card]:
-        drafts = self.draft_meds(request, record)
-        drafts = [d for d in drafts if d.ingredients]
+        all_drafts, unread = self.draft_meds(request, record)
+        drafts = [d for d in all_drafts if d.ingredients]
+        unread += [self._unrecognised(d) for d in all_drafts if not d.ingredients]
         if not drafts:
-            return []
+            return unread
         active = self.active_meds(record, drafts)
         patient = self.patients.read(record)
         patient.active_ingredients = frozenset(i for m in active for i in m.ingredients)
         kb = self.kb
         findings = (
-            rules.interactions(kb, drafts, active)
+            rules.interactions(kb, drafts, active, self.policy)
             + rules.duplicates(kb, drafts, active)
             + rules.renal(kb, drafts, patient)
+            + rules.doses(self.dosing, drafts, patient, record)
             + rules.beers(kb, drafts, patient)
             + rules.lab_rules(kb, drafts, patient)
             + rules.allergies(kb, drafts, patient)
@@ -124,6 +174,8 @@ class MedicationRiskService:
             )
             for f in mine:
                 score_finding(kb, f, patient, interacting)
+            self.policy.escalate(mine, patient)
+            self.policy.caution(mine, patient)
             shown = [f for f in mine if f.indicator]
             per_order.append((shown, order_score(kb, shown)))
-        return self.builder.cards(per_order, request.patient_id)
+        return self.builder.cards(per_order, patient, request.patient_id) + unread

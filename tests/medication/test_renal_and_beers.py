@@ -10,76 +10,13 @@ from cds.medication.egfr import ckd_epi_2021
 from tests.medication.conftest import NOW, condition, draft, egfr, kinds, med, obs, patient, run
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (50, None),
-        (45, None),
-        (44.9, "info"),  # eGFR 30-44: do not start, limit dose (moderate)
-        (30, "info"),
-        (29.9, "critical"),  # below 30: contraindicated
-        (12, "critical"),
-    ],
-)
-def test_metformin_thresholds(service, value, expected) -> None:
-    cards = run(
-        service, drafts=[draft("d1", "860975", "24 HR Metformin hydrochloride 500 MG")], active=[egfr(value)]
-    )
-    assert kinds(cards).get("renal:metformin") == expected
-
-
 @pytest.mark.parametrize(("value", "fires"), [(30, False), (29.9, True)])
 def test_nsaid_threshold(service, value, fires) -> None:
     cards = run(service, drafts=[draft("d1", "310965", "Ibuprofen 200 MG Oral Tablet")], active=[egfr(value)])
     assert (kinds(cards).get("renal:nsaid") == "warning") is fires
 
 
-@pytest.mark.parametrize(("value", "fires"), [(30, False), (29.5, True)])
-def test_enoxaparin_threshold_suggests_the_renal_dose(service, value, fires) -> None:
-    cards = run(service, drafts=[draft("d1", "67108", "enoxaparin")], active=[egfr(value)])
-    card = next((c for c in cards if c.kind == "renal:enoxaparin"), None)
-    assert (card is not None) is fires
-    if card:
-        update = [a for s in card.suggestions for a in s.actions if a.type == "update"]
-        assert len(update) == 1
-        res = update[0].resource
-        assert res["id"] == "d1" and res["status"] == "draft" and res["intent"] == "order"
-        assert res["medicationCodeableConcept"]["coding"][0]["code"] == "67108"
-        dose = res["dosageInstruction"][0]
-        assert "once daily" in dose["text"] and dose["timing"]["repeat"] == {
-            "frequency": 1,
-            "period": 1,
-            "periodUnit": "d",
-        }
-        assert dose["route"] == {"text": "oral"}  # the draft's route is kept
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [(60, None), (59, "info"), (30, "info"), (29, "info"), (15, "info"), (14.9, "warning")],
-)
-def test_gabapentin_bands(service, value, expected) -> None:
-    cards = run(service, drafts=[draft("d1", "25480", "gabapentin")], active=[egfr(value)])
-    assert kinds(cards).get("renal:gabapentin") == expected
-
-
-def test_gabapentin_band_picks_the_matching_dose(service) -> None:
-    low = run(service, drafts=[draft("d1", "25480", "gabapentin")], active=[egfr(20)])
-    mid = run(service, drafts=[draft("d1", "25480", "gabapentin")], active=[egfr(45)])
-
-    def text(cards):
-        update = next(
-            a.resource for c in cards for s in c.suggestions for a in s.actions if a.type == "update"
-        )
-        return update["dosageInstruction"][0]["text"]
-
-    assert "once daily" in text(low) and "twice daily" in text(mid)
-
-
-@pytest.mark.parametrize(("value", "fires"), [(50, False), (49.9, True)])
-def test_rivaroxaban_threshold(service, value, fires) -> None:
-    cards = run(service, drafts=[draft("d1", "1114195", "rivaroxaban")], active=[egfr(value)])
-    assert ("renal:rivaroxaban" in kinds(cards)) is fires
+# Metformin, enoxaparin, the DOACs and the gabapentinoids: label dosing sweeps in test_dosing.py.
 
 
 @pytest.mark.parametrize(("value", "fires"), [(95, False), (96, True)])

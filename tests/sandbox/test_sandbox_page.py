@@ -105,11 +105,13 @@ def test_fire_hooks_accept_and_override(
     # The accepted suggestion's actions were applied to the draft orders in the request.
     request = json.loads(page.locator("#request-json").input_value())
     drafts = [e["resource"] for e in request["context"]["draftOrders"].get("entry", [])]
-    assert "sbx-warfarin-af-naproxen" not in [d.get("id") for d in drafts]
+    # The recommended suggestion swaps the NSAID for acetaminophen: ONE update of the same draft order.
     accepted = json.loads(page.locator("#raw-response").text_content() or "")["cards"]
     suggestion = next(c for c in accepted if c["uuid"] == ddi.get_attribute("data-uuid"))["suggestions"][0]
-    created = [a["resource"] for a in suggestion.get("actions", []) if a["type"] == "create"]
-    assert [d for d in drafts if "id" not in d] == created
+    assert [a["type"] for a in suggestion["actions"]] == ["update"]
+    updated = suggestion["actions"][0]["resource"]
+    assert updated["id"] == "sbx-warfarin-af-naproxen"
+    assert [d for d in drafts if d.get("id") == "sbx-warfarin-af-naproxen"] == [updated]
     page.screenshot(path=str(artifacts / "sandbox-order-sign.png"), full_page=True)
     assert dialogs == []
 
