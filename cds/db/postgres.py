@@ -10,6 +10,7 @@ from psycopg import AsyncConnection
 from cds.db import migrations
 
 MIGRATION_LOCK = 0x0CD5FEED  # pg_advisory_xact_lock key for schema migrations
+MIGRATION_LOCK_TIMEOUT_MS = 30_000
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 
 
@@ -21,6 +22,9 @@ def sql(query: str) -> str:
 async def migrate(conn: AsyncConnection, now_ms: int) -> int:
     """Apply pending migrations in one transaction under the advisory lock; the version."""
     async with conn.transaction():
+        # Never wait forever behind another instance's migration (or a session that died holding
+        # the lock): fail, and let the caller report the database as unavailable.
+        await conn.execute(f"SET LOCAL lock_timeout = '{MIGRATION_LOCK_TIMEOUT_MS}ms'")
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         await conn.execute(migrations.VERSION_TABLE)
         cur = await conn.execute("SELECT COALESCE(MAX(version), 0) FROM cds_schema_version")
