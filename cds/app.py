@@ -31,7 +31,7 @@ from cds.discovery import Discovery
 from cds.errors import HTTPProblem, PreconditionFailed, operation_outcome, problem_response
 from cds.feedback.routes import feedback_routes
 from cds.feedback.store import open_store
-from cds.fhirfetch import FhirFetcher
+from cds.fhirfetch import FhirFetcher, missing_medication_references
 from cds.frontdoor import BodyLimit
 from cds.gcpolicy import collect_periodically, freeze_startup_state
 from cds.hooksfirst import HooksFirst
@@ -170,6 +170,7 @@ class CDSApp:
                             resources.append(r)
                         else:
                             self._skipped(sid, f"fetched.{key}", i, "not-this-patient")
+            resources += await self._referenced_medications(request, req, resources)
             record = PatientRecord.from_resources(resources, patient_id=req.patient_id)
             cards = self._evaluate(service, req, record)
             if self.store is not None and cards:
@@ -235,6 +236,20 @@ class CDSApp:
             self.metrics.evaluation_failures.labels(service=sid).inc()
             entry = self.discovery.services[sid]
             return [could_not_evaluate_card(sid, entry.document.get("title") or sid)]
+
+    async def _referenced_medications(self, request: Request, req: Any, resources: list) -> list:
+        """Medications that the chart's orders reference but that did not come with them (a server
+        that ignores `_include`), read from `fhirServer` when the caller may fetch from it. Best
+        effort: what cannot be read stays out, and the service says it could not check it."""
+        wanted = missing_medication_references(resources)
+        if not wanted or not req.fhir_server:
+            return []
+        caller = request.scope.get("state", {}).get("caller")
+        if caller is None or not caller.allows_fhir_server(req.fhir_server):
+            return []
+        found = await self.fetcher.read_many(req, wanted, caller.reach, caller.client)
+        self.metrics.fallback.labels(service=req.service_id, outcome="medication-read").inc(len(found))
+        return found
 
     async def _fallback(
         self, request: Request, req: Any, templates: dict[str, str], missing: list[str]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
@@ -213,6 +214,52 @@ class FhirFetcher:
             ],
         }
 
+    async def read_many(
+        self,
+        request: HookRequest,
+        reads: list[str],
+        reach: Reach = STRICT,
+        client: TrustedClient | None = None,
+    ) -> list[dict[str, Any]]:
+        """Resources read by `Type/id` from the request's fhirServer, best effort: the ones that
+        could not be read (refused, missing, timeout) are left out and logged, never a 412."""
+        if not reads or not request.fhir_server:
+            return []
+        try:
+            target = Target.parse(request.fhir_server)
+        except ValueError:
+            return []
+        ehr = request.fhir_authorization
+        auth: _Auth = _EhrToken(ehr["access_token"]) if ehr else _Auth()
+        ours = client is not None and client.backend is not None and self.tokens is not None
+        if ours and not (ehr and all(covers(ehr.get("scope"), q) for q in reads)):
+            auth = _BackendToken(self.tokens, client, request.fhir_server, reach)  # type: ignore[arg-type]
+        reader = _FhirReader(
+            self.outbound, target, reach, auth, self.max_response_bytes, self.settings.fhir_timeout_seconds
+        )
+
+        async def one(query: str) -> Any:
+            return await reader.get(target.join(query), query)
+
+        tasks = [asyncio.create_task(one(q)) for q in reads]
+        _, pending = await asyncio.wait(tasks, timeout=self.settings.fhir_timeout_seconds)
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        out: list[dict[str, Any]] = []
+        failed = 0
+        for query, task in zip(reads, tasks, strict=True):
+            ok = task.done() and not task.cancelled() and task.exception() is None
+            value = task.result() if ok else None
+            if isinstance(value, dict) and f"{value.get('resourceType')}/{value.get('id')}" == query:
+                out.append(value)
+            else:
+                failed += 1
+        if failed:
+            log.warning("referenced resources not readable from fhirServer", extra={"count": failed})
+        return out
+
     async def fetch(
         self,
         request: HookRequest,
@@ -297,3 +344,38 @@ class FhirFetcher:
                 expression=[f"prefetch.{k}" for k in sorted(reasons)],
             )
         return results
+
+
+# Resources whose `medicationReference` names a Medication that a server may leave out when it
+# ignores `_include=...:medication`.
+_MEDICATION_USERS = frozenset(
+    {"MedicationRequest", "MedicationStatement", "MedicationAdministration", "MedicationDispense"}
+)
+MAX_MEDICATION_READS = 50  # per hook: a chart rarely holds more distinct referenced Medications
+
+
+def missing_medication_references(resources: list[Any]) -> list[str]:
+    """`Medication/<id>` for each Medication referenced by the orders but absent from `resources`
+    (contained ones excepted), sorted, at most MAX_MEDICATION_READS."""
+    present = {
+        f"Medication/{r['id']}"
+        for r in resources
+        if isinstance(r, dict) and r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
+    }
+    wanted: set[str] = set()
+    for r in resources:
+        if not isinstance(r, dict) or r.get("resourceType") not in _MEDICATION_USERS:
+            continue
+        ref = r.get("medicationReference")
+        target = ref.get("reference") if isinstance(ref, dict) else None
+        if not isinstance(target, str) or target.startswith("#"):
+            continue
+        parts = [p for p in target.split("/") if p]
+        if "_history" in parts:
+            parts = parts[: parts.index("_history")]
+        if len(parts) >= 2 and parts[-2] == "Medication" and _ID.match(parts[-1]):
+            wanted.add(f"Medication/{parts[-1]}")
+    return sorted(wanted - present)[:MAX_MEDICATION_READS]
+
+
+_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")  # FHIR id

@@ -127,10 +127,12 @@ class MedicationRiskService:
             "its RxNorm code (SCD or ingredient).",
         )
 
-    def active_meds(self, record: PatientRecord, drafts: list[Med]) -> list[Med]:
-        """Active medications, minus the drafts themselves (a re-signed order is in both)."""
+    def active_meds(self, record: PatientRecord, drafts: list[Med]) -> tuple[list[Med], list[str]]:
+        """Active medications, minus the drafts themselves (a re-signed order is in both), and the
+        ids of those that could not be read (e.g. a referenced Medication that did not come)."""
         draft_keys = {d.resource_id for d in drafts if d.resource_id}
-        out = []
+        out: list[Med] = []
+        unreadable: list[str] = []
         for i, res in enumerate(record.active_medications()):
             rid = res.get("id")
             key = f"{res['resourceType']}/{rid}" if isinstance(rid, str) and rid else f"active[{i}]"
@@ -139,8 +141,20 @@ class MedicationRiskService:
             try:
                 out.append(self.resolver.medication(res, key, record))
             except UnreadableMedication:
-                continue  # a chart entry we cannot read cannot be checked; never fail the call for it
-        return out
+                unreadable.append(key)  # never fail the call for it; say it was not checked
+        return out, unreadable
+
+    def _unreadable_active(self, keys: list[str]) -> Card:
+        n = len(keys)
+        listed = ", ".join(keys[:5]) + (f" and {n - 5} more" if n > 5 else "")
+        return self.builder.not_checked(
+            "unreadable-active-medication",
+            f"Not checked against {n} active medication{'s' if n > 1 else ''} that could not be read",
+            f"{n} of the patient's active medication orders ({listed}) name no readable drug: a referenced "
+            "Medication did not come with them (a FHIR server that ignores `_include`, with no "
+            "`fhirServer` to read it from), or the order has no code or text. The draft orders were "
+            "**not checked** for interactions with them. This card is not an all-clear for those drugs.",
+        )
 
     def evaluate(self, request: HookRequest, record: PatientRecord) -> list[Card]:
         all_drafts, unread = self.draft_meds(request, record)
@@ -148,7 +162,9 @@ class MedicationRiskService:
         unread += [self._unrecognised(d) for d in all_drafts if not d.ingredients]
         if not drafts:
             return unread
-        active = self.active_meds(record, drafts)
+        active, unreadable = self.active_meds(record, drafts)
+        if unreadable:
+            unread.append(self._unreadable_active(unreadable))
         patient = self.patients.read(record)
         patient.active_ingredients = frozenset(i for m in active for i in m.ingredients)
         kb = self.kb
