@@ -144,7 +144,8 @@ def _medication() -> list[_Source]:
 
 
 def _measures() -> list[_Source]:
-    valuesets = json.loads(gzip.open(KNOWLEDGE / "valuesets" / "ecqm-valuesets.json.gz").read())["valuesets"]
+    with gzip.open(KNOWLEDGE / "valuesets" / "ecqm-valuesets.json.gz") as fh:
+        valuesets = json.loads(fh.read())["valuesets"]
     out = []
     for mid, names in MEASURE_OBSERVATIONS.items():
         spec = json.loads((KNOWLEDGE / "measures" / f"{mid}.json").read_text())

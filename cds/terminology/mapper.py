@@ -225,7 +225,7 @@ class Mapper:
             + ")"
         ]
         if conf < REVIEW_FLOOR:
-            return Decision(row, "unmatched", None, None, conf, lx, em, ev + ["no concept close enough"])
+            return Decision(row, "unmatched", None, None, conf, lx, em, [*ev, "no concept close enough"])
         target, vetoes, notes = self._pick_code(concept, p)
         ev += notes
         auto = conf >= self.threshold and not vetoes and conf - second >= MARGIN
