@@ -40,7 +40,8 @@ from cds.privacy import patient_key
 from cds.record import PatientRecord, resources_of
 from cds.services.base import Service, ServiceLoadError
 from cds.services.registry import service_class
-from cds.settings import Settings
+from cds.settings import Settings, SettingsError
+from cds.terminology.maps import MAX_SYSTEM_LABELS, MapError, TerminologyMaps, unmapped_systems
 from cds.validation import is_about, validate_hook_request
 
 log = logging.getLogger("cds.app")
@@ -59,7 +60,13 @@ class CDSApp:
         from cds.auth import Authenticator
 
         self.settings = settings
+        try:
+            self.terminology = TerminologyMaps.load(settings.terminology_maps)
+        except MapError as e:
+            raise SettingsError(str(e)) from None
         self.discovery = Discovery.load(settings.hooks_file)
+        if self.terminology:  # LOINC-filtered prefetch queries must also ask for the mapped local codes
+            self.discovery = self.discovery.with_prefetch(self.terminology.widen_template)
         self.metrics = Metrics()
         self.fetcher = FhirFetcher(settings)
         self.authenticator = Authenticator(settings)
@@ -68,6 +75,7 @@ class CDSApp:
         self.store: Any = None
         self.draining = False
         self._gc_task: asyncio.Task[None] | None = None
+        self._systems_seen: set[str] = set()
 
     def load_services(self) -> None:
         for sid in self.discovery.services:
@@ -141,7 +149,11 @@ class CDSApp:
                 resources += [
                     r for v in fetched.values() for r in resources_of(v) if is_about(r, req.patient_id)
                 ]
-            record = PatientRecord.from_resources(resources, patient_id=req.patient_id)
+            record = PatientRecord.from_resources(
+                resources, patient_id=req.patient_id, terminology=self.terminology
+            )
+            for system in unmapped_systems(record.valid("Observation")):
+                self.metrics.unmapped_codes.labels(service=sid, system=self._system_label(system)).inc()
             cards = service.evaluate(req, record)
             if self.store is not None and cards:
                 cards = await self.store.filter_and_record(
@@ -172,6 +184,14 @@ class CDSApp:
                     "ms": round(elapsed * 1000, 2),
                 },
             )
+
+    def _system_label(self, system: str) -> str:
+        """A bounded set of metric label values: the first MAX_SYSTEM_LABELS systems, then 'other'."""
+        seen = self._systems_seen
+        if system in seen or len(seen) < MAX_SYSTEM_LABELS:
+            seen.add(system)
+            return system[:200]
+        return "other"
 
     async def _fallback(
         self, request: Request, req: Any, templates: dict[str, str], missing: list[str]
