@@ -33,7 +33,8 @@ def loinc_chart(now: datetime) -> list[dict[str, Any]]:
     resources = sick_patient(now)
     resources[0] = patient(birth=date(now.year - 80, 1, 1).isoformat())
     resources = [r for r in resources if r.get("code", {}).get("coding", [{}])[0].get("code") != "2160-0"]
-    return resources + [
+    return [
+        *resources,
         obs("2160-0", 2.5, "mg/dL", 5, now=now),
         obs("2823-3", 6.1, "mmol/L", 3, now=now),
         obs("2524-7", 4.8, "mmol/L", 3, now=now),
@@ -196,15 +197,11 @@ def test_unmapped_local_codes_are_counted_by_system(callers) -> None:
 
 def test_discovery_asks_for_the_mapped_local_codes(callers) -> None:
     mapped, plain = callers
-    med = next(
-        s for s in mapped.get("/cds-services").json()["services"] if s["id"] == "medication-risk"
-    )
+    med = next(s for s in mapped.get("/cds-services").json()["services"] if s["id"] == "medication-risk")
     labs = med["prefetch"]["labs"]
     assert f"{LOCAL}|K" in labs and f"{LOCAL}|CREAT" in labs and "http://loinc.org|2823-3" in labs
     assert "{{context.patientId}}" in labs
-    plain_med = next(
-        s for s in plain.get("/cds-services").json()["services"] if s["id"] == "medication-risk"
-    )
+    plain_med = next(s for s in plain.get("/cds-services").json()["services"] if s["id"] == "medication-risk")
     assert LOCAL not in plain_med["prefetch"]["labs"]
 
 
@@ -250,11 +247,11 @@ def test_discovery_asks_for_the_mapped_local_codes(callers) -> None:
 def test_a_malformed_map_stops_start_up(tmp_path: Path, content: str) -> None:
     (tmp_path / "bad.json").write_text(content)
     (tmp_path / "cds.toml").write_text('terminology_maps = ["bad.json"]\n')
-    with pytest.raises(SettingsError, match="bad.json"):
+    with pytest.raises(SettingsError, match=r"bad\.json"):
         load_settings(tmp_path / "cds.toml", dev=True, data_dir=tmp_path)
 
 
 def test_a_missing_map_stops_start_up(tmp_path: Path) -> None:
     (tmp_path / "cds.toml").write_text('terminology_maps = ["nowhere.json"]\n')
-    with pytest.raises(SettingsError, match="nowhere.json"):
+    with pytest.raises(SettingsError, match=r"nowhere\.json"):
         load_settings(tmp_path / "cds.toml", dev=True, data_dir=tmp_path)
