@@ -12,7 +12,6 @@ anything weaker with a plausible candidate is `inexact` (a person reviews it); t
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,7 +95,7 @@ def _concept_phrases(cs: Sequence[Concept]) -> list[_Phrase]:
     """Names each concept answers to: its table label and its codes' LOINC long and short names."""
     out: dict[tuple[int, tuple[str, ...]], _Phrase] = {}
     for i, c in enumerate(cs):
-        names = [c.label] + [n for x in c.codes if x.is_known() for n in (_strip_brackets(x.name), x.short)]
+        names = [c.label] + [n for x in c.codes if x.is_known() for n in (x.name, x.short)]
         for n in names:
             words = parse(n).analyte
             if words:
@@ -104,9 +103,23 @@ def _concept_phrases(cs: Sequence[Concept]) -> list[_Phrase]:
     return list(out.values())
 
 
-def _strip_brackets(name: str) -> str:
-    # "[Mass/volume]" is the property, read from the unit; "[Partial pressure]" names the analyte.
-    return re.sub(r"\[(?!Partial)[^\]]*\]", " ", name).replace("/Hemoglobin.total", " ")
+def _word_match(a: str, b: str) -> bool:
+    """One word standing for another: equal, or a typo of a long word ("potasium")."""
+    if a == b:
+        return True
+    from rapidfuzz.distance import Levenshtein
+
+    return min(len(a), len(b)) >= 6 and Levenshtein.distance(a, b) <= 1
+
+
+def _words_differ(row: Sequence[str], phrase: Sequence[str]) -> str:
+    """The words of either side with no counterpart on the other ("hdl" vs "ldl"); empty if none.
+
+    Character similarity alone maps HDL to LDL and QT to QTc: short words must agree exactly.
+    """
+    extra = [w for w in row if not any(_word_match(w, q) for q in phrase)]
+    missing = [q for q in phrase if not any(_word_match(w, q) for w in row)]
+    return ", ".join([*(f"+{w}" for w in extra), *(f"-{w}" for w in missing)])
 
 
 def _unit_fits(unit: str | None, code: LoincCode) -> tuple[bool, str]:
@@ -181,8 +194,8 @@ class Mapper:
                 else max(lx, (1 - EMBEDDING_WEIGHT) * lx + EMBEDDING_WEIGHT * em)
             )
             if p.concept not in best or conf > best[p.concept][0]:
-                best[p.concept] = (conf, lx, em)
-        return sorted(((v[0], v[1], v[2], k) for k, v in best.items()), key=lambda t: -t[0])
+                best[p.concept] = (conf, lx, em, j)
+        return sorted(((v[0], v[1], v[2], k, v[3]) for k, v in best.items()), key=lambda t: -t[0])
 
     def map_rows(
         self, rows: Sequence[LocalRow], progress: Callable[[int], None] | None = None
@@ -216,7 +229,7 @@ class Mapper:
         if not p.analyte or lex_row is None:
             return Decision(row, "unmatched", evidence=["no analyte words in the name"])
         ranked = self._concept_scores(lex_row, emb_row)
-        conf, lx, em, ci = ranked[0]
+        conf, lx, em, ci, pi = ranked[0]
         second = ranked[1][0] if len(ranked) > 1 else 0.0
         concept = self.concepts[ci]
         ev = [
@@ -228,6 +241,9 @@ class Mapper:
             return Decision(row, "unmatched", None, None, conf, lx, em, [*ev, "no concept close enough"])
         target, vetoes, notes = self._pick_code(concept, p)
         ev += notes
+        differ = _words_differ(p.analyte, self.phrases[pi].words)
+        if differ:
+            vetoes.append(f"words differ from '{self.phrases[pi].text}': {differ}")
         auto = conf >= self.threshold and not vetoes and conf - second >= MARGIN
         if conf - second < MARGIN:
             vetoes.append(f"next concept {self.concepts[ranked[1][3]].id} scores {second:.2f}")
@@ -268,7 +284,8 @@ class Mapper:
                 else 1
             )
             generic = 0 if p.specimens or covers is None else 1  # no specimen named: prefer generic sites
-            method = 0 if c.method in p.methods else (1 if not c.method else 2)
+            # the most specific method named wins ("CKD-EPI 2021" over "CKD-EPI"); none beats another
+            method = -len(c.method) if c.method and c.method in p.methods else (1 if not c.method else 2)
             survivors.append(((exact, generic, method, order), c))
         if not survivors:
             best = known[0]

@@ -53,7 +53,10 @@ def _tokens(text: str) -> list[str]:
 def parse(display: str, unit: str = "", specimen: str = "") -> ParsedName:
     """Read a local display (and its optional unit and specimen columns)."""
     d = dictionary()
-    text = display.replace("µ", "u").replace("μ", "u")
+    # "[Mass/volume]", "[#/Vol]": LOINC-style property brackets, read from the unit instead
+    # ("[Partial pressure]" names the analyte: kept). "/Hemoglobin.total" is HbA1c's denominator.
+    text = re.sub(r"\[(?!Partial)[^\]]*\]", " ", display).replace("/Hemoglobin.total", " ")
+    text = text.replace("µ", "u").replace("μ", "u")
     found_unit = unit.strip() or None
     if found_unit is None:
         m = _UNIT_IN_TEXT.search(text)
