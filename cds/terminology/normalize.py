@@ -19,7 +19,8 @@ _HERE = Path(__file__).resolve().parent
 # Units written into a display: "(mg/dL)", "%", "mmol/L", "x10^3/uL", "bpm"
 _UNIT_IN_TEXT = re.compile(
     r"\(?\b((?:mg|g|mmol|umol|µmol|meq|ng|ug|iu|u|ml|l|mosm|k|x10\^?\d|10\*\d)"
-    r"/(?:dl|l|ml|ul|mol|g|min|kg|24h|d)(?:/1\.73\s?m2)?|mm\s?hg|mmhg|bpm|msec|ms)\b\)?|%",
+    r"/(?:dl|l|ml|ul|mol|g|min|kg|24h|d)(?:/1\.73\s?m2)?|mm\s?hg|mmhg|bpm|msec|ms)\b\)?|%"
+    r"|\((ml|l|kg|g|cm|mmhg|bpm|ms|sec|s)\)",
     re.IGNORECASE,
 )
 _SPLIT = re.compile(r"[^a-z0-9+%]+")
@@ -61,7 +62,7 @@ def parse(display: str, unit: str = "", specimen: str = "") -> ParsedName:
     if found_unit is None:
         m = _UNIT_IN_TEXT.search(text)
         if m:
-            found_unit = (m.group(1) or m.group(0)).strip("() ")
+            found_unit = (m.group(1) or m.group(2) or m.group(0)).strip("() ")
     text = _UNIT_IN_TEXT.sub(" ", text)
     low = " " + " ".join(_tokens(text.replace("+", "+ "))) + " "
     low = low.replace(" + ", " ")  # a lone "+" left by "K +"
@@ -98,6 +99,17 @@ def parse(display: str, unit: str = "", specimen: str = "") -> ParsedName:
                     specimens.add("BldA")
                 elif word not in analyte:
                     analyte.append(word)
+    # Phrases once more over the expanded words: "microalbumin/creat ratio" is a phrase only after
+    # "creat" became "creatinine".
+    joined = " " + " ".join(analyte) + " "
+    for phrase in sorted(d["phrases"], key=len, reverse=True):
+        joined = joined.replace(f" {phrase} ", f" {d['phrases'][phrase]} ")
+    again: list[str] = []
+    for w in joined.split():
+        for word in d["words"].get(w, w).split():
+            if word not in again and word not in neutral and word not in d["methods"]:
+                again.append(word)
+    analyte = again
     for tok in _tokens(specimen):
         if tok in d["specimens"]:
             specimens.add(d["specimens"][tok])
