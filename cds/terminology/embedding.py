@@ -112,8 +112,15 @@ class Encoder:
 
     def encode(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
         """Unit-length embeddings (len(texts) x 384, float32) of the texts."""
-        out = [self._batch(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, 384), np.float32)
+        if not texts:
+            return np.zeros((0, 384), np.float32)
+        # Batches of similar length: padding to the longest text in a batch is wasted work.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), 384), np.float32)
+        for i in range(0, len(order), batch_size):
+            idx = order[i : i + batch_size]
+            out[idx] = self._batch([texts[j] for j in idx])
+        return out
 
     def _batch(self, texts: list[str]) -> np.ndarray:
         enc = self.tokenizer.encode_batch(texts)

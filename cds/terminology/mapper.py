@@ -149,11 +149,14 @@ class Mapper:
         threshold: float = DEFAULT_THRESHOLD,
         embeddings: bool = True,
         concept_list: Sequence[Concept] | None = None,
+        word_gate: bool = True,
     ) -> None:
+        """`word_gate=False` drops the word-agreement check: only for measuring what it buys."""
         from rapidfuzz import fuzz, process
 
         self._fuzz, self._process = fuzz, process
         self.threshold = threshold
+        self.word_gate = word_gate
         self.concepts = tuple(c for c in (concept_list or concepts()) if any(x.is_known() for x in c.codes))
         self.phrases = _concept_phrases(self.concepts)
         self._phrase_texts = [p.text for p in self.phrases]
@@ -241,7 +244,7 @@ class Mapper:
             return Decision(row, "unmatched", None, None, conf, lx, em, [*ev, "no concept close enough"])
         target, vetoes, notes = self._pick_code(concept, p)
         ev += notes
-        differ = _words_differ(p.analyte, self.phrases[pi].words)
+        differ = _words_differ(p.analyte, self.phrases[pi].words) if self.word_gate else ""
         if differ:
             vetoes.append(f"words differ from '{self.phrases[pi].text}': {differ}")
         auto = conf >= self.threshold and not vetoes and conf - second >= MARGIN
