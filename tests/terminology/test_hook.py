@@ -255,3 +255,29 @@ def test_a_missing_map_stops_start_up(tmp_path: Path) -> None:
     (tmp_path / "cds.toml").write_text('terminology_maps = ["nowhere.json"]\n')
     with pytest.raises(SettingsError, match=r"nowhere\.json"):
         load_settings(tmp_path / "cds.toml", dev=True, data_dir=tmp_path)
+
+
+def test_fhir_fallback_asks_for_and_reads_the_mapped_local_codes(
+    tmp_path: Path, fresh_fhir_server: Any
+) -> None:
+    """Labs missing from prefetch: the fallback query names the local codes, and the card follows."""
+    from tests.core.test_fhir_fallback import with_fhir
+
+    now = datetime.now(UTC)
+    chart = localise(loinc_chart(now))
+    labs = [r for r in chart if r["resourceType"] == "Observation" and _is_lab(r)]
+    fresh_fhir_server.load([chart[0], *labs])
+    fresh_fhir_server.reset()
+    mapped = load_settings(dev=True, data_dir=tmp_path, terminology_maps=[str(HERE / "hospital-a.json")])
+    client = TestClient(create_app(mapped), base_url=BASE, raise_server_exceptions=False)
+    client.__enter__()
+    caller = Caller(client, mapped)
+    try:
+        body = med_body(chart)
+        del body["prefetch"]["labs"]
+        got = cards(caller, "/cds-services/medication-risk", with_fhir(fresh_fhir_server, body))
+    finally:
+        caller.close()
+    queries = [r["path"] for r in fresh_fhir_server.requests() if r["method"] == "GET"]
+    assert any(f"{LOCAL}%7CK," in q or f"{LOCAL}|K," in q for q in queries), queries
+    assert any("potassium" in c["summary"].lower() for c in got), [c["summary"] for c in got]
