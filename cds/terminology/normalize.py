@@ -66,8 +66,6 @@ def parse(display: str, unit: str = "", specimen: str = "") -> ParsedName:
     text = _UNIT_IN_TEXT.sub(" ", text)
     low = " " + " ".join(_tokens(text.replace("+", "+ "))) + " "
     low = low.replace(" + ", " ")  # a lone "+" left by "K +"
-    for k in ("k+", "na+"):
-        low = low.replace(f" {k[:-1]} + ", f" {k} ")
     for phrase in sorted(d["phrases"], key=len, reverse=True):
         low = low.replace(f" {phrase} ", f" {d['phrases'][phrase]} ")
     specimens: set[str] = set()
@@ -117,8 +115,3 @@ def parse(display: str, unit: str = "", specimen: str = "") -> ParsedName:
         specimens.discard("Urine")  # "urine output" is a vital sign, not a urine specimen
         analyte.insert(len(analyte) - 1, "urine")
     return ParsedName(tuple(analyte), frozenset(specimens), timing, frozenset(methods), found_unit)
-
-
-def phrase_words(text: str) -> tuple[str, ...]:
-    """A concept name or LOINC component read the same way as a local name (analyte words only)."""
-    return parse(text).analyte
