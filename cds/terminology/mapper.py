@@ -13,7 +13,7 @@ anything weaker with a plausible candidate is `inexact` (a person reviews it); t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cds.terminology import LOINC
@@ -218,10 +218,14 @@ class Mapper:
                 sims = vecs @ self._phrase_vecs.T
                 emb = {i: sims[k] for k, i in enumerate(need)}
         out = []
+        decided: dict[ParsedName, Decision] = {}  # rows that read the same get the same decision
         for n, (row, p) in enumerate(zip(rows, parsed, strict=True)):
-            i = index[p.analyte_text]
-            emb_row = emb.get(i) if emb is not None else None
-            out.append(self._decide(row, p, lex[i] if lex is not None else None, emb_row))
+            if p not in decided:
+                i = index[p.analyte_text]
+                emb_row = emb.get(i) if emb is not None else None
+                decided[p] = self._decide(row, p, lex[i] if lex is not None else None, emb_row)
+            d = decided[p]
+            out.append(replace(d, row=row, evidence=list(d.evidence)))
             if progress is not None and (n + 1) % 500 == 0:
                 progress(500)
         if progress is not None:
