@@ -74,8 +74,10 @@ def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float = 1e-12)
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    # BERT's exact GELU, x * Phi(x), via erf (numpy has no erf: use the float32-accurate tanh form).
-    return 0.5 * x * (1.0 + np.tanh(0.7978845608028654 * (x + 0.044715 * x**3)))
+    # BERT's exact GELU ("gelu" in config.json): x * Phi(x), with erf from scipy (a scikit-learn dependency).
+    from scipy.special import erf
+
+    return (0.5 * x * (1.0 + erf(x * np.float32(0.7071067811865476)))).astype(np.float32, copy=False)
 
 
 class Encoder:
