@@ -34,3 +34,13 @@ def test_other_weights_are_refused(embedding_mapper, tmp_path) -> None:
         fh.write(b"\x00\x00\x00\x01")
     with pytest.raises(ModelUnavailable, match="sha256"):
         Encoder(d)
+
+
+def test_numpy_encoder_matches_the_pytorch_reference(embedding_mapper) -> None:
+    """The same texts through PyTorch + transformers (minilm_reference.json) give the same vectors."""
+    import json
+    from pathlib import Path
+
+    ref = json.loads((Path(__file__).with_name("minilm_reference.json")).read_text())
+    got = embedding_mapper.encoder.encode(ref["texts"])
+    assert np.allclose(got, np.array(ref["embeddings"], dtype=np.float32), atol=1e-5)
