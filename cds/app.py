@@ -45,10 +45,11 @@ from cds.privacy import hmac_key, make_private_dir, patient_key
 from cds.record import PatientRecord, resources_of
 from cds.services.base import Service, ServiceLoadError
 from cds.services.registry import service_class
-from cds.settings import Settings
+from cds.settings import Settings, SettingsError
 from cds.smart.backend import public_jwks
 from cds.smart.scopes import system_scope
 from cds.smart.tokens import BackendTokens
+from cds.terminology.maps import MAX_SYSTEM_LABELS, MapError, TerminologyMaps, unmapped_systems
 from cds.validation import is_about, validate_hook_request
 
 log = logging.getLogger("cds.app")
@@ -68,7 +69,13 @@ class CDSApp:
         from cds.auth.replay_store import SharedReplayCache
 
         self.settings = settings
+        try:
+            self.terminology = TerminologyMaps.load(settings.terminology_maps)
+        except MapError as e:
+            raise SettingsError(str(e)) from None
         self.discovery = Discovery.load(settings.hooks_file)
+        if self.terminology:  # LOINC-filtered prefetch queries must also ask for the mapped local codes
+            self.discovery = self.discovery.with_prefetch(self.terminology.widen_template)
         self.metrics = Metrics()
         # Replay protection across workers and instances: the seen-set in the feedback database.
         replay = SharedReplayCache(settings, on_fallback=self.metrics.replay_fallback.inc)
@@ -87,6 +94,7 @@ class CDSApp:
         self.store: Any = None
         self.draining = False
         self._gc_task: asyncio.Task[None] | None = None
+        self._systems_seen: set[str] = set()
 
     def load_services(self) -> None:
         for sid in self.discovery.services:
@@ -171,7 +179,11 @@ class CDSApp:
                         else:
                             self._skipped(sid, f"fetched.{key}", i, "not-this-patient")
             resources += await self._referenced_medications(request, req, resources)
-            record = PatientRecord.from_resources(resources, patient_id=req.patient_id)
+            record = PatientRecord.from_resources(
+                resources, patient_id=req.patient_id, terminology=self.terminology
+            )
+            for system in unmapped_systems(record.valid("Observation")):
+                self.metrics.unmapped_codes.labels(service=sid, system=self._system_label(system)).inc()
             cards = self._evaluate(service, req, record)
             if self.store is not None and cards:
                 caller = request.scope.get("state", {}).get("caller")
@@ -250,6 +262,14 @@ class CDSApp:
         found = await self.fetcher.read_many(req, wanted, caller.reach, caller.client)
         self.metrics.fallback.labels(service=req.service_id, outcome="medication-read").inc(len(found))
         return found
+
+    def _system_label(self, system: str) -> str:
+        """A bounded set of metric label values: the first MAX_SYSTEM_LABELS systems, then 'other'."""
+        seen = self._systems_seen
+        if system in seen or len(seen) < MAX_SYSTEM_LABELS:
+            seen.add(system)
+            return system[:200]
+        return "other"
 
     async def _fallback(
         self, request: Request, req: Any, templates: dict[str, str], missing: list[str]

@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("serve", "token", "train", "score", "measure", "feedback", "sandbox", "keys")
+COMMANDS = ("serve", "token", "train", "score", "measure", "feedback", "sandbox", "keys", "terminology")
 
 
 def build_parser() -> argparse.ArgumentParser:

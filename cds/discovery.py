@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,16 @@ class ServiceEntry:
 class Discovery:
     services: dict[str, ServiceEntry]
     body: bytes  # the discovery response, serialized once
+
+    def with_prefetch(self, rewrite: Callable[[str], str]) -> Discovery:
+        """The same services with each prefetch template rewritten (e.g. to add mapped local codes)."""
+        services = {}
+        for sid, e in self.services.items():
+            prefetch = {k: rewrite(v) for k, v in e.prefetch.items()}
+            doc = dict(e.document) | ({"prefetch": prefetch} if prefetch else {})
+            services[sid] = ServiceEntry(e.id, e.hook, prefetch, doc)
+        body = orjson.dumps({"services": [e.document for e in services.values()]})
+        return Discovery(services=services, body=body)
 
     @classmethod
     def load(cls, path: Path) -> Discovery:

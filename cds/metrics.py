@@ -79,5 +79,12 @@ class Metrics:
             "cds_auth_failures", "Rejected JWTs by failed check", ["check"], registry=self.registry
         )
 
+        self.unmapped_codes = Counter(
+            "cds_unmapped_observation_codes",
+            "Observations in hook calls with no LOINC code, by local code system (no codes, no values)",
+            ["service", "system"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cds.fhirdates import age_in_years, effective_time, parse_date, utcnow
 from cds.fhirvalue import dicts
 from cds.terminology import CodeSet
+
+if TYPE_CHECKING:
+    from cds.terminology.maps import TerminologyMaps
 
 # Statuses that mean "this did not happen / is not true": never read as data.
 INVALID_STATUSES = frozenset({"entered-in-error", "cancelled", "canceled"})
@@ -63,8 +66,13 @@ class PatientRecord:
         resources: Iterable[Mapping[str, Any]],
         now: datetime | None = None,
         patient_id: str | None = None,
+        terminology: TerminologyMaps | None = None,
     ) -> PatientRecord:
-        """Index resources by type, dropping exact duplicates (same type and id)."""
+        """Index resources by type, dropping exact duplicates (same type and id).
+
+        With `terminology` (reviewed ConceptMaps), an Observation's mapped local code also carries
+        its LOINC code, so every lookup of observations by code finds it.
+        """
         seen: set[tuple[str, str]] = set()
         groups: dict[str, list[dict[str, Any]]] = {}
         for res in resources:
@@ -77,6 +85,8 @@ class PatientRecord:
                 if key in seen:
                     continue
                 seen.add(key)
+            if terminology and rtype == "Observation":
+                res = terminology.translate(res)  # type: ignore[arg-type]
             groups.setdefault(rtype, []).append(res)  # type: ignore[arg-type]
         patients = groups.get("Patient", [])
         patient = None

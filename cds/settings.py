@@ -74,6 +74,9 @@ class Settings:
     replay_db_timeout_seconds: float = 0.2
     # --- sandbox ----------------------------------------------------------------------------
     sandbox: bool | None = None
+    # --- terminology ------------------------------------------------------------------------
+    # Reviewed FHIR ConceptMaps (local lab/vital codes -> LOINC); paths relative to the settings file.
+    terminology_maps: list[str] = field(default_factory=list)
     # --- per-service options ----------------------------------------------------------------
     services: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -136,6 +139,17 @@ class Settings:
                 "public_base_url is required when trusted_clients are configured: set it to the URL "
                 'EHRs call, e.g. public_base_url = "https://cds.example.org"'
             )
+        if not isinstance(self.terminology_maps, list) or not all(
+            isinstance(p, str) for p in self.terminology_maps
+        ):
+            raise SettingsError("terminology_maps must be a list of ConceptMap file paths")
+        if self.terminology_maps:
+            from cds.terminology.maps import MapError, TerminologyMaps
+
+            try:
+                TerminologyMaps.load(self.terminology_maps)
+            except MapError as e:
+                raise SettingsError(str(e)) from None
         return self
 
 
@@ -203,6 +217,10 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         unknown = set(data) - names
         if unknown:
             raise SettingsError(f"unknown setting(s) in {path}: {', '.join(sorted(unknown))}")
+        maps = data.get("terminology_maps")
+        if isinstance(maps, list):  # relative to the settings file, not to where the service starts
+            base = Path(path).resolve().parent
+            data["terminology_maps"] = [str(base / m) if isinstance(m, str) else m for m in maps]
         values.update(data)
     for name in names:
         env = os.environ.get("CDS_" + name.upper())
