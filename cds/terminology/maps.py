@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from cds.fhirvalue import dicts
 from cds.terminology import LOINC, SNOMED, canonical_system
 
 _LOINC_CODE = re.compile(r"^[0-9]{1,7}-[0-9]$")
@@ -192,14 +193,14 @@ def unmapped_systems(observations: Iterable[Mapping[str, Any]]) -> list[str]:
     """
     out: list[str] = []
     for obs in observations:
-        parts = [obs.get("code")] + [c.get("code") for c in obs.get("component") or [] if isinstance(c, dict)]
+        parts = [obs.get("code")] + [c.get("code") for c in dicts(obs.get("component"))]
         systems: set[str] = set()
         has_loinc = False
         for concept in parts:
             if not isinstance(concept, dict):
                 continue
-            for c in concept.get("coding") or []:
-                if isinstance(c, dict) and isinstance(c.get("code"), str):
+            for c in dicts(concept.get("coding")):
+                if isinstance(c.get("code"), str):
                     s = canonical_system(c.get("system") if isinstance(c.get("system"), str) else None)
                     if s in STANDARD_SYSTEMS:
                         has_loinc = True  # read as it is (LOINC, or a SNOMED CT finding)

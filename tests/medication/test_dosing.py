@@ -422,3 +422,14 @@ def test_gabapentin_without_a_readable_dose_asks_to_check_it(service) -> None:
     assert cards[0].kind == "renal:gabapentin"
     assert "check the dose: label maximum 700 mg a day" in cards[0].summary
     assert "could not be read" in cards[0].detail
+
+
+@pytest.mark.parametrize(("code", "value", "unit"), [("2160-0", 3.0, "mg/dL"), ("14682-9", 265.2, "umol/L")])
+def test_creatinine_in_micromoles_counts_like_mass_concentration(service, code, value, unit) -> None:
+    """Creatinine reported as LOINC 14682-9 in µmol/L (most labs outside the US) reads as the same
+    kidney function as 2160-0 in mg/dL (265.2 µmol/L = 3.0 mg/dL at 88.4 µmol/L per mg/dL)."""
+    active = [obs(code, value, unit), obs("29463-7", 70.0, "kg")]
+    cards = run(service, [order("enoxaparin", 80, 2, "vte_treatment")], active=active, age=70, sex="male")
+    expected = cockcroft_gault(3.0, 70, 70.0, female=False)
+    assert expected < 30
+    assert any(f"CrCl {kidney_number(expected)} mL/min" in c.detail for c in cards), [c.detail for c in cards]

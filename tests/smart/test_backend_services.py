@@ -20,8 +20,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
+from cds.discovery import Discovery
 from cds.sandbox.runner import local_service
-from cds.settings import load_settings
+from cds.settings import REPO_ROOT, load_settings
 from tests.core.test_fhir_fallback import PATIENT, PID, VITALS
 from tests.live_server import free_port
 from tests.smart.authserver import AuthServer
@@ -291,7 +292,8 @@ def test_ehr_token_not_covering_falls_back_to_the_backend_token(rig: Any) -> Non
     )
     assert resp.status_code == 200, resp.text
     assert r.auth.ok_requests == 1
-    assert len(r.fhir.requests()) == 5 and all(r.fhir_auth())
+    queries = Discovery.load(REPO_ROOT / "hooks.json").services["deterioration"].prefetch
+    assert len(r.fhir.requests()) == len(queries) and all(r.fhir_auth())
 
 
 def test_jwks_endpoint_serves_the_public_key_only(rig: Any) -> None:
