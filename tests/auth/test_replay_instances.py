@@ -4,14 +4,13 @@ it first, and neither accepts it again after both restart."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cds.auth import mint_dev_token
-from tests.feedback.conftest import _with_schema, postgres_server  # noqa: F401 - the fixture
+from tests.feedback.conftest import fresh_schema, postgres_server  # noqa: F401 - the fixture
 from tests.live_server import LiveServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -20,16 +19,8 @@ PUBLIC = "http://cds.test"  # one deployment, as the load balancer shows it
 
 @pytest.fixture
 def database(postgres_server: str) -> Iterator[str]:  # noqa: F811
-    import psycopg
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield _with_schema(postgres_server, schema)
-    finally:
-        with psycopg.connect(postgres_server, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    with fresh_schema(postgres_server) as url:
+        yield url
 
 
 def test_two_instances_on_one_postgres_accept_a_token_once(tmp_path: Path, database: str) -> None:

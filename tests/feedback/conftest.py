@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -71,9 +72,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'feedback.sqlite3'}"
         return
+    with fresh_schema(request.getfixturevalue("postgres_server")) as url:
+        yield url
+
+
+@contextmanager
+def fresh_schema(server: str) -> Iterator[str]:
+    """A database URL on `server` whose search_path is a new, empty schema (dropped afterwards)."""
     import psycopg
 
-    server = request.getfixturevalue("postgres_server")
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")

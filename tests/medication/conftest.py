@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
+from cds.app import create_app
 from cds.cards import Card
 from cds.hookrequest import HookRequest
 from cds.medication.knowledge import Knowledge
 from cds.record import PatientRecord
 from cds.services.medication_risk import MedicationRiskService
 from cds.settings import Settings
+from tests.core.conftest import BASE, Caller, dev_settings
 
 RX = "http://www.nlm.nih.gov/research/umls/rxnorm"
 LOINC = "http://loinc.org"
@@ -177,3 +182,41 @@ def run(
 def kinds(cards: list[Card]) -> dict[str, str]:
     """kind -> indicator."""
     return {c.kind: c.indicator for c in cards}
+
+
+@pytest.fixture(scope="module")
+def caller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Caller]:
+    settings = dev_settings(tmp_path_factory.mktemp("medhttp"))
+    client = TestClient(create_app(settings), base_url=BASE, raise_server_exceptions=False)
+    client.__enter__()
+    c = Caller(client, settings)
+    yield c
+    c.close()
+
+
+def body(drafts: list[dict], active: list[dict]) -> dict:
+    return {
+        "hook": "order-sign",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {
+            "userId": "Practitioner/doc1",
+            "patientId": "p1",
+            "draftOrders": {
+                "resourceType": "Bundle",
+                "type": "collection",
+                "entry": [{"resource": r} for r in drafts],
+            },
+        },
+        "prefetch": {
+            "patient": {"resourceType": "Patient", "id": "p1", "birthDate": "1950-01-01", "gender": "male"},
+            "medications": {
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "entry": [{"resource": r} for r in active],
+            },
+            "statements": {"resourceType": "Bundle", "type": "searchset", "entry": []},
+            "allergies": {"resourceType": "Bundle", "type": "searchset", "entry": []},
+            "conditions": {"resourceType": "Bundle", "type": "searchset", "entry": []},
+            "labs": {"resourceType": "Bundle", "type": "searchset", "entry": []},
+        },
+    }

@@ -2,57 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-from starlette.testclient import TestClient
-
-from cds.app import create_app
-from tests.core.conftest import BASE, Caller, dev_settings
-from tests.medication.conftest import draft, med
+from tests.core.conftest import Caller
+from tests.medication.conftest import body, draft, med
 
 PATH = "/cds-services/medication-risk"
-
-
-@pytest.fixture(scope="module")
-def caller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Caller]:
-    tmp: Path = tmp_path_factory.mktemp("medhttp")
-    settings = dev_settings(tmp)
-    client = TestClient(create_app(settings), base_url=BASE, raise_server_exceptions=False)
-    client.__enter__()
-    c = Caller(client, settings)
-    yield c
-    c.close()
-
-
-def body(drafts: list[dict], active: list[dict]) -> dict:
-    return {
-        "hook": "order-sign",
-        "hookInstance": str(uuid.uuid4()),
-        "context": {
-            "userId": "Practitioner/doc1",
-            "patientId": "p1",
-            "draftOrders": {
-                "resourceType": "Bundle",
-                "type": "collection",
-                "entry": [{"resource": r} for r in drafts],
-            },
-        },
-        "prefetch": {
-            "patient": {"resourceType": "Patient", "id": "p1", "birthDate": "1950-01-01", "gender": "male"},
-            "medications": {
-                "resourceType": "Bundle",
-                "type": "searchset",
-                "entry": [{"resource": r} for r in active],
-            },
-            "statements": {"resourceType": "Bundle", "type": "searchset", "entry": []},
-            "allergies": {"resourceType": "Bundle", "type": "searchset", "entry": []},
-            "conditions": {"resourceType": "Bundle", "type": "searchset", "entry": []},
-            "labs": {"resourceType": "Bundle", "type": "searchset", "entry": []},
-        },
-    }
 
 
 def test_order_sign_returns_the_interaction_card(caller: Caller) -> None:

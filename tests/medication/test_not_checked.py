@@ -4,15 +4,8 @@ saying it was not checked, counted in /metrics (issue 14; issue 21 item 4)."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
-import pytest
-from starlette.testclient import TestClient
-
-from cds.app import create_app
-from tests.core.conftest import BASE, Caller, dev_settings
-from tests.medication.conftest import draft, med, run
+from tests.core.conftest import Caller
+from tests.medication.conftest import body, draft, med, run
 
 PATH = "/cds-services/medication-risk"
 RX = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -37,44 +30,6 @@ def dstu2_order(id: str, code: str, display: str) -> dict:
                 "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnits": "d"}},
             }
         ],
-    }
-
-
-@pytest.fixture(scope="module")
-def caller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Caller]:
-    settings = dev_settings(tmp_path_factory.mktemp("notchecked"))
-    client = TestClient(create_app(settings), base_url=BASE, raise_server_exceptions=False)
-    client.__enter__()
-    c = Caller(client, settings)
-    yield c
-    c.close()
-
-
-def body(drafts: list[dict], active: list[dict]) -> dict:
-    return {
-        "hook": "order-sign",
-        "hookInstance": str(uuid.uuid4()),
-        "context": {
-            "userId": "Practitioner/doc1",
-            "patientId": "p1",
-            "draftOrders": {
-                "resourceType": "Bundle",
-                "type": "collection",
-                "entry": [{"resource": r} for r in drafts],
-            },
-        },
-        "prefetch": {
-            "patient": {"resourceType": "Patient", "id": "p1", "birthDate": "1950-01-01", "gender": "male"},
-            "medications": {
-                "resourceType": "Bundle",
-                "type": "searchset",
-                "entry": [{"resource": r} for r in active],
-            },
-            "statements": {"resourceType": "Bundle", "type": "searchset", "entry": []},
-            "allergies": {"resourceType": "Bundle", "type": "searchset", "entry": []},
-            "conditions": {"resourceType": "Bundle", "type": "searchset", "entry": []},
-            "labs": {"resourceType": "Bundle", "type": "searchset", "entry": []},
-        },
     }
 
 
