@@ -2,7 +2,7 @@
 
 Every model reads the patient through this class, never through raw prefetch keys, so the same
 code works whether the EHR prefetched the data, the service fetched it, or training built it.
-Resources stay plain dicts (as fhirpy and orjson give them); the record only indexes them.
+Resources stay plain dicts (as orjson gives them); the record only indexes them.
 """
 
 from __future__ import annotations
