@@ -1,0 +1,186 @@
+"""Hypothesis strategies for patients on and around every boundary the eight measures draw.
+
+A generated patient starts from one of the official test cases (which carry codes from the right
+value sets) and takes a few mutations: the birth date on an age boundary or the period's ends;
+encounters, results, procedures, conditions and medications moved onto and around the period's
+start and end and the look-back windows (1, 2, 4, 9, 10 years), in other time zones or as dates
+only; statuses swapped for every other value (arrived, corrected, preliminary, cancelled...);
+values turned into Quantities around the thresholds, CodeableConcepts, strings or nothing;
+Condition clinical status removed or changed; medications moved to a referenced or contained
+Medication resource; doNotPerform set; periods without an end; resources dropped or duplicated.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import date, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from hypothesis import strategies as st
+
+from cds.measures.period import add_years
+
+PERIOD_START = date(2025, 1, 1)
+PERIOD_END = date(2025, 12, 31)
+AGES = (18, 20, 21, 24, 30, 40, 45, 46, 50, 51, 52, 64, 65, 66, 74, 75, 76, 80, 81, 85, 86)
+LOOKBACK_YEARS = (0, 1, 2, 3, 4, 5, 9, 10)
+CLOCKS = (
+    "T00:00:00Z",
+    "T00:00:00.000Z",
+    "T12:00:00Z",
+    "T23:59:59Z",
+    "T23:30:00-05:00",
+    "T00:30:00+05:00",
+    "",
+)
+
+
+@lru_cache(maxsize=1)
+def _anchor_days() -> tuple[date, ...]:
+    """The period's ends and every look-back start, each with its neighbours."""
+    days: set[date] = set()
+    for y in LOOKBACK_YEARS:
+        for anchor in (add_years(PERIOD_START, -y), add_years(PERIOD_END, -y)):
+            days.update(anchor + timedelta(days=d) for d in (-1, 0, 1))
+    days.update((PERIOD_START + timedelta(days=180), date(2026, 2, 1)))
+    return tuple(sorted(days))
+
+
+@lru_cache(maxsize=1)
+def _birth_days() -> tuple[date, ...]:
+    days: set[date] = {PERIOD_END, PERIOD_START, PERIOD_END - timedelta(days=1)}
+    for age in AGES:
+        for anchor in (add_years(PERIOD_END, -age), add_years(PERIOD_START, -age)):
+            days.update(anchor + timedelta(days=d) for d in (-1, 0, 1))
+    return tuple(sorted(days))
+
+
+def official_cases(ecqm_dir: Path, library: str | None = None) -> list[list[dict[str, Any]]]:
+    """The resources of every visible official test case (of one measure library, or all), without
+    their MeasureReports."""
+    out = []
+    for folder in sorted((ecqm_dir / "tests").iterdir()):
+        if library is not None and folder.name != library:
+            continue
+        for case in sorted(folder.iterdir()):
+            res = [json.loads(f.read_text(encoding="utf-8")) for f in sorted(case.glob("*.json"))]
+            out.append([r for r in res if r.get("resourceType") != "MeasureReport"])
+    return out
+
+
+day_strings = st.builds(
+    lambda d, clock: d.isoformat() + clock, st.sampled_from(_anchor_days()), st.sampled_from(CLOCKS)
+)
+STATUSES = {
+    "Encounter": ["finished", "arrived", "triaged", "in-progress", "onleave", "planned", "cancelled"],
+    "Observation": ["final", "amended", "corrected", "preliminary", "registered", "cancelled"],
+    "Procedure": ["completed", "in-progress", "not-done", "stopped"],
+    "MedicationRequest": ["active", "completed", "on-hold", "stopped", "draft"],
+    "ServiceRequest": ["active", "completed", "revoked", "draft"],
+    "DeviceRequest": ["active", "completed", "revoked"],
+    "Immunization": ["completed", "not-done"],
+}
+CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+
+
+def _time_fields(res: dict[str, Any]) -> list[str]:
+    keys = (
+        "effectiveDateTime", "effectivePeriod", "performedDateTime", "performedPeriod", "period",
+        "onsetDateTime", "abatementDateTime", "authoredOn", "recordedDate", "issued", "occurrenceDateTime",
+    )  # fmt: skip
+    return [k for k in keys if k in res]
+
+
+@st.composite
+def mutation(draw: st.DrawFn, resources: list[dict[str, Any]]) -> None:
+    """Apply one boundary mutation to the resources, in place."""
+    patient = next(r for r in resources if r.get("resourceType") == "Patient")
+    others = [
+        r for r in resources if r.get("resourceType") not in ("Patient", "Organization", "Practitioner")
+    ]
+    kind = draw(st.sampled_from(["birth", "time", "time", "status", "value", "clinical", "period-end",
+                                 "medication", "drop", "gender", "deceased"]))  # fmt: skip
+    if kind == "birth" or not others:
+        patient["birthDate"] = draw(st.sampled_from(_birth_days())).isoformat()
+        return
+    if kind == "gender":
+        patient["gender"] = draw(st.sampled_from(["female", "male", "other", "unknown"]))
+        return
+    if kind == "deceased":
+        patient["deceasedDateTime"] = draw(day_strings)
+        return
+    res = draw(st.sampled_from(others))
+    rtype = res.get("resourceType")
+    if kind == "drop":
+        resources.remove(res)
+    elif kind == "time":
+        fields = _time_fields(res)
+        if not fields:
+            return
+        f = draw(st.sampled_from(fields))
+        if isinstance(res[f], dict):  # a Period
+            start, end = draw(day_strings), draw(day_strings | st.none())
+            res[f] = {"start": start} | ({"end": end} if end else {})
+        else:
+            res[f] = draw(day_strings)
+    elif kind == "period-end":
+        for f in ("period", "performedPeriod", "effectivePeriod"):
+            if isinstance(res.get(f), dict):
+                res[f].pop("end", None)
+    elif kind == "status" and rtype in STATUSES:
+        res["status"] = draw(st.sampled_from(STATUSES[rtype]))
+    elif kind == "value" and rtype == "Observation":
+        for k in [k for k in res if k.startswith("value")]:
+            del res[k]
+        shape = draw(st.sampled_from(["quantity", "percent", "concept", "string", "none"]))
+        if shape == "percent":
+            res["valueQuantity"] = {"value": draw(st.sampled_from([7.9, 8.0, 8.9, 9.0, 9.1, 10.2])),
+                                    "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"}  # fmt: skip
+        elif shape == "quantity":
+            res["valueQuantity"] = {"value": draw(st.sampled_from([0, 30, 60, 89, 90, 139, 140, 300])),
+                                    "unit": "mg/g", "system": "http://unitsofmeasure.org", "code": "mg/g"}  # fmt: skip
+        elif shape == "concept":
+            res["valueCodeableConcept"] = {
+                "coding": [{"system": "http://snomed.info/sct", "code": "260385009"}]
+            }
+        elif shape == "string":
+            res["valueString"] = "see report"
+    elif kind == "clinical" and rtype == "Condition":
+        choice = draw(st.sampled_from(["none", "active", "inactive", "resolved", "remission", "relapse"]))
+        if choice == "none":
+            res.pop("clinicalStatus", None)
+        else:
+            res["clinicalStatus"] = {"coding": [{"system": CLINICAL, "code": choice}]}
+    elif kind == "medication" and rtype == "MedicationRequest":
+        concept = res.get("medicationCodeableConcept")
+        how = draw(st.sampled_from(["reference", "contained", "doNotPerform", "intent"]))
+        if how == "doNotPerform":
+            res["doNotPerform"] = draw(st.booleans())
+        elif how == "intent":
+            res["intent"] = draw(st.sampled_from(["order", "plan", "proposal"]))
+        elif isinstance(concept, dict):
+            del res["medicationCodeableConcept"]
+            med = {"resourceType": "Medication", "id": f"med-{res.get('id', 'x')}", "code": concept}
+            if how == "contained":
+                res["contained"] = [med]
+                res["medicationReference"] = {"reference": f"#{med['id']}"}
+            else:
+                resources.append(med)
+                res["medicationReference"] = {"reference": f"Medication/{med['id']}"}
+
+
+@st.composite
+def boundary_patient(draw: st.DrawFn, cases: list[list[dict[str, Any]]], index: int) -> list[dict[str, Any]]:
+    """One official case, copied, renamed `gen-<index>`, with one to four mutations."""
+    resources = copy.deepcopy(draw(st.sampled_from(cases)))
+    patient = next(r for r in resources if r.get("resourceType") == "Patient")
+    old, new = patient["id"], f"gen-{index}"
+    patient["id"] = new
+    text = json.dumps(resources).replace(f"Patient/{old}", f"Patient/{new}")
+    resources = json.loads(text)
+    for _ in range(draw(st.integers(1, 4))):
+        draw(mutation(resources))
+    return resources

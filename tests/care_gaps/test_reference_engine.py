@@ -1,0 +1,116 @@
+"""The Python measure engine against the reference: the official ELM run by the JavaScript CQL
+engine (cql-execution + cql-exec-fhir, tests/cqlref/evaluate.js).
+
+1. The reference reproduces every visible official test case (so it is a fair judge).
+2. On generated patients (tests/care_gaps/boundary_patients.py: official cases mutated onto and
+   around every boundary), the two agree on every population of every measure. Patients are
+   evaluated in batches: one node process per batch runs all eight libraries.
+
+Size: CDS_REFERENCE_BATCHES batches (default 20) of CDS_REFERENCE_BATCH patients (default 256), each
+patient judged on all eight measures: 5,120 patients by default. Known reference-engine defects:
+none remain (three ELM/model mismatches are patched in evaluate.js, documented there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from cds.measures.engine import MEASURE_IDS, evaluate
+from cds.measures.period import Period
+from cds.measures.spec import load_spec
+from cds.record import PatientRecord
+from tests.care_gaps import cql_reference as ref
+from tests.care_gaps.boundary_patients import boundary_patient, official_cases
+from tests.conftest import SHARED_DATA
+
+pytestmark = pytest.mark.data
+MP = Period.parse("2025-01-01", "2025-12-31")
+BATCHES = int(os.environ.get("CDS_REFERENCE_BATCHES", "20"))
+BATCH = int(os.environ.get("CDS_REFERENCE_BATCH", "256"))
+LIBRARIES = [load_spec(m).library for m in MEASURE_IDS]
+
+
+@pytest.fixture(scope="module")
+def reference(ecqm_dir: Path) -> Path:
+    why = ref.available()
+    if why:
+        if os.environ.get("CDS_REQUIRE_DATA") == "1" or os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    return ecqm_dir.resolve()
+
+
+def _patient_id(resources: list[dict[str, Any]]) -> str:
+    return next(r["id"] for r in resources if r.get("resourceType") == "Patient")
+
+
+def _disagreements(ecqm_dir: Path, patients: list[list[dict[str, Any]]], period: Period) -> list[str]:
+    raw = ref.run(ecqm_dir, LIBRARIES, [ref.bundle(p) for p in patients], period)
+    out = []
+    for resources in patients:
+        pid = _patient_id(resources)
+        mine = evaluate(PatientRecord.from_resources(resources), period)
+        for mid, result in zip(MEASURE_IDS, mine, strict=True):
+            theirs = ref.counts_from_defines(ecqm_dir, mid, raw[load_spec(mid).library][pid])
+            if result.counts() != theirs:
+                out.append(
+                    f"{mid} {pid}: python {result.counts()} reference {theirs}\n{json.dumps(resources)}"
+                )
+    return out
+
+
+def test_reference_reproduces_the_official_cases(reference: Path) -> None:
+    mismatches = []
+    for mid in MEASURE_IDS:
+        folder = reference / "tests" / load_spec(mid).library
+        bundles, expected = [], {}
+        for case in sorted(folder.iterdir()):
+            resources, report = [], None
+            for f in sorted(case.glob("*.json")):
+                res = json.loads(f.read_text(encoding="utf-8"))
+                if res["resourceType"] == "MeasureReport":
+                    report = res
+                else:
+                    resources.append(res)
+            assert report is not None
+            bundles.append(ref.bundle(resources))
+            expected[_patient_id(resources)] = [
+                {p["code"]["coding"][0]["code"]: p["count"] for p in g["population"]} for g in report["group"]
+            ]
+        got = ref.reference_counts(reference, mid, bundles, MP)
+        for pid, exp in expected.items():
+            mine = [{k: v for k, v in g.items() if k in e} for g, e in zip(got[pid], exp, strict=True)]
+            if mine != exp:
+                mismatches.append(f"{mid} {pid}: expected {exp}, reference {got[pid]}")
+    assert not mismatches, "\n".join(mismatches)
+
+
+def _batches() -> st.SearchStrategy[list[list[dict[str, Any]]]]:
+    cases = official_cases(SHARED_DATA / "ecqm") if (SHARED_DATA / "ecqm" / "tests").is_dir() else [[]]
+    counter = iter(range(10**9))
+    return st.builds(
+        list, st.tuples(*[st.deferred(lambda: boundary_patient(cases, next(counter))) for _ in range(BATCH)])
+    )
+
+
+@settings(
+    max_examples=BATCHES,
+    phases=[Phase.generate],  # one example is a whole batch: shrinking would re-run node per step
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(patients=_batches())
+def test_python_engine_agrees_with_the_reference(
+    reference: Path, patients: list[list[dict[str, Any]]]
+) -> None:
+    found = _disagreements(reference, patients, MP)
+    assert not found, f"{len(found)} disagreements:\n" + "\n\n".join(found[:5])
