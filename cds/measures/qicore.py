@@ -350,15 +350,22 @@ def abatement_interval(cond: Mapping[str, Any], birth: date | None) -> Interval 
     return None
 
 
-def prevalence_interval(cond: Mapping[str, Any], birth: date | None) -> Interval:
-    """QICoreCommon prevalenceInterval(): onset to abatement; open-ended when not active and no abatement."""
+def prevalence_interval(cond: Mapping[str, Any], birth: date | None) -> Interval | None:
+    """QICoreCommon prevalenceInterval(): onset to abatement for an active (recurrence, relapse)
+    Condition, closed and unbounded without an abatement.
+
+    For any other clinical status (or none) the CQL is a query over a single value,
+    `(end of condition.abatementInterval()) abatementDate return ...`; a query over a null source
+    is null (CQL 1.5 §2.3, and both reference engines), so without an abatement end the
+    prevalence interval is null and every timing comparison on it is false.
+    """
     onset = choice_interval(cond, "onset", birth)
     low = onset.low if onset is not None and onset.low is not None else MIN
     abatement = abatement_interval(cond, birth)
     end = abatement.high if abatement is not None else None
     if condition_active(cond):
         return Interval(low, end if end is not None else MAX)
-    return Interval(low, end)  # no abatement: Interval[onset, null) -> unknown end
+    return Interval(low, end) if end is not None else None
 
 
 def age_at(birth: date | None, on: date) -> int | None:

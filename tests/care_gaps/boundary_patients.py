@@ -94,26 +94,39 @@ def _time_fields(res: dict[str, Any]) -> list[str]:
     return [k for k in keys if k in res]
 
 
+# The mutations that apply to each resource type (besides moving its times and dropping it).
+KINDS: dict[str, tuple[str, ...]] = {
+    "Observation": ("status", "value", "value"),
+    "Condition": ("clinical", "clinical"),
+    "Encounter": ("status", "period-end"),
+    "Procedure": ("status", "period-end"),
+    "MedicationRequest": ("status", "medication", "medication"),
+    "ServiceRequest": ("status",),
+    "DeviceRequest": ("status",),
+    "Immunization": ("status",),
+}
+
+
 @st.composite
 def mutation(draw: st.DrawFn, resources: list[dict[str, Any]]) -> None:
-    """Apply one boundary mutation to the resources, in place."""
+    """Apply one boundary mutation to the resources, in place: to the Patient (birth date, gender,
+    death) or to one clinical resource, with a mutation that applies to its type."""
     patient = next(r for r in resources if r.get("resourceType") == "Patient")
     others = [
         r for r in resources if r.get("resourceType") not in ("Patient", "Organization", "Practitioner")
     ]
-    kind = draw(st.sampled_from(["birth", "time", "time", "status", "value", "clinical", "period-end",
-                                 "medication", "drop", "gender", "deceased"]))  # fmt: skip
-    if kind == "birth" or not others:
-        patient["birthDate"] = draw(st.sampled_from(_birth_days())).isoformat()
-        return
-    if kind == "gender":
-        patient["gender"] = draw(st.sampled_from(["female", "male", "other", "unknown"]))
-        return
-    if kind == "deceased":
-        patient["deceasedDateTime"] = draw(day_strings)
+    if not others or draw(st.integers(0, 4)) == 0:
+        kind = draw(st.sampled_from(["birth", "birth", "gender", "deceased"]))
+        if kind == "birth":
+            patient["birthDate"] = draw(st.sampled_from(_birth_days())).isoformat()
+        elif kind == "gender":
+            patient["gender"] = draw(st.sampled_from(["female", "male", "other", "unknown"]))
+        else:
+            patient["deceasedDateTime"] = draw(day_strings)
         return
     res = draw(st.sampled_from(others))
     rtype = res.get("resourceType")
+    kind = draw(st.sampled_from(("time", "time", "drop", *KINDS.get(rtype, ()))))
     if kind == "drop":
         resources.remove(res)
     elif kind == "time":
@@ -132,6 +145,15 @@ def mutation(draw: st.DrawFn, resources: list[dict[str, Any]]) -> None:
                 res[f].pop("end", None)
     elif kind == "status" and rtype in STATUSES:
         res["status"] = draw(st.sampled_from(STATUSES[rtype]))
+    elif (
+        kind == "value"
+        and rtype == "Observation"
+        and isinstance(res.get("component"), list)
+        and draw(st.booleans())
+    ):
+        for comp in res["component"]:  # blood pressure: systolic / diastolic around 140 / 90
+            if isinstance(comp, dict) and isinstance(comp.get("valueQuantity"), dict):
+                comp["valueQuantity"]["value"] = draw(st.sampled_from([80, 89, 90, 91, 120, 139, 140, 141]))
     elif kind == "value" and rtype == "Observation":
         for k in [k for k in res if k.startswith("value")]:
             del res[k]
