@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from cds.authgate import AuthGate
+from cds.care_gaps_operation import care_gaps_routes
 from cds.discovery import Discovery
 from cds.errors import HTTPProblem, PreconditionFailed, operation_outcome, problem_response
 from cds.feedback.routes import feedback_routes
@@ -247,6 +248,7 @@ def create_app(settings: Settings) -> Starlette:
         *model_card_routes(settings),
     ]
     routes += feedback_routes(lambda: state.store)
+    routes += care_gaps_routes(settings)  # POST /fhir/Measure/$care-gaps (DEQM), behind the JWT gate
     if settings.sandbox_enabled:
         from cds.sandbox.routes import sandbox_routes
 
