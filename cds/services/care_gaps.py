@@ -113,9 +113,10 @@ class CareGapsService:
         period = self.period_for(record.now)
         adjusted = self.point_of_care(request, record, period)
         record = adjusted.record
-        if common.has_hospice_services(MeasureContext(record, period, self.valuesets)):
+        ctx = MeasureContext(record, period, self.valuesets)
+        results = evaluate(record, period, self.measures, self.valuesets, context=ctx)
+        if common.has_hospice_services(ctx):  # memoised: every measure's exclusions asked it
             return []
-        results = evaluate(record, period, self.measures, self.valuesets)
         gaps: list[tuple[int, int, MeasureResult, list[int]]] = []
         for result in results:
             groups = result.open_gap_groups

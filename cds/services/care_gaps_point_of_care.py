@@ -18,9 +18,9 @@ their sources are data: cds/knowledge/care_gaps_point_of_care.json.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -120,88 +120,93 @@ def _snomed_codes(enc: dict[str, Any]) -> list[str]:
 
 
 def mapped_visit_codes(record: PatientRecord, period: Period, qualifying: CodeSet) -> Adjusted:
-    """Ambulatory visits coded only with a mapped SNOMED CT concept also carry its CPT code."""
+    """Ambulatory visits in the period coded only with a mapped SNOMED CT concept also carry the
+    CPT code of the matching measure visit concept. Visits outside the period are left alone: every
+    measure asks for its visits during the period."""
     vc = knowledge()["visit_codes"]
+    preventive, office = vc["preventive"]["snomed"], vc["office"]["snomed"]
     age = record.age()
+    # ISO strings compare like dates; a day of slack either side for time zones, checked exactly below.
+    first = (period.start_date - timedelta(days=1)).isoformat()
+    last = (period.end_date + timedelta(days=1)).isoformat() + "T99"
     encounters = record.of_type("Encounter")
-    out, used, changed = [], set(), False
-    for enc in encounters:
-        if _ambulatory(enc) and not any(
-            qualifying.matches(cc) for cc in enc.get("type") or () if isinstance(cc, dict)
-        ):
-            for code in _snomed_codes(enc):
-                if (
-                    code in vc["preventive"]["snomed"]
-                    and age is not None
-                    and age >= vc["preventive"]["cpt_by_age"][0][0]
-                ):
-                    cpt = next(c for lo, c in reversed(vc["preventive"]["cpt_by_age"]) if age >= lo)
-                    enc = _with_type(enc, cpt, "Periodic comprehensive preventive medicine reevaluation")
-                elif code in vc["office"]["snomed"]:
-                    enc = _with_type(enc, vc["office"]["cpt"], "Office or other outpatient visit")
-                else:
-                    continue
-                changed = True
-                iv = period_interval(enc.get("period"))
-                if (
-                    iv is not None
-                    and iv.low is not None
-                    and period.start_date <= day(iv.low) <= period.end_date
-                ):
-                    group = "preventive" if code in vc["preventive"]["snomed"] else "office"
-                    used.add(f"SNOMED CT {code} ({vc[group]['snomed'][code]}) as a {vc[group]['label']}")
-                break
-        out.append(enc)
-    if not changed:
+    out: list[dict[str, Any]] | None = None
+    used: set[str] = set()
+    for i, enc in enumerate(encounters):
+        p = enc.get("period")
+        start = p.get("start") if isinstance(p, dict) else None
+        if not isinstance(start, str) or not first <= start <= last:
+            continue
+        code = next((c for c in _snomed_codes(enc) if c in preventive or c in office), None)
+        if code is None or not _ambulatory(enc):
+            continue
+        iv = period_interval(p)
+        if iv is None or iv.low is None or not period.start_date <= day(iv.low) <= period.end_date:
+            continue
+        types = enc.get("type") if isinstance(enc.get("type"), list) else []
+        if any(qualifying.matches(cc) for cc in types if isinstance(cc, dict)):
+            continue
+        if code in preventive:
+            if age is None or age < vc["preventive"]["cpt_by_age"][0][0]:
+                continue
+            cpt = next(c for lo, c in reversed(vc["preventive"]["cpt_by_age"]) if age >= lo)
+            mapped = _with_type(enc, cpt, "Periodic comprehensive preventive medicine reevaluation")
+            used.add(f"SNOMED CT {code} ({preventive[code]}) as a {vc['preventive']['label']}")
+        else:
+            mapped = _with_type(enc, vc["office"]["cpt"], "Office or other outpatient visit")
+            used.add(f"SNOMED CT {code} ({office[code]}) as an {vc['office']['label']}")
+        if out is None:
+            out = list(encounters)
+        out[i] = mapped
+    if out is None:
         return Adjusted(record)
-    notes = [f"visits coded {', '.join(sorted(used))}"] if used else []
-    return Adjusted(_replace(record, "Encounter", tuple(out)), notes)
+    return Adjusted(_replace(record, "Encounter", tuple(out)), [f"visits coded {', '.join(sorted(used))}"])
 
 
 def _recoded(
-    record: PatientRecord, rtype: str, match: Callable[[Any], str | None], extra: dict[str, str]
+    record: PatientRecord, rtype: str, codes: Mapping[str, str], system: str, extra: dict[str, str]
 ) -> tuple[PatientRecord, set[str]]:
-    """Resources whose code `match` names also carry the coding `extra`; the names matched."""
-    out, names = [], set()
-    for res in record.of_type(rtype):
+    """Resources whose code has a coding (`system`, one of `codes`) and not yet `extra` also carry
+    the coding `extra`; the names (`codes` values) matched. One pass of plain dict lookups: it runs
+    on every Observation of every chart."""
+    out: list[dict[str, Any]] | None = None
+    names: set[str] = set()
+    resources = record.of_type(rtype)
+    for i, res in enumerate(resources):
         code = res.get("code")
-        name = match(code) if isinstance(code, dict) else None
-        if name is not None:
-            res = {**res, "code": {**code, "coding": [*(code.get("coding") or []), extra]}}
-            names.add(name)
-        out.append(res)
-    return (_replace(record, rtype, tuple(out)) if names else record), names
+        codings = code.get("coding") if isinstance(code, dict) else None
+        if not isinstance(codings, list):
+            continue
+        name = None
+        for c in codings:
+            if isinstance(c, dict) and c.get("code") in codes and c.get("system") == system:
+                name = codes[c["code"]]
+            if isinstance(c, dict) and c.get("code") == extra["code"] and c.get("system") == extra["system"]:
+                name = None
+                break
+        if name is None:
+            continue
+        if out is None:
+            out = list(resources)
+        out[i] = {**res, "code": {**code, "coding": [*codings, extra]}}
+        names.add(name)
+    return (_replace(record, rtype, tuple(out)) if out is not None else record), names
 
 
 def any_egfr(record: PatientRecord) -> Adjusted:
     """eGFR results coded with other eGFR LOINCs (MDRD...) also carry the value set's code."""
     eg = knowledge()["egfr"]
-    codes: dict[str, str] = eg["loinc"]
-
-    def match(cc: dict[str, Any]) -> str | None:
-        for c in cc.get("coding") or ():
-            if isinstance(c, dict) and c.get("system") == LOINC and c.get("code") in codes:
-                return f"{codes[c['code']]} LOINC {c['code']}"
-        return None
-
-    rec, names = _recoded(record, "Observation", match, {"system": LOINC, "code": eg["as"]})
+    codes = {code: f"{name} LOINC {code}" for code, name in eg["loinc"].items()}
+    rec, names = _recoded(record, "Observation", codes, LOINC, {"system": LOINC, "code": eg["as"]})
     return Adjusted(rec, [f"{', '.join(sorted(names))} counted as eGFR"] if names else [])
 
 
 _BP_PANEL = {"system": LOINC, "code": "85354-9", "display": "Blood pressure panel with all children optional"}
-_LEGACY_BP = CodeSet.of(LOINC, "55284-4")
-_CURRENT_BP = CodeSet.of(LOINC, "85354-9")
 
 
 def legacy_bp_panels(record: PatientRecord) -> PatientRecord:
     """Blood pressure panels coded 55284-4 also carry the QI-Core panel code 85354-9."""
-    rec, _ = _recoded(
-        record,
-        "Observation",
-        lambda cc: "bp" if _LEGACY_BP.matches(cc) and not _CURRENT_BP.matches(cc) else None,
-        _BP_PANEL,
-    )
-    return rec
+    return _recoded(record, "Observation", {"55284-4": "bp"}, LOINC, _BP_PANEL)[0]
 
 
 def now_in(period: Period, now: datetime) -> bool:
