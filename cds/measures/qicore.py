@@ -3,7 +3,9 @@
 Each helper names the CQL it mirrors (QICoreCommon 2.1.000, FHIRHelpers 4.4.000, Status 1.8.000).
 Intervals follow CQL: a closed null bound is unbounded (`MIN`/`MAX`), an open null bound is
 unknown (`None`), and a comparison against an unknown bound is null, which a `where` treats as
-false. "day of" comparisons truncate to the UTC calendar date, like the measurement period.
+false. "day of" comparisons use each DateTime's own calendar date: CQL normalises time zones only
+when the comparison precision is hours or finer (CQL 1.5 Equal/SameAs; so does cql-execution),
+so 2022-12-31T23:30-05:00 is on 2022-12-31, not on the UTC day 2023-01-01.
 """
 
 from __future__ import annotations
@@ -67,12 +69,13 @@ def status(resource: Mapping[str, Any]) -> str | None:
 
 
 def day(t: datetime) -> date:
-    """The UTC calendar date of a time (MIN/MAX stay at the ends of the calendar)."""
+    """The calendar date of a time in its own offset, as CQL compares at day precision (MIN/MAX
+    stay at the ends of the calendar)."""
     if t is MIN or t == MIN:
         return date.min
     if t is MAX or t == MAX:
         return date.max
-    return t.astimezone(UTC).date()
+    return t.date()
 
 
 def point(t: datetime | None) -> Interval | None:
