@@ -52,9 +52,71 @@ class Days:
     last: date
 
 
+# The precision of a parsed FHIR date/dateTime, kept in its microseconds (values are truncated to
+# milliseconds, so a non-zero remainder of microsecond % 1000 is free to carry it): 0 millisecond,
+# else one of these levels. CQL compares values of different precisions up to the lesser one and
+# answers null when they are equal that far (`2025-01-01T00:00:00Z` vs the period start
+# `...T00:00:00.000Z`: null), which a `where` treats as false.
+SECOND, MINUTE, HOUR, DAY, MONTH, YEAR = 1, 2, 3, 4, 5, 6
+
+
+def _precision_of(text: str) -> int:
+    v = text.strip()
+    if len(v) <= 10:
+        return {4: YEAR, 7: MONTH}.get(len(v), DAY)
+    clock = v[11:]
+    for zone in ("Z", "+", "-"):
+        clock = clock.split(zone, 1)[0]
+    if "." in clock:
+        return 0
+    return {5: MINUTE, 8: SECOND}.get(len(clock), SECOND)
+
+
 def instant(value: Any) -> datetime | None:
-    """A FHIR date/dateTime/instant, or None for anything else (including malformed values)."""
-    return parse_datetime(value) if isinstance(value, str) else None
+    """A FHIR date/dateTime/instant, or None for anything else (including malformed values);
+    milliseconds kept, its precision carried in the microseconds (see SECOND...YEAR)."""
+    if not isinstance(value, str):
+        return None
+    t = parse_datetime(value)
+    if t is None:
+        return None
+    level = _precision_of(value)
+    if level or t.microsecond % 1000:
+        t = t.replace(microsecond=t.microsecond - t.microsecond % 1000 + level)
+    return t
+
+
+def _level(t: datetime) -> int:
+    return t.microsecond % 1000
+
+
+def _truncated(t: datetime, level: int, tz: Any) -> Any:
+    if level >= DAY:  # day precision and coarser: the value's own calendar fields, no zone shift
+        d = t.date()
+        return (d.year, d.month if level <= MONTH else 1, d.day if level <= DAY else 1)
+    t = t.astimezone(tz)
+    if level == SECOND:
+        return t.replace(microsecond=0)
+    if level == MINUTE:
+        return t.replace(second=0, microsecond=0)
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def le(a: datetime, b: datetime) -> bool | None:
+    """CQL `a <= b` (same or before) with precision: null when equal up to the lesser precision
+    of two values of different precisions."""
+    if a == MIN or b == MAX:  # unbounded ends (closed null bounds) compare without precision
+        return True
+    if a == MAX or b == MIN:
+        return False
+    la, lb = _level(a), _level(b)
+    if la == lb == 0:
+        return a <= b
+    level = max(la, lb)
+    ta, tb = _truncated(a, level, a.tzinfo), _truncated(b, level, a.tzinfo)
+    if ta != tb:
+        return ta < tb
+    return True if la == lb else None
 
 
 def items(value: Any) -> list[Any]:
@@ -203,11 +265,11 @@ def ends_on_or_before_day(iv: Interval | None, d: date) -> bool:
 
 def starts_on_or_before(iv: Interval | None, t: datetime) -> bool:
     """`I starts on or before end of X` (millisecond precision)."""
-    return iv is not None and iv.low is not None and iv.low <= t
+    return iv is not None and iv.low is not None and le(iv.low, t) is True
 
 
 def ends_on_or_before(iv: Interval | None, t: datetime) -> bool:
-    return iv is not None and iv.high is not None and iv.high <= t
+    return iv is not None and iv.high is not None and le(iv.high, t) is True
 
 
 def overlaps(iv: Interval | None, other: Interval) -> bool:
@@ -218,8 +280,8 @@ def overlaps(iv: Interval | None, other: Interval) -> bool:
         and iv.high is not None
         and other.low is not None
         and other.high is not None
-        and iv.low <= other.high
-        and iv.high >= other.low
+        and le(iv.low, other.high) is True
+        and le(other.low, iv.high) is True
     )
 
 
@@ -231,8 +293,8 @@ def during(iv: Interval | None, other: Interval) -> bool:
         and iv.high is not None
         and other.low is not None
         and other.high is not None
-        and other.low <= iv.low
-        and iv.high <= other.high
+        and le(other.low, iv.low) is True
+        and le(iv.high, other.high) is True
     )
 
 
