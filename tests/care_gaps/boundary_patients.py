@@ -206,3 +206,88 @@ def boundary_patient(draw: st.DrawFn, cases: list[list[dict[str, Any]]], index: 
     for _ in range(draw(st.integers(1, 4))):
         draw(mutation(resources))
     return resources
+
+
+def single_mutations(case: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Every one-step variant of an official case (deterministic, no hypothesis): each third
+    boundary birth date; each Observation's status (corrected, amended, preliminary) and value shape
+    (CodeableConcept, string, none, 10 %, 9 %); each Condition's clinical status (none, inactive,
+    resolved, remission); each Encounter's status and a period without an end; each order or
+    procedure dropped."""
+    out: list[list[dict[str, Any]]] = []
+
+    def variant(change: Any) -> None:
+        c = copy.deepcopy(case)
+        change(c)
+        out.append(c)
+
+    def birth(d: date) -> Any:
+        return lambda c: next(r for r in c if r.get("resourceType") == "Patient").update(
+            birthDate=d.isoformat()
+        )
+
+    for d in _birth_days()[::3]:
+        variant(birth(d))
+    for i, r in enumerate(case):
+        rtype = r.get("resourceType")
+        if rtype == "Observation":
+            for s in ("corrected", "amended", "preliminary"):
+                variant(lambda c, i=i, s=s: c[i].update(status=s))
+            for value in (
+                {
+                    "valueCodeableConcept": {
+                        "coding": [{"system": "http://snomed.info/sct", "code": "260385009"}]
+                    }
+                },
+                {"valueString": "see report"},
+                {},
+                {
+                    "valueQuantity": {
+                        "value": 10.0,
+                        "unit": "%",
+                        "system": "http://unitsofmeasure.org",
+                        "code": "%",
+                    }
+                },
+                {
+                    "valueQuantity": {
+                        "value": 9.0,
+                        "unit": "%",
+                        "system": "http://unitsofmeasure.org",
+                        "code": "%",
+                    }
+                },
+            ):
+
+                def set_value(c: list[dict[str, Any]], i: int = i, value: dict[str, Any] = value) -> None:
+                    for k in [k for k in c[i] if k.startswith("value")]:
+                        del c[i][k]
+                    c[i].update(copy.deepcopy(value))
+
+                variant(set_value)
+        elif rtype == "Condition":
+            variant(lambda c, i=i: c[i].pop("clinicalStatus", None))
+            for s in ("inactive", "resolved", "remission"):
+                variant(
+                    lambda c, i=i, s=s: c[i].update(
+                        clinicalStatus={"coding": [{"system": CLINICAL, "code": s}]}
+                    )
+                )
+        elif rtype == "Encounter":
+            for s in ("arrived", "in-progress", "triaged", "onleave", "planned"):
+                variant(lambda c, i=i, s=s: c[i].update(status=s))
+            variant(
+                lambda c, i=i: (
+                    c[i].get("period", {}).pop("end", None) if isinstance(c[i].get("period"), dict) else None
+                )
+            )
+        elif rtype in (
+            "Procedure",
+            "MedicationRequest",
+            "ServiceRequest",
+            "AllergyIntolerance",
+            "AdverseEvent",
+            "DeviceRequest",
+        ):
+            variant(lambda c, i=i: c.pop(i))
+    return out

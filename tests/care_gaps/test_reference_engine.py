@@ -28,7 +28,7 @@ from cds.measures.period import Period
 from cds.measures.spec import load_spec
 from cds.record import PatientRecord
 from tests.care_gaps import cql_reference as ref
-from tests.care_gaps.boundary_patients import boundary_patient, official_cases
+from tests.care_gaps.boundary_patients import boundary_patient, official_cases, single_mutations
 from tests.conftest import SHARED_DATA
 
 pytestmark = pytest.mark.data
@@ -117,3 +117,21 @@ def test_python_engine_agrees_with_the_reference(reference: Path, mid: str) -> N
         assert not found, f"{len(found)} disagreements:\n" + "\n\n".join(found[:3])
 
     check()
+
+
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("mid", MEASURE_IDS)
+def test_every_single_mutation_of_the_official_cases_agrees(reference: Path, mid: str) -> None:
+    """Opt-in (CDS_REFERENCE_SWEEP=1; ~16,000 variants, about ten minutes on two cores): every
+    one-step variant of every official case of the measure (boundary_patients.single_mutations)."""
+    if os.environ.get("CDS_REFERENCE_SWEEP") != "1":
+        pytest.skip("set CDS_REFERENCE_SWEEP=1 to run the exhaustive single-mutation sweep")
+    patients = []
+    for case in official_cases(reference, load_spec(mid).library):
+        for variant in single_mutations(case):
+            p = next(r for r in variant if r.get("resourceType") == "Patient")
+            old, new = p["id"], f"v{len(patients)}"
+            patients.append(json.loads(json.dumps(variant).replace(f"Patient/{old}", f"Patient/{new}")))
+            next(r for r in patients[-1] if r.get("resourceType") == "Patient")["id"] = new
+    found = _disagreements(reference, mid, patients, MP)
+    assert not found, f"{len(found)} of {len(patients)} disagree:\n" + "\n\n".join(found[:3])
