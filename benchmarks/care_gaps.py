@@ -6,7 +6,8 @@ Uses every Synthea R4 bundle when present (whole-life charts), else a generated 
 Synthea size. Each patient is evaluated over the calendar year of its last encounter, so the
 measures run their full logic rather than stopping at "no visit this year". Prints p50/p99 of
 `engine.evaluate` (all eight measures, index build included) and of the service (cards included),
-for all charts and for the largest one; targets: < 5 ms per chart, value sets < 1 s.
+for all charts and for the largest one, in wall-clock and thread CPU time (on a shared machine the
+wall-clock tail is other processes); targets: < 2 ms p99 per chart, value sets < 1 s.
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     engine_ms: list[float] = []
     engine_cpu_ms: list[float] = []  # thread CPU time: separates our cost from waiting for a core
     service_ms: list[float] = []
+    service_cpu_ms: list[float] = []
     largest_engine: list[float] = []
     biggest = sizes.index(max(sizes))
     n_gaps = 0
@@ -161,17 +163,20 @@ def main(argv: list[str] | None = None) -> int:
             if i == biggest:
                 largest_engine.append(dt)
             req = HookRequest("care-gaps", "patient-view", "bench", {"patientId": rec.patient_id or "x"})
-            t0 = time.perf_counter()
+            c0, t0 = time.thread_time(), time.perf_counter()
             n_gaps += len(service.evaluate(req, rec))
             service_ms.append((time.perf_counter() - t0) * 1000)
+            service_cpu_ms.append((time.thread_time() - c0) * 1000)
     print(f"engine.evaluate, 8 measures, all charts: p50 {percentile(engine_ms, 50):.2f} ms, "
-          f"p99 {percentile(engine_ms, 99):.2f} ms (target < 5 ms)")  # fmt: skip
+          f"p99 {percentile(engine_ms, 99):.2f} ms (target < 2 ms)")  # fmt: skip
     print(f"engine.evaluate CPU time, all charts: p50 {percentile(engine_cpu_ms, 50):.2f} ms, "
           f"p99 {percentile(engine_cpu_ms, 99):.2f} ms (wall-clock tails above this are a busy machine)")  # fmt: skip
     print(f"engine.evaluate, largest chart ({max(sizes)} resources): p50 {percentile(largest_engine, 50):.2f} ms, "
           f"p99 {percentile(largest_engine, 99):.2f} ms")  # fmt: skip
     print(f"CareGapsService.evaluate (cards included): p50 {percentile(service_ms, 50):.2f} ms, "
           f"p99 {percentile(service_ms, 99):.2f} ms; {n_gaps / rounds / len(records):.1f} cards per chart")  # fmt: skip
+    print(f"CareGapsService.evaluate CPU time: p50 {percentile(service_cpu_ms, 50):.2f} ms, "
+          f"p99 {percentile(service_cpu_ms, 99):.2f} ms (target < 2 ms)")  # fmt: skip
     return 0
 
 

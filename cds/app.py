@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Route
 
 from cds.authgate import AuthGate
 from cds.cards import Card, could_not_evaluate_card
+from cds.care_gaps_operation import care_gaps_routes
 from cds.discovery import Discovery
 from cds.errors import HTTPProblem, PreconditionFailed, operation_outcome, problem_response
 from cds.feedback.routes import feedback_routes
@@ -376,6 +377,7 @@ def create_app(settings: Settings) -> Starlette:
         *model_card_routes(settings),
     ]
     routes += feedback_routes(lambda: state.store)
+    routes += care_gaps_routes(settings)  # POST /fhir/Measure/$care-gaps (DEQM), behind the JWT gate
     if settings.sandbox_enabled:
         from cds.sandbox.routes import sandbox_routes
 

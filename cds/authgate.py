@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from cds.auth import Authenticator
     from cds.metrics import Metrics
 
-PROTECTED_PREFIXES = ("/cds-services", "/feedback")
+PROTECTED_PREFIXES = ("/cds-services", "/feedback", "/fhir/Measure/$care-gaps")
 
 
 class AuthGate:

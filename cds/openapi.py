@@ -469,6 +469,22 @@ def build_openapi(discovery: Discovery, settings: Settings) -> dict[str, Any]:
             ),
         }
     }
+    paths["/fhir/Measure/$care-gaps"] = {
+        "post": {
+            "operationId": "measureCareGaps",
+            "summary": "Da Vinci DEQM gaps-in-care report ($care-gaps)",
+            "description": "A FHIR Parameters body with periodStart, periodEnd (valueDate), one or more `bundle` "
+            "resources holding the patients' data, and optionally status, measureId, subject. Answers a "
+            "Parameters resource with one DEQM gaps-in-care Bundle per patient.",
+            "tags": ["Quality measures"],
+            "security": secured,
+            "requestBody": {"required": True, "content": _json({"type": "object"})},
+            "responses": _responses(
+                {"description": "The gaps-in-care report.", "content": _json({"type": "object"})},
+                (400, 401, 413, 415),
+            ),
+        }
+    }
     status = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
     ops = {
         "/healthz": ("healthz", "Liveness", {"200": {"description": "Alive.", "content": _json(status)}}),

@@ -17,9 +17,9 @@ from cds.measures.context import MeasureContext
 from cds.measures.result import Criteria, Evidence, last_evidence
 from cds.measures.spec import load_spec
 from cds.terminology import concept_text
+from cds.units import convert
 
 SPEC = load_spec("CMS122")
-_PERCENT = ("%", "")
 
 
 def evaluate(ctx: MeasureContext) -> tuple[list[Criteria], Evidence]:
@@ -56,15 +56,28 @@ def _lowest_on_most_recent_day(ctx: MeasureContext) -> tuple[datetime, dict[str,
 
     def key(item: tuple[datetime, dict[str, Any]]) -> tuple[int, float]:
         v = q.value_quantity(item[1])
-        return (0, 0.0) if v is None else (1, v[0])
+        if v is None:
+            return (0, 0.0)
+        pct = _percent(v)
+        return (1, pct if pct is not None else v[0])
 
     return min(same_day, key=key)
 
 
+def _percent(v: tuple[float, str]) -> float | None:
+    """A quantity in percent, converted by UCUM as CQL compares quantities (FHIRHelpers ToQuantity:
+    the unit is the code, else the unit, else '1'): 139 mg/g is 13.9 %; mg/dL does not convert."""
+    value, unit = v
+    if unit == "%":
+        return value
+    return convert(value, unit or "1", "%")
+
+
 def _above_threshold(obs: dict[str, Any]) -> bool:
-    """`value > 9 '%'` (a value in another unit does not compare: null)."""
+    """`value > 9 '%'` (a value whose unit does not convert to percent does not compare: null)."""
     v = q.value_quantity(obs)
-    return v is not None and v[1] in _PERCENT and v[0] > SPEC["threshold_percent"]
+    pct = _percent(v) if v is not None else None
+    return pct is not None and pct > SPEC["threshold_percent"]
 
 
 def _value_text(obs: dict[str, Any]) -> str:

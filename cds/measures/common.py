@@ -160,7 +160,11 @@ def has_dementia_medications(ctx: MeasureContext) -> bool:
         window = ctx.days_back(libraries()[lib]["advanced_illness_lookback_years"])
         return any(
             q.medication_active(m) and q.overlaps_days(medication_request_period(m), window)
-            for m in ctx.retrieve("MedicationRequest", _vs(lib, "Dementia Medications"))
+            # `[MedicationRequest: medication in "Dementia Medications"]`: an explicit code path,
+            # which the translator does not expand to referenced Medication resources.
+            for m in ctx.retrieve(
+                "MedicationRequest", _vs(lib, "Dementia Medications"), medication_reference=False
+            )
         )
 
     return ctx.memo("AIF.Dementia", compute)

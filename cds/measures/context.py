@@ -37,6 +37,9 @@ CODE_PATHS: dict[str, tuple[str, ...]] = {
     "AdverseEvent": ("event",),
 }
 
+# The index of MedicationRequests by the code of the Medication they reference.
+MEDICATION_BY_REFERENCE = "MedicationRequest.medicationReference"
+
 # A term of a retrieve: a value set OID, or one (system, code).
 Term = str | tuple[str, str]
 
@@ -77,6 +80,7 @@ class MeasureContext:
         self._retrieved: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         self._memo: dict[str, Any] = {}
         self._encounters: dict[str, dict[str, Any]] | None = None
+        self._medications: dict[str, Mapping[str, Any]] | None = None
         self._relevant = _relevant_codes(self.valuesets)
 
     # --- dates ----------------------------------------------------------------------------
@@ -94,15 +98,19 @@ class MeasureContext:
         return Days(add_years(self.period.start_date, -years), self.period.end_date)
 
     # --- retrieve -------------------------------------------------------------------------
-    def _medication(self, ref: Any, owner: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
+    def _referenced_medication(self, req: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The Medication a request's medicationReference names, as the translated ELM joins them:
+        `[Medication] M where M.id = Last(Split(MR.medication.reference, '/'))`. A contained
+        (`#id`) or `urn:uuid:` reference matches no Medication id, so it resolves to nothing."""
+        ref = req.get("medicationReference")
+        r = ref.get("reference") if isinstance(ref, dict) else None
+        if not isinstance(r, str):
             return None
-        r = ref["reference"]
-        if r.startswith("#"):
-            contained = owner.get("contained")
-            found = (c for c in (contained if isinstance(contained, list) else ()) if isinstance(c, dict))
-            return next((c for c in found if c.get("id") == r[1:]), None)
-        return self.record.resolve(r)
+        if self._medications is None:
+            self._medications = {
+                m["id"]: m for m in self.record.of_type("Medication") if isinstance(m.get("id"), str)
+            }
+        return self._medications.get(r.rsplit("/", 1)[-1])
 
     def _index_of(self, rtype: str) -> dict[tuple[str, str], list[tuple[int, dict[str, Any]]]]:
         """(system, code) -> [(position in the record, resource)], built once per type.
@@ -115,13 +123,15 @@ class MeasureContext:
         idx = {}
         canon: dict[Any, str] = {}
         relevant = self._relevant
-        paths = CODE_PATHS.get(rtype, ("code",))
-        for pos, res in enumerate(self.record.of_type(rtype)):
+        by_reference = rtype == MEDICATION_BY_REFERENCE
+        paths = ("code",) if by_reference else CODE_PATHS.get(rtype, ("code",))
+        for pos, res in enumerate(self.record.of_type("MedicationRequest" if by_reference else rtype)):
             for path in paths:
-                concept = res.get(path)
-                if concept is None and rtype == "MedicationRequest":
-                    med = self._medication(res.get("medicationReference"), res)
+                if by_reference:
+                    med = self._referenced_medication(res)
                     concept = med.get("code") if med else None
+                else:
+                    concept = res.get(path)
                 concepts = (
                     (concept,) if isinstance(concept, dict) else concept if isinstance(concept, list) else ()
                 )
@@ -147,31 +157,41 @@ class MeasureContext:
         self._index[rtype] = idx
         return idx
 
-    def retrieve(self, rtype: str, *terms: Term, negated: bool = False) -> list[dict[str, Any]]:
+    def retrieve(
+        self, rtype: str, *terms: Term, negated: bool = False, medication_reference: bool = True
+    ) -> list[dict[str, Any]]:
         """`[Type: "VS1"] union [Type: "VS2"] ...`, in record order.
 
         MedicationRequest and ServiceRequest follow the QI-Core 4.1.1 profiles: the positive profile
         holds requests whose doNotPerform is not true, `negated=True` (MedicationNotRequested,
         ServiceNotRequested) those whose doNotPerform is true.
+
+        `[MedicationRequest: "VS"]` (the default code path) is translated (CQL-to-ELM 3.10) into the
+        union of the coded requests and the requests whose referenced Medication's code is in the
+        value set; `[MedicationRequest: medication in "VS"]` (an explicit path,
+        `medication_reference=False`) and the negation profiles match coded requests only.
         """
-        key = (rtype, terms, negated)
+        key = (rtype, terms, negated, medication_reference)
         hit = self._retrieved.get(key)
         if hit is not None:
             return hit
-        idx = self._index_of(rtype)
+        indexes = [self._index_of(rtype)]
+        if rtype == "MedicationRequest" and medication_reference and not negated:
+            indexes.append(self._index_of(MEDICATION_BY_REFERENCE))
         found: dict[int, dict[str, Any]] = {}
-        for term in terms:
-            if isinstance(term, tuple):
-                if term[1] not in self._relevant:
-                    raise ValueError(
-                        f"{term}: a direct code must be declared in the measure's knowledge file"
-                    )
-                found.update(idx.get((canonical_system(term[0]), term[1]), ()))
-            else:
-                vs = self.valuesets[term]
-                for pair, hits in idx.items():
-                    if pair in vs:
-                        found.update(hits)
+        for idx in indexes:
+            for term in terms:
+                if isinstance(term, tuple):
+                    if term[1] not in self._relevant:
+                        raise ValueError(
+                            f"{term}: a direct code must be declared in the measure's knowledge file"
+                        )
+                    found.update(idx.get((canonical_system(term[0]), term[1]), ()))
+                else:
+                    vs = self.valuesets[term]
+                    for pair, hits in idx.items():
+                        if pair in vs:
+                            found.update(hits)
         if negated:
             found.update(self._not_done_value_sets(rtype, {t for t in terms if isinstance(t, str)}))
         out = [found[pos] for pos in sorted(found)]

@@ -69,16 +69,18 @@ def evaluate(
     period: Period,
     measure_ids: Sequence[str] | None = None,
     valuesets: ValueSets | None = None,
+    context: MeasureContext | None = None,
     failed: list[str] | None = None,
 ) -> list[MeasureResult]:
-    """The populations of each measure (default: all eight) for the record's patient.
+    """The populations of each measure (default: all eight) for the record's patient. `context`:
+    a context of this record and period to share (its shared definitions stay memoised there).
 
     With `failed`, a measure that raises on data it cannot read is left out and its id appended
     there (the others are still evaluated); without it, the error propagates (`cds measure`).
     """
     if not isinstance(record, PatientRecord):
         record = PatientRecord.from_resources(record)
-    ctx = MeasureContext(record, period, valuesets)
+    ctx = context if context is not None else MeasureContext(record, period, valuesets)
     out = []
     for mid in measure_ids or MEASURE_IDS:
         mid = resolve_measure(mid)

@@ -3,7 +3,9 @@
 Each helper names the CQL it mirrors (QICoreCommon 2.1.000, FHIRHelpers 4.4.000, Status 1.8.000).
 Intervals follow CQL: a closed null bound is unbounded (`MIN`/`MAX`), an open null bound is
 unknown (`None`), and a comparison against an unknown bound is null, which a `where` treats as
-false. "day of" comparisons truncate to the UTC calendar date, like the measurement period.
+false. "day of" comparisons use each DateTime's own calendar date: CQL normalises time zones only
+when the comparison precision is hours or finer (CQL 1.5 Equal/SameAs; so does cql-execution),
+so 2022-12-31T23:30-05:00 is on 2022-12-31, not on the UTC day 2023-01-01.
 """
 
 from __future__ import annotations
@@ -50,9 +52,71 @@ class Days:
     last: date
 
 
+# The precision of a parsed FHIR date/dateTime, kept in its microseconds (values are truncated to
+# milliseconds, so a non-zero remainder of microsecond % 1000 is free to carry it): 0 millisecond,
+# else one of these levels. CQL compares values of different precisions up to the lesser one and
+# answers null when they are equal that far (`2025-01-01T00:00:00Z` vs the period start
+# `...T00:00:00.000Z`: null), which a `where` treats as false.
+SECOND, MINUTE, HOUR, DAY, MONTH, YEAR = 1, 2, 3, 4, 5, 6
+
+
+def _precision_of(text: str) -> int:
+    v = text.strip()
+    if len(v) <= 10:
+        return {4: YEAR, 7: MONTH}.get(len(v), DAY)
+    clock = v[11:]
+    for zone in ("Z", "+", "-"):
+        clock = clock.split(zone, 1)[0]
+    if "." in clock:
+        return 0
+    return {5: MINUTE, 8: SECOND}.get(len(clock), SECOND)
+
+
 def instant(value: Any) -> datetime | None:
-    """A FHIR date/dateTime/instant, or None for anything else (including malformed values)."""
-    return parse_datetime(value) if isinstance(value, str) else None
+    """A FHIR date/dateTime/instant, or None for anything else (including malformed values);
+    milliseconds kept, its precision carried in the microseconds (see SECOND...YEAR)."""
+    if not isinstance(value, str):
+        return None
+    t = parse_datetime(value)
+    if t is None:
+        return None
+    level = _precision_of(value)
+    if level or t.microsecond % 1000:
+        t = t.replace(microsecond=t.microsecond - t.microsecond % 1000 + level)
+    return t
+
+
+def _level(t: datetime) -> int:
+    return t.microsecond % 1000
+
+
+def _truncated(t: datetime, level: int, tz: Any) -> Any:
+    if level >= DAY:  # day precision and coarser: the value's own calendar fields, no zone shift
+        d = t.date()
+        return (d.year, d.month if level <= MONTH else 1, d.day if level <= DAY else 1)
+    t = t.astimezone(tz)
+    if level == SECOND:
+        return t.replace(microsecond=0)
+    if level == MINUTE:
+        return t.replace(second=0, microsecond=0)
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def le(a: datetime, b: datetime) -> bool | None:
+    """CQL `a <= b` (same or before) with precision: null when equal up to the lesser precision
+    of two values of different precisions."""
+    if a == MIN or b == MAX:  # unbounded ends (closed null bounds) compare without precision
+        return True
+    if a == MAX or b == MIN:
+        return False
+    la, lb = _level(a), _level(b)
+    if la == lb == 0:
+        return a <= b
+    level = max(la, lb)
+    ta, tb = _truncated(a, level, a.tzinfo), _truncated(b, level, a.tzinfo)
+    if ta != tb:
+        return ta < tb
+    return True if la == lb else None
 
 
 def items(value: Any) -> list[Any]:
@@ -67,12 +131,13 @@ def status(resource: Mapping[str, Any]) -> str | None:
 
 
 def day(t: datetime) -> date:
-    """The UTC calendar date of a time (MIN/MAX stay at the ends of the calendar)."""
+    """The calendar date of a time in its own offset, as CQL compares at day precision (MIN/MAX
+    stay at the ends of the calendar)."""
     if t is MIN or t == MIN:
         return date.min
     if t is MAX or t == MAX:
         return date.max
-    return t.astimezone(UTC).date()
+    return t.date()
 
 
 def point(t: datetime | None) -> Interval | None:
@@ -200,11 +265,11 @@ def ends_on_or_before_day(iv: Interval | None, d: date) -> bool:
 
 def starts_on_or_before(iv: Interval | None, t: datetime) -> bool:
     """`I starts on or before end of X` (millisecond precision)."""
-    return iv is not None and iv.low is not None and iv.low <= t
+    return iv is not None and iv.low is not None and le(iv.low, t) is True
 
 
 def ends_on_or_before(iv: Interval | None, t: datetime) -> bool:
-    return iv is not None and iv.high is not None and iv.high <= t
+    return iv is not None and iv.high is not None and le(iv.high, t) is True
 
 
 def overlaps(iv: Interval | None, other: Interval) -> bool:
@@ -215,8 +280,8 @@ def overlaps(iv: Interval | None, other: Interval) -> bool:
         and iv.high is not None
         and other.low is not None
         and other.high is not None
-        and iv.low <= other.high
-        and iv.high >= other.low
+        and le(iv.low, other.high) is True
+        and le(other.low, iv.high) is True
     )
 
 
@@ -228,8 +293,8 @@ def during(iv: Interval | None, other: Interval) -> bool:
         and iv.high is not None
         and other.low is not None
         and other.high is not None
-        and other.low <= iv.low
-        and iv.high <= other.high
+        and le(other.low, iv.low) is True
+        and le(iv.high, other.high) is True
     )
 
 
@@ -350,15 +415,22 @@ def abatement_interval(cond: Mapping[str, Any], birth: date | None) -> Interval 
     return None
 
 
-def prevalence_interval(cond: Mapping[str, Any], birth: date | None) -> Interval:
-    """QICoreCommon prevalenceInterval(): onset to abatement; open-ended when not active and no abatement."""
+def prevalence_interval(cond: Mapping[str, Any], birth: date | None) -> Interval | None:
+    """QICoreCommon prevalenceInterval(): onset to abatement for an active (recurrence, relapse)
+    Condition, closed and unbounded without an abatement.
+
+    For any other clinical status (or none) the CQL is a query over a single value,
+    `(end of condition.abatementInterval()) abatementDate return ...`; a query over a null source
+    is null (CQL 1.5 §2.3, and both reference engines), so without an abatement end the
+    prevalence interval is null and every timing comparison on it is false.
+    """
     onset = choice_interval(cond, "onset", birth)
     low = onset.low if onset is not None and onset.low is not None else MIN
     abatement = abatement_interval(cond, birth)
     end = abatement.high if abatement is not None else None
     if condition_active(cond):
         return Interval(low, end if end is not None else MAX)
-    return Interval(low, end)  # no abatement: Interval[onset, null) -> unknown end
+    return Interval(low, end) if end is not None else None
 
 
 def age_at(birth: date | None, on: date) -> int | None:

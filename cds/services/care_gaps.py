@@ -7,12 +7,18 @@ CMS122). Each card says what is due, why (the last relevant test and its date, o
 measure and the guideline behind it, and offers the order that closes the gap.
 
 Options (`[services.care-gaps]`): `period` = "calendar-year" | "rolling-12-months",
-`max_cards` (default 3), `measures` (default all eight), `count_current_visit` (default true):
-the visit the chart is opened in (context.encounterId) is usually still open (no period end), so
-by the letter of the CQL it is not yet "during" the period and a patient's first visit of the year
-would show no gaps; with this option that visit counts as ending now. `accept_legacy_bp_panel`
-(default true): blood pressure panels coded with the older LOINC 55284-4 count as the QI-Core panel
-85354-9. The measure engine itself (and `cds measure evaluate`) stays exact.
+`max_cards` (default 3; the last card then says how many more gaps there are), `measures`
+(default all eight). Point-of-care readings (cds/services/care_gaps_point_of_care.py, each
+labelled in the cards it affects): `count_current_visit` (default true): the visit the chart is
+opened in (context.encounterId), arrived or in progress, counts as a finished office visit ending
+now, so that a patient's first visit of the year shows its gaps; `assume_current_visit` (default
+false; ambulatory deployments): a current office visit is assumed when the hook names none;
+`map_visit_codes` (default true): ambulatory visits coded with common SNOMED CT check-up or
+follow-up concepts count as the measures' visit concepts; `accept_any_egfr` (default true): any eGFR
+(MDRD...) counts in CMS951; `accept_legacy_bp_panel` (default true): blood pressure panels coded
+with the older LOINC 55284-4 count as the QI-Core panel 85354-9. No cards at all for a deceased
+patient or one receiving hospice care. The measure engine itself (and `cds measure evaluate`)
+stays exact.
 Decision support for clinicians, to be validated locally before clinical use; never a diagnosis.
 """
 
@@ -22,17 +28,20 @@ from datetime import datetime
 from typing import Any
 
 from cds.cards import SEVERITY_RANK, Action, Card, Link, Source, Suggestion, override_reason, truncate_summary
-from cds.fhirvalue import as_list
 from cds.hookrequest import HookRequest
+from cds.measures import common
+from cds.measures import qicore as q
+from cds.measures.context import MeasureContext
 from cds.measures.engine import MEASURE_IDS, UnknownMeasureError, evaluate, resolve_measure
 from cds.measures.period import Period
 from cds.measures.result import Evidence, MeasureResult
 from cds.measures.spec import MeasureSpec, load_spec
 from cds.measures.valuesets import ValueSetError, default_valuesets
 from cds.record import PatientRecord
+from cds.services import care_gaps_point_of_care as poc
 from cds.services.base import ServiceLoadError
 from cds.settings import Settings
-from cds.terminology import LOINC, CodeSet
+from cds.terminology import CodeSet
 
 PERIODS = ("calendar-year", "rolling-12-months")
 DEFAULT_MAX_CARDS = 3
@@ -63,12 +72,18 @@ class CareGapsService:
         if isinstance(max_cards, bool) or not isinstance(max_cards, int) or max_cards < 1:
             raise ServiceLoadError("services.care-gaps.max_cards must be a whole number of at least 1")
         self.max_cards = max_cards
-        self.count_current_visit = opts.get("count_current_visit", True)
-        if not isinstance(self.count_current_visit, bool):
-            raise ServiceLoadError("services.care-gaps.count_current_visit must be true or false")
-        self.accept_legacy_bp_panel = opts.get("accept_legacy_bp_panel", True)
-        if not isinstance(self.accept_legacy_bp_panel, bool):
-            raise ServiceLoadError("services.care-gaps.accept_legacy_bp_panel must be true or false")
+        flags = {
+            "count_current_visit": True,
+            "assume_current_visit": False,
+            "map_visit_codes": True,
+            "accept_any_egfr": True,
+            "accept_legacy_bp_panel": True,
+        }
+        for name, default in flags.items():
+            value = opts.get(name, default)
+            if not isinstance(value, bool):
+                raise ServiceLoadError(f"services.care-gaps.{name} must be true or false")
+            setattr(self, name, value)
         measures = opts.get("measures", MEASURE_IDS)
         if (
             not isinstance(measures, list | tuple)
@@ -82,6 +97,7 @@ class CareGapsService:
             self.measures = tuple(dict.fromkeys(resolve_measure(m) for m in measures))
             self.valuesets = default_valuesets()
             self.specs = {m: load_spec(m) for m in self.measures}
+            self.visit_codes = _qualifying_visits(self.valuesets)
         except (UnknownMeasureError, ValueSetError, OSError, KeyError, ValueError) as e:
             raise ServiceLoadError(f"care-gaps: cannot load the measures: {e}") from e
 
@@ -92,71 +108,66 @@ class CareGapsService:
         return Period.calendar_year(today)
 
     def evaluate(self, request: HookRequest, record: PatientRecord) -> list[Card]:
-        if record.patient is None:
+        if record.patient is None or poc.is_deceased(record):
             return []
         period = self.period_for(record.now)
-        if self.count_current_visit:
-            record = with_current_visit_closed(record, request.context.get("encounterId"))
-        if self.accept_legacy_bp_panel:
-            record = with_legacy_bp_panels(record)
+        adjusted = self.point_of_care(request, record, period)
+        record = adjusted.record
+        ctx = MeasureContext(record, period, self.valuesets)
         failed: list[str] = []
-        results = evaluate(record, period, self.measures, self.valuesets, failed=failed)
-        gaps: list[tuple[int, int, Card]] = []
+        results = evaluate(record, period, self.measures, self.valuesets, context=ctx, failed=failed)
+        if common.has_hospice_services(ctx):  # memoised: every measure's exclusions asked it
+            return []
+        gaps: list[tuple[int, int, MeasureResult, list[int]]] = []
         for result in results:
             groups = result.open_gap_groups
             if groups:
                 spec = self.specs[result.measure_id]
-                card = gap_card(spec, result, groups, record)
-                gaps.append((SEVERITY_RANK[card.indicator], int(spec["care_gap"]["importance"]), card))
+                indicator = gap_indicator(result)
+                gaps.append((SEVERITY_RANK[indicator], int(spec["care_gap"]["importance"]), result, groups))
         gaps.sort(key=lambda g: (g[0], g[1]), reverse=True)
-        cards = [card for _, _, card in gaps[: self.max_cards]]
+        shown, dropped = gaps[: self.max_cards], gaps[self.max_cards :]
+        cards = []
+        for i, (_, _, result, groups) in enumerate(shown):
+            more = [self.specs[g[2].measure_id] for g in dropped] if i == len(shown) - 1 else []
+            cards.append(
+                gap_card(self.specs[result.measure_id], result, groups, record, adjusted.notes, more)
+            )
         if failed:  # the other measures still answer; these say they could not
             cards.append(not_evaluated_card(failed))
         return cards
 
+    def point_of_care(self, request: HookRequest, record: PatientRecord, period: Period) -> poc.Adjusted:
+        """The record as the point of care reads it (see the module docstring), with notes."""
+        notes: list[str] = []
+        if self.count_current_visit or self.assume_current_visit:
+            encounter_id = request.context.get("encounterId") if self.count_current_visit else None
+            step = poc.current_visit(record, encounter_id, self.assume_current_visit)
+            record, notes = step.record, notes + step.notes
+        if self.map_visit_codes:
+            step = poc.mapped_visit_codes(record, period, self.visit_codes)
+            record, notes = step.record, notes + step.notes
+        if self.accept_any_egfr:
+            step = poc.any_egfr(record)
+            record, notes = step.record, notes + step.notes
+        if self.accept_legacy_bp_panel:
+            record = poc.legacy_bp_panels(record)
+        return poc.Adjusted(record, notes)
 
-def with_current_visit_closed(record: PatientRecord, encounter_id: Any) -> PatientRecord:
-    """The record with the current, still open visit ending now (see `count_current_visit`)."""
-    if not isinstance(encounter_id, str) or not encounter_id:
-        return record
-    encounter_id = encounter_id.rsplit("/", 1)[-1]
-    encounters = record.of_type("Encounter")
-    for i, enc in enumerate(encounters):
-        period = enc.get("period")
-        if enc.get("id") != encounter_id or not isinstance(period, dict) or period.get("end"):
-            continue
-        if enc.get("status") not in ("arrived", "triaged", "in-progress", "onleave", "finished"):
-            return record
-        closed = {**enc, "period": {**period, "end": record.now.isoformat()}}
-        by_type = {**record.by_type, "Encounter": (*encounters[:i], closed, *encounters[i + 1 :])}
-        return PatientRecord(patient=record.patient, by_type=by_type, now=record.now)
-    return record
 
-
-# QI-Core's blood pressure profile is LOINC 85354-9; many EHRs (and Synthea) still send the older
-# panel 55284-4 with the same systolic/diastolic components. At the point of care both count, or a
-# patient with a perfectly good reading would get a false "blood pressure" gap (CMS165).
-_BP_PANEL = {"system": LOINC, "code": "85354-9", "display": "Blood pressure panel with all children optional"}
-_LEGACY_BP = CodeSet.of(LOINC, "55284-4")
-_CURRENT_BP = CodeSet.of(LOINC, "85354-9")
+def _qualifying_visits(valuesets: Any) -> CodeSet:
+    """The visit concepts every measure accepts (Office Visit; Preventive Care Services Established
+    Office Visit, 18 and Up): a visit already coded with one of them needs no mapping."""
+    oids = common.libraries()["AdultOutpatientEncounters"]["valuesets"]
+    return (
+        valuesets[oids["Office Visit"]]
+        | valuesets[oids["Preventive Care Services Established Office Visit, 18 and Up"]]
+    )
 
 
 def with_legacy_bp_panels(record: PatientRecord) -> PatientRecord:
     """The record with 55284-4 panels also coded as 85354-9 (see `accept_legacy_bp_panel`)."""
-    observations = record.of_type("Observation")
-    changed = False
-    out = []
-    for obs in observations:
-        code = obs.get("code")
-        if _LEGACY_BP.matches(code) and not _CURRENT_BP.matches(code) and isinstance(code, dict):
-            obs = {**obs, "code": {**code, "coding": [*as_list(code.get("coding")), _BP_PANEL]}}
-            changed = True
-        out.append(obs)
-    if not changed:
-        return record
-    return PatientRecord(
-        patient=record.patient, by_type={**record.by_type, "Observation": tuple(out)}, now=record.now
-    )
+    return poc.legacy_bp_panels(record)
 
 
 # --- cards -------------------------------------------------------------------------------------
@@ -248,6 +259,15 @@ def _order_resource(spec: MeasureSpec, item: dict[str, Any], patient_id: str) ->
     code = {"coding": [_coding(c) for c in item["coding"]], "text": item["coding"][0][2]}
     subject = {"reference": f"Patient/{patient_id}"}
     note = [{"text": f"Closes a care gap in {spec.id} {spec.title}."}]
+    if item.get("intent") == "plan":  # a task for the clinician (treatment review), not an order
+        return {
+            "resourceType": "ServiceRequest",
+            "status": "draft",
+            "intent": "plan",
+            "code": code,
+            "subject": subject,
+            "note": [{"text": item.get("note", note[0]["text"])}],
+        }
     if item["resourceType"] == "MedicationRequest":
         return {
             "resourceType": "MedicationRequest",
@@ -297,40 +317,137 @@ def _order_resource(spec: MeasureSpec, item: dict[str, Any], patient_id: str) ->
     }
 
 
-def _suggestions(spec: MeasureSpec, groups: list[int], record: PatientRecord) -> tuple[Suggestion, ...]:
+def _suggestions(
+    spec: MeasureSpec,
+    groups: list[int],
+    record: PatientRecord,
+    result: MeasureResult | None = None,
+    missing: tuple[str, ...] = (),
+) -> tuple[Suggestion, ...]:
+    """The orders that close the gap: for CMS951 only the missing components; for CMS122 above 9%
+    the treatment review first (`out_of_control_orders`), then the orders."""
     patient_id = record.patient_id or ""
     age = record.age()
     out: list[Suggestion] = []
-    for order in spec["care_gap"]["orders"]:
+    orders = list(spec["care_gap"]["orders"])
+    ev = result.evidence if result is not None else None
+    if ev is not None and ev.out_of_control:
+        orders = list(spec["care_gap"].get("out_of_control_orders", [])) + orders
+    for order in orders:
         if "groups" in order and not set(order["groups"]) & set(groups):
             continue
         if "min_age" in order and (age is None or age < order["min_age"]):
             continue
+        items = order["resources"]
+        if missing:
+            items = [i for i in items if i["coding"][0][1] in missing]
+        if not items:
+            continue
+        label = order["label"]
+        if missing and len(items) < len(order["resources"]):
+            shorts = {loinc: short for loinc, short in KIDNEY_COMPONENTS.values()}
+            label = "Order " + " and ".join(shorts.get(i["coding"][0][1], i["coding"][0][2]) for i in items)
         actions = tuple(
             Action(
                 type="create",
-                description=f"{order['label']}: {item['coding'][0][2]}",
+                description=f"{label}: {item['coding'][0][2]}",
                 resource=_order_resource(spec, item, patient_id),
             )
-            for item in order["resources"]
+            for item in items
         )
-        out.append(Suggestion(label=order["label"], actions=actions, is_recommended=not out))
+        out.append(Suggestion(label=label[:80], actions=actions, is_recommended=not out))
     return tuple(out)
 
 
-def gap_card(spec: MeasureSpec, result: MeasureResult, groups: list[int], record: PatientRecord) -> Card:
-    """The card for one open gap of one measure."""
+def gap_indicator(result: MeasureResult) -> str:
+    ev = result.evidence
+    return "warning" if ev is not None and ev.out_of_control else "info"
+
+
+def gap_card(
+    spec: MeasureSpec,
+    result: MeasureResult,
+    groups: list[int],
+    record: PatientRecord,
+    notes: list[str] | tuple[str, ...] = (),
+    more: list[MeasureSpec] | tuple[MeasureSpec, ...] = (),
+) -> Card:
+    """The card for one open gap of one measure; `notes`: the point-of-care readings applied;
+    `more`: the gaps the card cap leaves out (said on the last card)."""
     ev = result.evidence
     guideline = spec["care_gap"]["guideline"]
+    detail = _detail(spec, result, groups)
+    missing: tuple[str, ...] = ()
+    if spec.id == "CMS951":
+        kidney = kidney_components(record, result.period)
+        missing = tuple(k for k, found in kidney.items() if not found[0])
+        detail += "\n\n**Found:** " + " ".join(found[1] for found in kidney.values())
+    treatment = spec["care_gap"].get("treatment_guideline")
+    if treatment and ev is not None and ev.out_of_control:
+        review = spec["care_gap"]["out_of_control_orders"][0]["resources"][0]["note"]
+        detail += f"\n\n**Treatment:** {review} [{treatment['label']}]({treatment['url']})"
+    if notes:
+        detail += "\n\n**Point of care:** " + "; ".join(notes) + " (not part of the CMS measure logic)."
+    summary = _summary(spec, ev)
+    if more:
+        names = ", ".join(f"{m.id} {m['care_gap']['due']}" for m in more)
+        detail += f"\n\n**+{len(more)} more gap{'s' if len(more) > 1 else ''} not shown:** {names}."
+        summary = truncate_summary(f"{summary} (+{len(more)} more)") if len(summary) < 125 else summary
     return Card(
-        summary=_summary(spec, ev),
-        indicator="warning" if ev is not None and ev.out_of_control else "info",
+        summary=summary,
+        indicator=gap_indicator(result),
         source=Source(label=f"CMS eCQM {spec.id}: {spec.title}", url=spec["ecqi_url"]),
         kind=f"measure:{spec.id}",
-        detail=_detail(spec, result, groups),
-        suggestions=_suggestions(spec, groups, record),
+        detail=detail,
+        suggestions=_suggestions(spec, groups, record, result, missing),
         override_reasons=OVERRIDE_REASONS,
         links=(Link(label=f"Guideline: {guideline['label']}"[:120], url=guideline["url"]),),
         score=float(spec["care_gap"]["importance"]) / 100,
         model_version=f"{spec.library} {spec['library_version']}",
     )
+
+
+# CMS951's two components: value set name -> (LOINC of the order that closes it, short name).
+KIDNEY_COMPONENTS = {
+    "Estimated Glomerular Filtration Rate": ("98979-8", "eGFR"),
+    "Urine Albumin Creatinine Ratio": ("9318-7", "urine albumin-creatinine ratio"),
+}
+
+
+def kidney_components(record: PatientRecord, period: Period) -> dict[str, tuple[bool, str]]:
+    """For each CMS951 component (by its order's LOINC): whether a result counts in the period,
+    and what was found, with why it did not count."""
+    spec = load_spec("CMS951")
+    vs = default_valuesets()
+    out = {}
+    for name, (loinc, short) in KIDNEY_COMPONENTS.items():
+        codes = vs[spec.vs(name)]
+        best: tuple[int, str, str] | None = None  # (rank, date, reason): counts > in period > older
+        for obs in record.of_type("Observation"):
+            if not codes.matches(obs.get("code")):
+                continue
+            t = q.latest(q.choice_interval(obs, "effective", record.birth_date))
+            if t is None:
+                continue
+            when = q.day(t)
+            if not period.start_date <= when <= period.end_date:
+                rank, reason = (
+                    0,
+                    "before the measurement period" if when < period.start_date else "after today",
+                )
+            elif q.status(obs) not in q.OBSERVATION_DONE:
+                rank, reason = 1, f"status {q.status(obs) or 'missing'}, not final"
+            elif not q.has_value(obs):
+                rank, reason = 1, "no result value"
+            else:
+                rank, reason = 2, ""
+            cand = (rank, when.isoformat(), reason)
+            if best is None or cand[:2] > best[:2]:
+                best = cand
+        if best is None:
+            out[loinc] = (False, f"No {short} on record.")
+        elif best[0] == 2:
+            out[loinc] = (True, f"{short[0].upper()}{short[1:]} {best[1]} counts.")
+        else:
+            out[loinc] = (False, f"{short[0].upper()}{short[1:]} {best[1]} does not count: {best[2]}.")
+    return out

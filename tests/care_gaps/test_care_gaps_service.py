@@ -104,7 +104,12 @@ def test_high_hba1c_is_a_warning_card_first_with_the_value_and_date() -> None:
     assert first.kind == "measure:CMS122" and first.indicator == "warning"
     assert "10.4%" in first.summary and "2025-08-14" in first.summary
     assert "10.4%" in (first.detail or "") and "ADA" in (first.detail or "")
-    order = first.suggestions[0].actions[0].resource
+    # Above 9% the recommended suggestion is the treatment review (ADA Standards of Care), then the test.
+    review = first.suggestions[0].actions[0].resource
+    assert first.suggestions[0].is_recommended and review is not None and review["intent"] == "plan"
+    assert review["code"]["coding"][0]["code"] == "182836005" and "intensify" in review["note"][0]["text"]
+    assert "**Treatment:**" in (first.detail or "")
+    order = first.suggestions[1].actions[0].resource
     assert order is not None and order["code"]["coding"][0] == {
         "system": "http://loinc.org",
         "code": "4548-4",
@@ -157,13 +162,17 @@ def test_statin_card_orders_a_coded_medication_request() -> None:
     assert "measure:CMS347" not in [c.kind for c in treated]
 
 
-def test_kidney_card_orders_both_tests_in_one_suggestion() -> None:
+def test_kidney_card_orders_both_tests_in_one_suggestion_or_only_the_missing_one() -> None:
+    cards = _cards(WOMAN_60, encounter(), condition(DIABETES), max_cards=10)
+    kidney = next(c for c in cards if c.kind == "measure:CMS951")
+    codes = [a.resource["code"]["coding"][0]["code"] for a in kidney.suggestions[0].actions if a.resource]
+    assert codes == [UACR[1], EGFR[1]]
     cards = _cards(
         WOMAN_60, encounter(), condition(DIABETES), observation(EGFR, "2025-03-01T08:00:00Z"), max_cards=10
     )
     kidney = next(c for c in cards if c.kind == "measure:CMS951")
     codes = [a.resource["code"]["coding"][0]["code"] for a in kidney.suggestions[0].actions if a.resource]
-    assert codes == [UACR[1], EGFR[1]]
+    assert codes == [UACR[1]] and kidney.suggestions[0].label == "Order urine albumin-creatinine ratio"
 
 
 def test_card_json_is_cds_hooks_valid() -> None:

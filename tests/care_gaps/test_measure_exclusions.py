@@ -234,3 +234,19 @@ def test_statin_not_ordered_for_a_medical_reason_during_the_visit() -> None:
     assert exception(not_ordered("183932001", by_value_set=True)) == 1
     assert exception(not_ordered("183932001", authored="2025-04-02T09:30:00Z")) == 0  # not during the visit
     assert exception(not_ordered("105480006")) == 0  # refusal of treatment: not a medical reason
+
+
+def test_a_condition_neither_active_nor_abated_has_no_prevalence_interval() -> None:
+    """QICoreCommon prevalenceInterval(): without an active (recurrence, relapse) clinical status
+    and without an abatement, the CQL query over a null abatement end is null, so the Condition
+    never counts; with an abatement it counts from onset to abatement."""
+    frail = _frailty_device()
+    illness = condition(ADVANCED_ILLNESS, onset="2024-12-31T23:59:00Z")
+    assert pops("CMS130", OLD, encounter(), frail, illness)["denominator-exclusion"] == 1
+    for status in (None, "inactive", "resolved", "remission"):
+        cond = {k: v for k, v in illness.items() if k != "clinicalStatus"}
+        if status:
+            cond["clinicalStatus"] = cc("http://terminology.hl7.org/CodeSystem/condition-clinical", status)
+        assert pops("CMS130", OLD, encounter(), frail, cond)["denominator-exclusion"] == 0, status
+        abated = {**cond, "abatementDateTime": "2025-02-01T00:00:00Z"}
+        assert pops("CMS130", OLD, encounter(), frail, abated)["denominator-exclusion"] == 1, status
