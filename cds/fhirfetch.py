@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -214,6 +214,38 @@ class FhirFetcher:
             ],
         }
 
+    def _readers(
+        self, request: HookRequest, target: Target, reach: Reach, client: TrustedClient | None
+    ) -> Callable[[str], _FhirReader]:
+        """The reader for each relative query, by the token it carries: the EHR's when its scope
+        covers the query; else ours when the caller's client has backend credentials; else the
+        EHR's all the same if there is one (the server decides), else none (open servers)."""
+        ehr = request.fhir_authorization
+        ehr_auth: _Auth = _EhrToken(ehr["access_token"]) if ehr else _Auth()
+        backend_auth: _Auth | None = None
+        if client is not None and client.backend is not None and self.tokens is not None:
+            assert request.fhir_server is not None
+            backend_auth = _BackendToken(self.tokens, client, request.fhir_server, reach)
+        readers: dict[int, _FhirReader] = {}
+
+        def reader_for(relative_url: str) -> _FhirReader:
+            auth = ehr_auth
+            if backend_auth is not None and not (ehr and covers(ehr.get("scope"), relative_url)):
+                auth = backend_auth
+            return readers.setdefault(
+                id(auth),
+                _FhirReader(
+                    self.outbound,
+                    target,
+                    reach,
+                    auth,
+                    self.max_response_bytes,
+                    self.settings.fhir_timeout_seconds,
+                ),
+            )
+
+        return reader_for
+
     async def read_many(
         self,
         request: HookRequest,
@@ -229,17 +261,10 @@ class FhirFetcher:
             target = Target.parse(request.fhir_server)
         except ValueError:
             return []
-        ehr = request.fhir_authorization
-        auth: _Auth = _EhrToken(ehr["access_token"]) if ehr else _Auth()
-        ours = client is not None and client.backend is not None and self.tokens is not None
-        if ours and not (ehr and all(covers(ehr.get("scope"), q) for q in reads)):
-            auth = _BackendToken(self.tokens, client, request.fhir_server, reach)  # type: ignore[arg-type]
-        reader = _FhirReader(
-            self.outbound, target, reach, auth, self.max_response_bytes, self.settings.fhir_timeout_seconds
-        )
+        readers = self._readers(request, target, reach, client)
 
         async def one(query: str) -> Any:
-            return await reader.get(target.join(query), query)
+            return await readers(query).get(target.join(query), query)
 
         tasks = [asyncio.create_task(one(q)) for q in reads]
         _, pending = await asyncio.wait(tasks, timeout=self.settings.fhir_timeout_seconds)
@@ -270,10 +295,8 @@ class FhirFetcher:
     ) -> dict[str, Any]:
         """Resources for `keys`, or PreconditionFailed naming every key that could not be had.
 
-        `reach` is the caller's (`Caller.reach`): which schemes and addresses it may use. Which
-        token each query carries: the EHR's `fhirAuthorization` when its scope covers the query;
-        else our SMART Backend Services token when the caller's `client` has `backend`; else the
-        EHR's token all the same if there is one (the server decides), else none (open servers)."""
+        `reach` is the caller's (`Caller.reach`): which schemes and addresses it may use; which
+        token each query carries: see `_readers`."""
         if not keys:
             return {}
         if not request.fhir_server:
@@ -288,28 +311,7 @@ class FhirFetcher:
                 f"prefetch is missing {', '.join(keys)} and fhirServer is not a plain http(s) base URL",
                 expression=[f"prefetch.{k}" for k in keys],
             ) from None
-        ehr = request.fhir_authorization
-        ehr_auth: _Auth = _EhrToken(ehr["access_token"]) if ehr else _Auth()
-        backend_auth: _Auth | None = None
-        if client is not None and client.backend is not None and self.tokens is not None:
-            backend_auth = _BackendToken(self.tokens, client, request.fhir_server, reach)
-        readers: dict[int, _FhirReader] = {}
-
-        def reader_for(relative_url: str) -> _FhirReader:
-            auth = ehr_auth
-            if backend_auth is not None and not (ehr and covers(ehr.get("scope"), relative_url)):
-                auth = backend_auth
-            return readers.setdefault(
-                id(auth),
-                _FhirReader(
-                    self.outbound,
-                    target,
-                    reach,
-                    auth,
-                    self.max_response_bytes,
-                    self.settings.fhir_timeout_seconds,
-                ),
-            )
+        reader_for = self._readers(request, target, reach, client)
 
         tasks: dict[str, asyncio.Task[Any]] = {}
         reasons: dict[str, str] = {}

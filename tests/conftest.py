@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.loopback_guard import install as fence_the_network
+
+fence_the_network()  # before any test runs: nothing the suite does may leave loopback
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CDS_SHARED_DATA", REPO.parent / "shared" / "data"))
 

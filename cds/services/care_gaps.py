@@ -165,11 +165,6 @@ def _qualifying_visits(valuesets: Any) -> CodeSet:
     )
 
 
-def with_legacy_bp_panels(record: PatientRecord) -> PatientRecord:
-    """The record with 55284-4 panels also coded as 85354-9 (see `accept_legacy_bp_panel`)."""
-    return poc.legacy_bp_panels(record)
-
-
 # --- cards -------------------------------------------------------------------------------------
 def not_evaluated_card(measure_ids: list[str]) -> Card:
     """Measures that raised on this chart's data: the clinician learns they were not checked."""

@@ -13,6 +13,9 @@ leaves this module except to sign client assertions; `public_jwk` is the only vi
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import ipaddress
 import json
 import os
 import stat
@@ -65,9 +68,6 @@ def algorithm_of(key: Any) -> str:
 
 def thumbprint(jwk: Mapping[str, Any]) -> str:
     """RFC 7638 JWK thumbprint (SHA-256, base64url): a stable kid when none is configured."""
-    import base64
-    import hashlib
-
     members = ("crv", "kty", "x", "y") if jwk["kty"] == "EC" else ("e", "kty", "n")
     canonical = json.dumps({k: jwk[k] for k in members}, separators=(",", ":"), sort_keys=True)
     return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
@@ -151,8 +151,6 @@ def token_url_problem(url: Any, reach: Reach) -> str | None:
         return "is not a plain http(s) URL"
     if target.scheme == "http" and not reach.http:
         return "must use https (plain http only in development mode or with allow_local_fhir = true)"
-    import ipaddress
-
     try:
         ipaddress.ip_address(target.host.strip("[]"))
     except ValueError:

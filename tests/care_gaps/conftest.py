@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from cds.measures.engine import evaluate
@@ -20,6 +22,19 @@ PID = "p1"
 MP = Period.parse("2025-01-01", "2025-12-31")
 
 _n = 0
+
+
+def load_official_case(case_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """An official eCQM test case folder: its resources, and the expected MeasureReport."""
+    resources, report = [], None
+    for f in sorted(case_dir.glob("*.json")):
+        res = json.loads(f.read_text(encoding="utf-8"))
+        if res["resourceType"] == "MeasureReport":
+            report = res
+        else:
+            resources.append(res)
+    assert report is not None, f"{case_dir}: no MeasureReport"
+    return resources, report
 
 
 def _id(prefix: str) -> str:

@@ -267,7 +267,7 @@ def test_the_open_visit_of_today_counts_as_a_visit_this_year() -> None:
 def test_legacy_bp_panel_counts_at_the_point_of_care() -> None:
     """A reading coded with the older LOINC panel 55284-4 counts as the QI-Core 85354-9 panel."""
     from cds.record import PatientRecord
-    from cds.services.care_gaps import with_legacy_bp_panels
+    from cds.services.care_gaps_point_of_care import legacy_bp_panels
     from cds.terminology import LOINC, CodeSet
 
     legacy = {
@@ -282,7 +282,7 @@ def test_legacy_bp_panel_counts_at_the_point_of_care() -> None:
         "status": "final",
         "code": {"coding": [{"system": LOINC, "code": "4548-4"}]},
     }
-    rec = with_legacy_bp_panels(PatientRecord.from_resources([legacy, other]))
+    rec = legacy_bp_panels(PatientRecord.from_resources([legacy, other]))
     panel = CodeSet.of(LOINC, "85354-9")
     assert [o["id"] for o in rec.observations(panel)] == ["bp1"]
     assert legacy["code"]["coding"] == [{"system": LOINC, "code": "55284-4"}]  # input untouched

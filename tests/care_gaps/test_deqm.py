@@ -21,24 +21,21 @@ from cds.measures.engine import MEASURE_IDS, evaluate
 from cds.measures.period import Period
 from cds.measures.spec import load_spec
 from cds.record import PatientRecord
-from tests.care_gaps.conftest import DIABETES, HBA1C, PID, condition, encounter, observation, patient
+from tests.care_gaps.conftest import (
+    DIABETES,
+    HBA1C,
+    PID,
+    condition,
+    encounter,
+    load_official_case,
+    observation,
+    patient,
+)
 from tests.core.conftest import BASE, Caller, dev_settings
 
 REPO = Path(__file__).resolve().parents[2]
 PATH = "/fhir/Measure/$care-gaps"
 AFTER = datetime(2026, 2, 1, tzinfo=UTC)  # report date after the 2025 period
-
-
-def _case(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    resources, report = [], None
-    for f in sorted(folder.glob("*.json")):
-        res = json.loads(f.read_text(encoding="utf-8"))
-        if res["resourceType"] == "MeasureReport":
-            report = res
-        else:
-            resources.append(res)
-    assert report is not None
-    return resources, report
 
 
 def _populations(report: dict[str, Any]) -> list[dict[str, int]]:
@@ -54,7 +51,7 @@ def test_deqm_report_on_the_official_cases_matches_the_expected_populations(ecqm
     checked = 0
     for mid in MEASURE_IDS:
         for case in sorted((ecqm_dir / "tests" / load_spec(mid).library).iterdir()):
-            resources, expected = _case(case)
+            resources, expected = load_official_case(case)
             period = Period.parse(expected["period"]["start"], expected["period"]["end"])
             record = PatientRecord.from_resources(resources)
             bundle = gaps_bundle(record, evaluate(record, period, [mid]), AFTER)

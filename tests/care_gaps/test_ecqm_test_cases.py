@@ -4,7 +4,6 @@ populations that differ."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from cds.measures.engine import MEASURE_IDS, evaluate
 from cds.measures.period import Period
 from cds.measures.spec import load_spec
 from cds.record import PatientRecord
+from tests.care_gaps.conftest import load_official_case
 from tests.conftest import SHARED_DATA
 
 pytestmark = pytest.mark.data
@@ -33,23 +33,11 @@ def _cases() -> list[tuple[str, str]]:
 CASES = _cases()
 
 
-def _load(case_dir: Path) -> tuple[list[dict], dict]:
-    resources, report = [], None
-    for f in sorted(case_dir.glob("*.json")):
-        res = json.loads(f.read_text(encoding="utf-8"))
-        if res["resourceType"] == "MeasureReport":
-            report = res
-        else:
-            resources.append(res)
-    assert report is not None, f"{case_dir}: no MeasureReport"
-    return resources, report
-
-
 @pytest.mark.parametrize(("measure", "case"), CASES, ids=[f"{m}-{c[:8]}" for m, c in CASES])
 def test_case_matches_expected_populations(ecqm_dir: Path, measure: str, case: str) -> None:
     if measure == "none":
         pytest.fail(f"no eCQM test cases found under {ecqm_dir / 'tests'}")
-    resources, report = _load(ecqm_dir / "tests" / load_spec(measure).library / case)
+    resources, report = load_official_case(ecqm_dir / "tests" / load_spec(measure).library / case)
     expected = [
         {p["code"]["coding"][0]["code"]: p["count"] for p in g["population"]} for g in report["group"]
     ]

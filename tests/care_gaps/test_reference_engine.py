@@ -29,6 +29,7 @@ from cds.measures.spec import load_spec
 from cds.record import PatientRecord
 from tests.care_gaps import cql_reference as ref
 from tests.care_gaps.boundary_patients import boundary_patient, official_cases, single_mutations
+from tests.care_gaps.conftest import load_official_case
 from tests.conftest import SHARED_DATA
 
 pytestmark = pytest.mark.data
@@ -72,14 +73,7 @@ def test_reference_reproduces_the_official_cases(reference: Path) -> None:
         folder = reference / "tests" / load_spec(mid).library
         bundles, expected = [], {}
         for case in sorted(folder.iterdir()):
-            resources, report = [], None
-            for f in sorted(case.glob("*.json")):
-                res = json.loads(f.read_text(encoding="utf-8"))
-                if res["resourceType"] == "MeasureReport":
-                    report = res
-                else:
-                    resources.append(res)
-            assert report is not None
+            resources, report = load_official_case(case)
             bundles.append(ref.bundle(resources))
             expected[_patient_id(resources)] = [
                 {p["code"]["coding"][0]["code"]: p["count"] for p in g["population"]} for g in report["group"]

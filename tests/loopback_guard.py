@@ -1,0 +1,53 @@
+"""The test suite's network fence: a socket in the test process may connect to loopback only.
+
+Tests of the outbound rules name link-local, private and public addresses on purpose (to show the
+service refuses them). If the service ever regressed, the request must still never leave the
+machine: every `socket.connect`/`connect_ex` (asyncio, aiohttp, httpx and urllib all end there) to
+an address that is not loopback fails here, before any packet is sent, with ConnectionRefusedError.
+Subprocesses (`cds serve`, Node) are started with loopback URLs only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Any
+
+_LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def is_loopback(address: Any) -> bool:
+    """Whether a socket address (host, port[, ...]) names this machine."""
+    if not isinstance(address, tuple) or not address:
+        return True  # AF_UNIX paths and the like never leave the machine
+    host = str(address[0]).split("%", 1)[0]
+    if host.lower() in _LOCAL_NAMES:
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name: the tests never connect to one other than localhost
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def install() -> None:
+    """Fence `socket.socket` for the rest of the process (idempotent)."""
+    if getattr(socket.socket, "_cds_fenced", False):
+        return
+    connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def fenced_connect(self: socket.socket, address: Any) -> None:
+        if not is_loopback(address):
+            raise ConnectionRefusedError(f"test network fence: only loopback may be reached, not {address!r}")
+        connect(self, address)
+
+    def fenced_connect_ex(self: socket.socket, address: Any) -> int:
+        if not is_loopback(address):
+            raise ConnectionRefusedError(f"test network fence: only loopback may be reached, not {address!r}")
+        return connect_ex(self, address)
+
+    socket.socket.connect = fenced_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = fenced_connect_ex  # type: ignore[method-assign]
+    socket.socket._cds_fenced = True  # type: ignore[attr-defined]
