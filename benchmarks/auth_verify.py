@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from cds.auth import Authenticator
-from cds.settings import Settings
+from cds.runtime.settings import Settings
 
 ISS = "https://ehr.example.org"
 URL = "https://cds.example.org/cds-services/deterioration"

@@ -22,8 +22,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cds.runtime.settings import load_settings
 from cds.sandbox.runner import local_service
-from cds.settings import load_settings
 from tests.core.test_fhir_fallback import PATIENT, PID, VITALS
 from tests.fhir_server import running_fhir_server
 from tests.live_server import free_port

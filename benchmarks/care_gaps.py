@@ -25,14 +25,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cds.fhirdates import parse_datetime  # noqa: E402
-from cds.hookrequest import HookRequest  # noqa: E402
-from cds.measures.engine import evaluate  # noqa: E402
-from cds.measures.period import Period  # noqa: E402
-from cds.measures.valuesets import VALUESETS_FILE, ValueSets, default_valuesets  # noqa: E402
-from cds.record import PatientRecord, resources_of  # noqa: E402
-from cds.services.care_gaps import CareGapsService  # noqa: E402
-from cds.settings import Settings  # noqa: E402
+from cds.fhir.dates import parse_datetime  # noqa: E402
+from cds.fhir.record import PatientRecord, resources_of  # noqa: E402
+from cds.hooks.request import HookRequest  # noqa: E402
+from cds.runtime.settings import Settings  # noqa: E402
+from cds.services.care_gaps.measures.engine import evaluate  # noqa: E402
+from cds.services.care_gaps.measures.period import Period  # noqa: E402
+from cds.services.care_gaps.measures.valuesets import VALUESETS_FILE, ValueSets, default_valuesets  # noqa: E402
+from cds.services.care_gaps.service import CareGapsService  # noqa: E402
 
 SYNTHEA = REPO.parent / "shared" / "data" / "synthea-r4"
 

@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from cds.hookrequest import HookRequest
-from cds.record import PatientRecord
-from cds.services.deterioration import DeteriorationService
-from cds.settings import load_settings
+from cds.fhir.record import PatientRecord
+from cds.hooks.request import HookRequest
+from cds.runtime.settings import load_settings
+from cds.services.deterioration.service import DeteriorationService
 
 NOW = datetime(2024, 5, 1, 12, tzinfo=UTC)
 VITALS = [
@@ -144,7 +144,7 @@ def main() -> None:
         {"patientId": "p1", "userId": "Practitioner/1"},
         base_url="https://cds.example.org",
     )
-    from cds.features.deterioration import extract
+    from cds.services.deterioration.features import extract
 
     row = extract(record).vector(model.features)
     print(

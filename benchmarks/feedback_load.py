@@ -49,8 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.hooks_load import Tokens, free_port, open_loop, wait_ready
 from benchmarks.synthea_requests import hook_request, load_patients
-from cds.discovery import Discovery
-from cds.settings import REPO_ROOT, load_settings
+from cds.hooks.discovery import Discovery
+from cds.runtime.settings import REPO_ROOT, load_settings
 
 SERVICE = "medication-risk"
 

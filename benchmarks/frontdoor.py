@@ -4,7 +4,7 @@
     .venv/bin/python -m benchmarks.frontdoor --cost     # only the per-request cost
 
 Serves benchmarks/bare_app.py (no service work, so only the HTTP layer shows) with uvicorn's
-stock protocols (`httptools`, `h11`) and with `cds.frontdoor:GuardedHttpToolsProtocol` (default
+stock protocols (`httptools`, `h11`) and with `cds.web.frontdoor:GuardedHttpToolsProtocol` (default
 limits: 16 KiB headers, 10 s for headers, 30 s for a body, 500 connections).
 Attack: 300 slow-header sockets and 100 slow-body sockets (a byte every 2 s), then how many are
 still open after `--hold` seconds, and whether a normal request is answered meanwhile.
@@ -25,12 +25,12 @@ from pathlib import Path
 
 import httpx
 
-from cds.settings import REPO_ROOT
+from cds.runtime.settings import REPO_ROOT
 
 SERVERS = {
     "httptools": "httptools",
     "h11": "h11",
-    "guarded": "cds.frontdoor:GuardedHttpToolsProtocol",
+    "guarded": "cds.web.frontdoor:GuardedHttpToolsProtocol",
 }
 
 

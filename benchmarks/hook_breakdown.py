@@ -3,7 +3,7 @@ record, evaluation, serialisation, per service, on the largest Synthea charts.
 
     python benchmarks/hook_breakdown.py [--n 300]
 
-The GC policy of the server (cds/gcpolicy.py) is applied, as in `cds serve`.
+The GC policy of the server (cds/runtime/gcpolicy.py) is applied, as in `cds serve`.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.hooks_load import SERVICES, Tokens
 from benchmarks.synthea_requests import hook_request, load_patients
-from cds.discovery import Discovery
-from cds.gcpolicy import freeze_startup_state
-from cds.jsonbody import json_depth
-from cds.record import PatientRecord
-from cds.services.registry import service_class
-from cds.settings import REPO_ROOT, load_settings
-from cds.validation import validate_hook_request
+from cds.fhir.record import PatientRecord
+from cds.hooks.discovery import Discovery
+from cds.hooks.registry import service_class
+from cds.hooks.validation import validate_hook_request
+from cds.runtime.gcpolicy import freeze_startup_state
+from cds.runtime.settings import REPO_ROOT, load_settings
+from cds.web.body import json_depth
 
 STAGES = ("parse", "depth", "jwt", "validate", "record", "evaluate", "dump")
 

@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.synthea_requests import hook_request, load_patients
 from cds.auth.devkeys import DEV_ALGORITHM, DEV_ISSUER, key_id, load_or_create_dev_key
-from cds.discovery import Discovery
-from cds.settings import REPO_ROOT, load_settings
+from cds.hooks.discovery import Discovery
+from cds.runtime.settings import REPO_ROOT, load_settings
 
 SERVICES = ("deterioration", "care-gaps", "medication-risk")
 HERE = Path(__file__).resolve().parent

@@ -17,11 +17,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from cds.hookrequest import HookRequest
-from cds.medication.knowledge import load_knowledge
-from cds.record import PatientRecord
-from cds.services.medication_risk import MedicationRiskService
-from cds.settings import Settings
+from cds.fhir.record import PatientRecord
+from cds.hooks.request import HookRequest
+from cds.runtime.settings import Settings
+from cds.services.medication_risk.knowledge import load_knowledge
+from cds.services.medication_risk.service import MedicationRiskService
 
 RX = "http://www.nlm.nih.gov/research/umls/rxnorm"
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)

@@ -32,7 +32,7 @@ from jwt.algorithms import ECAlgorithm
 
 from cds.auth import Authenticator
 from cds.auth.replay_store import SharedReplayCache
-from cds.settings import REPO_ROOT, Settings
+from cds.runtime.settings import REPO_ROOT, Settings
 
 ISS = "https://ehr.example.org"
 URL = "https://cds.example.org/cds-services/deterioration"

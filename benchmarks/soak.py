@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.hooks_load import free_port, wait_ready
 from benchmarks.synthea_requests import hook_request, load_patients
 from cds.auth import mint_dev_token
-from cds.discovery import Discovery
-from cds.settings import REPO_ROOT, load_settings
+from cds.hooks.discovery import Discovery
+from cds.runtime.settings import REPO_ROOT, load_settings
 
 # Share of hook calls per service: patient-view fires far more often than order-sign.
 MIX = {"deterioration": 0.4, "care-gaps": 0.35, "medication-risk": 0.25}

@@ -11,11 +11,11 @@ from typing import Any
 
 import orjson
 
-from cds.discovery import Discovery
-from cds.prefetch import render
-from cds.record import resources_of
+from cds.fhir.record import resources_of
+from cds.hooks.discovery import Discovery
+from cds.hooks.prefetch import render
+from cds.runtime.settings import REPO_ROOT
 from cds.sandbox.fhirsearch import search
-from cds.settings import REPO_ROOT
 
 SYNTHEA = REPO_ROOT.parent / "shared" / "data" / "synthea-r4"
 

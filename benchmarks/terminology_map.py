@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from cds.terminology.evaluation import evaluate, read_labelled
-from cds.terminology.mapper import LocalRow, Mapper
-from cds.terminology.normalize import parse
+from cds.fhir.terminology.evaluation import evaluate, read_labelled
+from cds.fhir.terminology.mapper import LocalRow, Mapper
+from cds.fhir.terminology.normalize import parse
 
 HERE = Path(__file__).resolve().parents[1] / "tests" / "terminology"
 MORE = """Amylase;Lipase;Ferritin;Iron;Transferrin;TIBC;Vitamin B12;Folate;Vitamin D 25-OH;PTH intact;

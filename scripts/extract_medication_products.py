@@ -22,8 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cds.medication.names import NameIndex  # noqa: E402
-from cds.terminology import RXNORM, canonical_system  # noqa: E402
+from cds.fhir.terminology import RXNORM, canonical_system  # noqa: E402
+from cds.services.medication_risk.names import NameIndex  # noqa: E402
 
 KB = REPO / "cds" / "knowledge" / "medications"
 

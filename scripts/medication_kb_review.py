@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cds.medication.knowledge import SEVERITIES, Knowledge, load_knowledge  # noqa: E402
+from cds.services.medication_risk.knowledge import SEVERITIES, Knowledge, load_knowledge  # noqa: E402
 
 OUT = REPO / "docs" / "medication-knowledge.md"
 

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from cds.auth import mint_dev_token
-from cds.settings import REPO_ROOT, Settings, load_settings
+from cds.runtime.settings import REPO_ROOT, Settings, load_settings
 
 STARTUP_TIMEOUT_S = 60.0
 

@@ -27,7 +27,7 @@ from cds.auth.devkeys import DEV_ISSUER, dev_client, dev_key_path
 from cds.auth.jwks import JwksCache, JwksUnavailable, VerifyKey
 from cds.auth.replay import ReplayCache, ReplayQuotaFull
 from cds.auth.replay_store import SharedReplayCache
-from cds.settings import Settings, SettingsError
+from cds.runtime.settings import Settings, SettingsError
 
 log = logging.getLogger("cds.auth")
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from cds.auth.clients import TrustedClient
 from cds.auth.urls import normalize_base_url
-from cds.outbound import Reach
+from cds.runtime.outbound import Reach
 
 
 @dataclass(frozen=True)

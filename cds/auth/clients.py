@@ -15,7 +15,7 @@ Read from `settings.trusted_clients`, a list of tables:
                    (client_id, private_key_file, kid, token_url, scope; see cds/smart/backend.py)
     allow_local_fhir   true: this client's FHIR servers, key URLs and token endpoint may use
                    plain http and loopback/private addresses (a hospital's test network); never
-                   link-local. Default false: https to public addresses only (see cds/outbound.py)
+                   link-local. Default false: https to public addresses only (see cds/runtime/outbound.py)
 
 At least one of jku, jwks_url, jwks_file. Anything invalid stops start-up with a SettingsError.
 """
@@ -31,8 +31,8 @@ from urllib.parse import urlsplit
 
 from cds.auth.jwks import VerifyKey, load_jwks_file
 from cds.auth.urls import normalize_base_url
-from cds.outbound import Reach, Target
-from cds.settings import Settings, SettingsError
+from cds.runtime.outbound import Reach, Target
+from cds.runtime.settings import Settings, SettingsError
 from cds.smart.backend import BackendClient, parse_backend
 
 DEFAULT_ALGORITHMS = ("ES384", "RS384")

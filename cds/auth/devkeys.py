@@ -22,7 +22,7 @@ from jwt.algorithms import ECAlgorithm
 
 from cds.auth.clients import TrustedClient
 from cds.auth.jwks import VerifyKey
-from cds.settings import Settings
+from cds.runtime.settings import Settings
 
 DEV_ISSUER = "cds-dev"
 DEV_KEY_FILE = "dev-key.pem"

@@ -1,7 +1,7 @@
 """JWK Sets: parsing public keys, and fetching them over HTTP without ever stalling a hook.
 
 Only URLs the operator allow-listed reach `JwksCache.get_key` (the authenticator checks first),
-and every fetch goes through the outbound gate (`cds.outbound`) with the client's reach: https to
+and every fetch goes through the outbound gate (`cds.runtime.outbound`) with the client's reach: https to
 public addresses unless the client allows local servers, no redirects, the whole body read up to
 `max_bytes` (a JWK Set of many RSA keys easily passes 100 KB).
 Fetches are asynchronous with a short timeout, single-flight per URL
@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from jwt.exceptions import InvalidKeyError
 
-from cds.outbound import STRICT, OutboundClient, Reach, Target
+from cds.runtime.outbound import STRICT, OutboundClient, Reach, Target
 
 log = logging.getLogger("cds.auth")
 

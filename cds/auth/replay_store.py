@@ -35,7 +35,7 @@ from cds.auth.replay import ReplayCache
 from cds.db import replay as seen
 from cds.db import sqlite as sqlite_db
 from cds.db.urls import database_url, is_postgres, sqlite_path
-from cds.settings import Settings
+from cds.runtime.settings import Settings
 
 log = logging.getLogger("cds.auth")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from cds.settings import SettingsError, load_settings
+from cds.runtime.settings import SettingsError, load_settings
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -67,9 +67,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cds.measures.engine import UnknownMeasureError, evaluate, resolve_measure
-    from cds.measures.period import Period
-    from cds.measures.sources import SourceError, load_resources, patient_records
+    from cds.services.care_gaps.measures.engine import UnknownMeasureError, evaluate, resolve_measure
+    from cds.services.care_gaps.measures.period import Period
+    from cds.services.care_gaps.measures.sources import SourceError, load_resources, patient_records
 
     try:
         period = Period.parse(*args.period)
@@ -102,11 +102,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_care_gaps(args: argparse.Namespace) -> int:
-    from cds.fhirdates import parse_datetime, utcnow
-    from cds.measures.deqm import GAP_STATUSES, care_gaps_parameters, gap_status, gaps_bundle
-    from cds.measures.engine import UnknownMeasureError, evaluate, resolve_measure
-    from cds.measures.period import Period
-    from cds.measures.sources import SourceError, load_resources, patient_records
+    from cds.fhir.dates import parse_datetime, utcnow
+    from cds.services.care_gaps.measures.deqm import (
+        GAP_STATUSES,
+        care_gaps_parameters,
+        gap_status,
+        gaps_bundle,
+    )
+    from cds.services.care_gaps.measures.engine import UnknownMeasureError, evaluate, resolve_measure
+    from cds.services.care_gaps.measures.period import Period
+    from cds.services.care_gaps.measures.sources import SourceError, load_resources, patient_records
 
     try:
         period = Period.parse(*args.period)

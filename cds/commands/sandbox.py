@@ -15,8 +15,8 @@ import sys
 from functools import partial
 from pathlib import Path
 
+from cds.runtime.settings import SettingsError, load_settings
 from cds.sandbox.scenarios import ScenarioError, load_scenarios
-from cds.settings import SettingsError, load_settings
 
 SHIPPED = Path(__file__).resolve().parents[1] / "sandbox" / "scenarios"
 
@@ -62,7 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def check(args: argparse.Namespace) -> int:
     from cds.auth.devkeys import mint_dev_token
-    from cds.discovery import Discovery
+    from cds.hooks.discovery import Discovery
     from cds.sandbox.report import text_report, write_junit
     from cds.sandbox.runner import TokenFor, key_signer, local_service, run_all
 

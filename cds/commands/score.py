@@ -17,8 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cds.fhirdates import effective_time, parse_datetime
-from cds.record import PatientRecord, resources_of
+from cds.fhir.dates import effective_time, parse_datetime
+from cds.fhir.record import PatientRecord, resources_of
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -88,9 +88,9 @@ def _latest_observation(record: PatientRecord) -> datetime | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cds.services.base import ServiceLoadError
-    from cds.services.deterioration import DeteriorationService
-    from cds.settings import SettingsError, load_settings
+    from cds.hooks.service import ServiceLoadError
+    from cds.runtime.settings import SettingsError, load_settings
+    from cds.services.deterioration.service import DeteriorationService
 
     at = None
     if args.at:
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     except (SettingsError, ServiceLoadError) as e:
         print(str(e), file=sys.stderr)
         return 2
-    from cds.scores.deterioration import spo2_scale
+    from cds.services.deterioration.model import spo2_scale
 
     errors = [f"not found: {p}" for p in args.paths if not p.exists()]
     for where, resources in _units([p for p in args.paths if p.exists()], errors):

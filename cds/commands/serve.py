@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from cds.settings import SettingsError, load_settings
+from cds.runtime.settings import SettingsError, load_settings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,21 +39,21 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
         from cds.auth.clients import parse_trusted_clients
-        from cds.discovery import Discovery
+        from cds.hooks.discovery import Discovery
 
         Discovery.load(settings.hooks_file)
         parse_trusted_clients(settings)  # a bad client entry: one line here, not a worker's traceback
     except SettingsError as e:
         print(f"cds: invalid settings: {e}", file=sys.stderr)
         return 2
-    from cds.logs import configure_logging
+    from cds.runtime.logs import configure_logging
 
     configure_logging(settings.log_level)
-    from cds.frontdoor import DoorLimits, GuardedHttpToolsProtocol
+    from cds.web.frontdoor import DoorLimits, GuardedHttpToolsProtocol
 
     GuardedHttpToolsProtocol.limits = DoorLimits.of(settings)  # workers read the same settings
     uvicorn.run(
-        "cds.app:app_from_env",
+        "cds.web.app:app_from_env",
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         server_header=False,
         # Front door (docs/robustness.md): header size, header/body time and connection limits live
         # in the protocol; in-flight requests are capped too (503); idle keep-alive is uvicorn's.
-        http="cds.frontdoor:GuardedHttpToolsProtocol",
+        http="cds.web.frontdoor:GuardedHttpToolsProtocol",
         limit_concurrency=settings.max_connections + 1,  # uvicorn refuses at >=; ours at >
         timeout_keep_alive=settings.keep_alive_seconds,
     )

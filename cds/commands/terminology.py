@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_concepts(args: argparse.Namespace) -> int:
-    from cds.terminology.concepts import concepts
+    from cds.fhir.terminology.concepts import concepts
 
     items = concepts()
     if args.format == "json":
@@ -56,7 +56,7 @@ def run_concepts(args: argparse.Namespace) -> int:
 
 def read_rows(path: Path, default_system: str | None) -> list[Any]:
     """The CSV's rows; a missing `code` or `display` column is an error naming the columns found."""
-    from cds.terminology.mapper import DEFAULT_SYSTEM, LocalRow
+    from cds.fhir.terminology.mapper import DEFAULT_SYSTEM, LocalRow
 
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
@@ -105,7 +105,7 @@ class _Progress:
 
 def run_map(args: argparse.Namespace) -> int:
     try:
-        from cds.terminology.mapper import DEFAULT_THRESHOLD, Mapper, concept_map
+        from cds.fhir.terminology.mapper import DEFAULT_THRESHOLD, Mapper, concept_map
     except ImportError as e:
         print(
             f"cds terminology map needs the mapping extra: pip install 'cds[mapping]' ({e})", file=sys.stderr

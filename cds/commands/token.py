@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from cds.auth.devkeys import dev_key_path, mint_dev_token
-from cds.settings import SettingsError, load_settings
+from cds.runtime.settings import SettingsError, load_settings
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

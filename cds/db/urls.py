@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cds.settings import Settings
+from cds.runtime.settings import Settings
 
 
 def database_url(settings: Settings) -> str:

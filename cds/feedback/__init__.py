@@ -3,7 +3,7 @@ alert analytics, on SQLite (default) or PostgreSQL."""
 
 from __future__ import annotations
 
-from cds.feedback.routes import feedback_routes
 from cds.feedback.store import FeedbackStore, open_store
+from cds.web.feedback_routes import feedback_routes
 
 __all__ = ["FeedbackStore", "feedback_routes", "open_store"]

@@ -1,6 +1,6 @@
 """The rows the feedback store keeps: what we remember of an issued card, and of one feedback entry.
 
-Nothing here identifies a patient: `patient_key` is an HMAC (cds.privacy.patient_key), and a
+Nothing here identifies a patient: `patient_key` is an HMAC (cds.runtime.privacy.patient_key), and a
 clinician's free-text comment is never kept, only whether there was one.
 """
 

@@ -22,14 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cds.cards import Card
 from cds.db.urls import database_url, is_postgres, sqlite_path
 from cds.feedback.backend import Backend, SummaryRows
 from cds.feedback.records import CardRecord, FeedbackRequest, RecentCard
 from cds.feedback.retention import cancelled, retention_loop
 from cds.feedback.suppression import SuppressionPolicy
 from cds.feedback.validate import FeedbackEntry, FeedbackError
-from cds.settings import Settings, SettingsError
+from cds.hooks.cards import Card
+from cds.runtime.settings import Settings, SettingsError
 
 log = logging.getLogger("cds.feedback")
 

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cds.cards import SEVERITY_RANK, Card
 from cds.feedback.records import RecentCard
+from cds.hooks.cards import SEVERITY_RANK, Card
 
 OPTION_KEYS = ("suppress_minutes", "suppress_overridden_minutes")
 

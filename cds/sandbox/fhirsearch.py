@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from cds.fhirdates import effective_time, parse_datetime
-from cds.fhirvalue import dicts
-from cds.patientref import patient_of
-from cds.terminology import canonical_system
+from cds.fhir.dates import effective_time, parse_datetime
+from cds.fhir.patientref import patient_of
+from cds.fhir.terminology import canonical_system
+from cds.fhir.value import dicts
 
 
 class UnsupportedQuery(ValueError):

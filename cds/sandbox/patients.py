@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import yaml
 
-from cds.fhirdates import parse_datetime, utcnow
+from cds.fhir.dates import parse_datetime, utcnow
 
 HERE = Path(__file__).resolve().parent
 PATIENTS_DIR = HERE / "patients"

@@ -7,9 +7,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from cds.discovery import Discovery
-from cds.fhirdates import utcnow
-from cds.prefetch import UnresolvedToken, render
+from cds.fhir.dates import utcnow
+from cds.hooks.discovery import Discovery
+from cds.hooks.prefetch import UnresolvedToken, render
 from cds.sandbox.fhirsearch import UnsupportedQuery, search
 from cds.sandbox.patients import sample_patient
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import orjson
 
-from cds.discovery import Discovery
+from cds.hooks.discovery import Discovery
+from cds.runtime.settings import Settings, load_settings
 from cds.sandbox.requestbuilder import RequestBuildError, build_request
 from cds.sandbox.scenarios import Scenario, compare
-from cds.settings import Settings, load_settings
 
 TokenFor = Callable[[str], str]
 
@@ -154,7 +154,7 @@ def local_service(
     """
     import uvicorn
 
-    from cds.app import create_app
+    from cds.web.app import create_app
 
     with contextlib.ExitStack() as stack:
         if settings is None:

@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 import yaml
 
-from cds.cards import CARD_KIND_SYSTEM, INDICATORS
+from cds.hooks.cards import CARD_KIND_SYSTEM, INDICATORS
 
 
 class ScenarioError(ValueError):

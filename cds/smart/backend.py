@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from cds.outbound import Reach, Target
-from cds.settings import SettingsError
+from cds.runtime.outbound import Reach, Target
+from cds.runtime.settings import SettingsError
 
 _KEYS = {"client_id", "private_key_file", "kid", "token_url", "scope"}
 MIN_RSA_BITS = 2048

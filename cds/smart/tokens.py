@@ -6,7 +6,7 @@ server's own origin), sign a client assertion (`iss` = `sub` = client_id, `aud` 
 `exp` within 5 minutes, a unique `jti`, `kid` in the header, RS384 or ES384), POST the
 client-credentials grant, and cache the token until shortly before `expires_in`. One request at a
 time per cache entry: concurrent hooks wait for the same token. Every request goes through the
-outbound gate (`cds.outbound`), with the client's reach; nothing here ever logs a token or an
+outbound gate (`cds.runtime.outbound`), with the client's reach; nothing here ever logs a token or an
 assertion. Errors are `BackendTokenError` with a message safe to show in a 412.
 """
 
@@ -22,8 +22,8 @@ from typing import Any
 
 import jwt
 
-from cds.metrics import Metrics
-from cds.outbound import Failed, OutboundClient, Reach, Refused, Target
+from cds.runtime.metrics import Metrics
+from cds.runtime.outbound import Failed, OutboundClient, Reach, Refused, Target
 from cds.smart.backend import BackendClient
 
 log = logging.getLogger("cds.smart")

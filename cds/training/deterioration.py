@@ -1,7 +1,7 @@
 """Training pipeline of the deterioration model: eICU -> FHIR -> features -> xgboost -> calibrated risk.
 
 Steps: convert every stay to FHIR (`cds.training.eicu`), extract features with the service's own
-extractor (`cds.features.deterioration`), cross-validate grouped by hospital (no hospital in both
+extractor (`cds.services.deterioration.features`), cross-validate grouped by hospital (no hospital in both
 train and test) with calibration fitted inside each training fold, compare with APACHE IVa and a
 NEWS2 baseline on the same stays, then fit the final model on all stays and write the artefacts.
 Seeded and single-threaded per fit, so the same data gives the same model and the same metrics.
@@ -21,11 +21,17 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
-from cds import manifest
-from cds.features.deterioration import extract, feature_labels, feature_names, feature_units, knowledge
-from cds.record import PatientRecord
-from cds.scores import calibration as cal
-from cds.scores.news2 import news2
+from cds.fhir.record import PatientRecord
+from cds.runtime import manifest
+from cds.services.deterioration import calibration as cal
+from cds.services.deterioration.features import (
+    extract,
+    feature_labels,
+    feature_names,
+    feature_units,
+    knowledge,
+)
+from cds.services.deterioration.news2 import news2
 from cds.training import eicu, evaluation
 from cds.training.modelcard import render_card
 

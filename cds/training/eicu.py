@@ -20,8 +20,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cds.features.deterioration import conditions_knowledge
-from cds.terminology import ICD10CM, LOINC, RXNORM, SNOMED, UCUM
+from cds.fhir.terminology import ICD10CM, LOINC, RXNORM, SNOMED, UCUM
+from cds.services.deterioration.features import conditions_knowledge
 
 T0 = datetime(2015, 7, 1, tzinfo=UTC)
 SCORING_TIME = T0 + timedelta(hours=24)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from cds.scores.calibration import logistic_fit
+from cds.services.deterioration.calibration import logistic_fit
 
 
 def _auroc(y: np.ndarray, p: np.ndarray) -> float:

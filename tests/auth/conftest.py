@@ -25,7 +25,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from cds.auth import Authenticator
 from cds.auth.jwks import JwksCache
-from cds.settings import Settings
+from cds.runtime.settings import Settings
 
 ISS = "https://ehr.example.org"
 TENANT = "tenant-1"

@@ -9,7 +9,7 @@ import pytest
 
 from cds.auth import Authenticator
 from cds.auth.clients import parse_trusted_clients
-from cds.settings import Settings, SettingsError, load_settings
+from cds.runtime.settings import Settings, SettingsError, load_settings
 
 GOOD = {"iss": "https://ehr.example.org", "jku": ["https://ehr.example.org/jwks.json"]}
 

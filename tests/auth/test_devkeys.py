@@ -11,7 +11,7 @@ import pytest
 from cds.auth import Authenticator, AuthError, mint_dev_token
 from cds.auth.devkeys import DEV_ISSUER, dev_key_path
 from cds.cli import main
-from cds.settings import Settings
+from cds.runtime.settings import Settings
 
 pytestmark = pytest.mark.anyio
 

@@ -20,7 +20,7 @@ import pytest
 from cds.auth import Authenticator, AuthError
 from cds.auth.replay import ReplayCache
 from cds.auth.replay_store import SharedReplayCache
-from cds.settings import Settings
+from cds.runtime.settings import Settings
 from tests.auth.conftest import ISS, TENANT, KeyPair, claims
 from tests.feedback.conftest import database_url, postgres_server
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from cds.measures.period import add_years
+from cds.services.care_gaps.measures.period import add_years
 
 PERIOD_START = date(2025, 1, 1)
 PERIOD_END = date(2025, 12, 31)

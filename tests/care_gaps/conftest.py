@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cds.measures.engine import evaluate
-from cds.measures.period import Period
-from cds.record import PatientRecord
+from cds.fhir.record import PatientRecord
+from cds.services.care_gaps.measures.engine import evaluate
+from cds.services.care_gaps.measures.period import Period
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"

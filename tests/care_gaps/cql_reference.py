@@ -14,9 +14,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from cds.measures.period import Period
-from cds.measures.result import Criteria
-from cds.measures.spec import load_spec
+from cds.services.care_gaps.measures.period import Period
+from cds.services.care_gaps.measures.result import Criteria
+from cds.services.care_gaps.measures.spec import load_spec
 
 CQLREF = Path(__file__).resolve().parents[1] / "cqlref"
 SCRIPT = CQLREF / "evaluate.js"

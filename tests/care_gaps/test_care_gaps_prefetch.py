@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from cds.fhirdates import parse_datetime
-from cds.measures.engine import MEASURE_IDS, evaluate
-from cds.measures.period import Period
-from cds.measures.spec import load_spec
-from cds.prefetch import render
-from cds.record import PatientRecord, resources_of
+from cds.fhir.dates import parse_datetime
+from cds.fhir.record import PatientRecord, resources_of
+from cds.hooks.prefetch import render
 from cds.sandbox.fhirsearch import search
+from cds.services.care_gaps.measures.engine import MEASURE_IDS, evaluate
+from cds.services.care_gaps.measures.period import Period
+from cds.services.care_gaps.measures.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.data

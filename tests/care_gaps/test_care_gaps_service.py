@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from cds.cards import Card
-from cds.hookrequest import HookRequest
-from cds.record import PatientRecord
-from cds.services.base import ServiceLoadError
-from cds.services.care_gaps import CareGapsService
-from cds.settings import Settings
+from cds.fhir.record import PatientRecord
+from cds.hooks.cards import Card
+from cds.hooks.request import HookRequest
+from cds.hooks.service import ServiceLoadError
+from cds.runtime.settings import Settings
+from cds.services.care_gaps.service import CareGapsService
 from tests.care_gaps.conftest import (
     ATORVASTATIN_20,
     COLONOSCOPY,
@@ -266,9 +266,9 @@ def test_the_open_visit_of_today_counts_as_a_visit_this_year() -> None:
 
 def test_legacy_bp_panel_counts_at_the_point_of_care() -> None:
     """A reading coded with the older LOINC panel 55284-4 counts as the QI-Core 85354-9 panel."""
-    from cds.record import PatientRecord
-    from cds.services.care_gaps_point_of_care import legacy_bp_panels
-    from cds.terminology import LOINC, CodeSet
+    from cds.fhir.record import PatientRecord
+    from cds.fhir.terminology import LOINC, CodeSet
+    from cds.services.care_gaps.point_of_care import legacy_bp_panels
 
     legacy = {
         "resourceType": "Observation",

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from cds.app import create_app
-from cds.measures.deqm import gap_status, gaps_bundle, profile_problems
-from cds.measures.engine import MEASURE_IDS, evaluate
-from cds.measures.period import Period
-from cds.measures.spec import load_spec
-from cds.record import PatientRecord
+from cds.fhir.record import PatientRecord
+from cds.services.care_gaps.measures.deqm import gap_status, gaps_bundle, profile_problems
+from cds.services.care_gaps.measures.engine import MEASURE_IDS, evaluate
+from cds.services.care_gaps.measures.period import Period
+from cds.services.care_gaps.measures.spec import load_spec
+from cds.web.app import create_app
 from tests.care_gaps.conftest import (
     DIABETES,
     HBA1C,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from cds.measures.engine import MEASURE_IDS, evaluate
-from cds.measures.period import Period
-from cds.measures.spec import load_spec
-from cds.record import PatientRecord
+from cds.fhir.record import PatientRecord
+from cds.services.care_gaps.measures.engine import MEASURE_IDS, evaluate
+from cds.services.care_gaps.measures.period import Period
+from cds.services.care_gaps.measures.spec import load_spec
 from tests.care_gaps.conftest import load_official_case
 from tests.conftest import SHARED_DATA
 

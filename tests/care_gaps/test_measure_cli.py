@@ -114,7 +114,7 @@ def test_shipped_value_sets_match_a_fresh_extraction(ecqm_dir: Path, tmp_path: P
     """scripts/extract_valuesets.py is re-runnable and the package ships its current output."""
     import importlib.util
 
-    from cds.measures.valuesets import VALUESETS_FILE
+    from cds.services.care_gaps.measures.valuesets import VALUESETS_FILE
 
     script = Path(__file__).resolve().parents[2] / "scripts" / "extract_valuesets.py"
     spec = importlib.util.spec_from_file_location("extract_valuesets", script)

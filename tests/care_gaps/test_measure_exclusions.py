@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from cds.measures.engine import MEASURE_IDS, evaluate, resolve_measure
-from cds.measures.period import Period
-from cds.record import PatientRecord
+from cds.fhir.record import PatientRecord
+from cds.services.care_gaps.measures.engine import MEASURE_IDS, evaluate, resolve_measure
+from cds.services.care_gaps.measures.period import Period
 from tests.care_gaps.conftest import (
     ADVANCED_ILLNESS,
     CKD5,

@@ -8,12 +8,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cds.hookrequest import HookRequest
-from cds.measures.engine import evaluate
-from cds.measures.period import Period
-from cds.record import PatientRecord
-from cds.services.care_gaps import CareGapsService
-from cds.settings import Settings
+from cds.fhir.record import PatientRecord
+from cds.hooks.request import HookRequest
+from cds.runtime.settings import Settings
+from cds.services.care_gaps.measures.engine import evaluate
+from cds.services.care_gaps.measures.period import Period
+from cds.services.care_gaps.service import CareGapsService
 from tests.care_gaps.conftest import (
     DIABETES,
     HBA1C,

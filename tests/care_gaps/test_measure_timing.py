@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from cds.measures import qicore as q
-from cds.measures.medication_period import medication_request_period
-from cds.measures.period import Period
+from cds.services.care_gaps.measures import qicore as q
+from cds.services.care_gaps.measures.medication_period import medication_request_period
+from cds.services.care_gaps.measures.period import Period
 from tests.care_gaps.conftest import (
     ATORVASTATIN_20,
     COLONOSCOPY,

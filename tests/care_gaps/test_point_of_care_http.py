@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from cds.app import create_app
+from cds.web.app import create_app
 from tests.care_gaps.conftest import (
     DIABETES,
     EGFR,

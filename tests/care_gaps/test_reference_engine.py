@@ -23,10 +23,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from cds.measures.engine import MEASURE_IDS, evaluate
-from cds.measures.period import Period
-from cds.measures.spec import load_spec
-from cds.record import PatientRecord
+from cds.fhir.record import PatientRecord
+from cds.services.care_gaps.measures.engine import MEASURE_IDS, evaluate
+from cds.services.care_gaps.measures.period import Period
+from cds.services.care_gaps.measures.spec import load_spec
 from tests.care_gaps import cql_reference as ref
 from tests.care_gaps.boundary_patients import boundary_patient, official_cases, single_mutations
 from tests.care_gaps.conftest import load_official_case

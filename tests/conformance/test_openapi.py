@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_openapi
 
-from cds.cards import Action, Card, Coding, Link, Source, Suggestion, override_reason
-from cds.discovery import Discovery
-from cds.openapi import HOOK_ERRORS, build_openapi, default_document
-from cds.settings import Settings
-from cds.validation import HOOK_CONTEXT
+from cds.hooks.cards import Action, Card, Coding, Link, Source, Suggestion, override_reason
+from cds.hooks.discovery import Discovery
+from cds.hooks.validation import HOOK_CONTEXT
+from cds.runtime.settings import Settings
+from cds.web.openapi import HOOK_ERRORS, build_openapi, default_document
 from tests.core.conftest import Caller, patient_view
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ def request_pointer(sid: str) -> str:
 def test_committed_openapi_json_is_the_generated_one() -> None:
     committed = (REPO / "openapi.json").read_bytes()
     assert committed == default_document(), (
-        "openapi.json is stale: run `python -m cds.openapi > openapi.json`"
+        "openapi.json is stale: run `python -m cds.web.openapi > openapi.json`"
     )
 
 

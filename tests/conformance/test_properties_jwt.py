@@ -19,7 +19,7 @@ from jwt.algorithms import ECAlgorithm
 
 from cds.auth import Authenticator, AuthError, mint_dev_token
 from cds.auth.devkeys import DEV_ALGORITHM, DEV_ISSUER, key_id, load_or_create_dev_key
-from cds.settings import Settings, load_settings
+from cds.runtime.settings import Settings, load_settings
 
 URL = "http://cds.test/cds-services/deterioration"
 LEEWAY = 60

@@ -1,4 +1,4 @@
-"""Properties of the FHIR quantity/unit parser (cds/units.py): it never raises on anything an EHR
+"""Properties of the FHIR quantity/unit parser (cds/fhir/units.py): it never raises on anything an EHR
 might send, and conversions between convertible units round-trip."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from cds.units import convert, quantity_in
+from cds.fhir.units import convert, quantity_in
 
 # Units EHRs really send (UCUM and the aliases units.py knows), plus nonsense.
 REAL_UNITS = [

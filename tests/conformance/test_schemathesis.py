@@ -25,7 +25,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from cds.discovery import Discovery
+from cds.hooks.discovery import Discovery
 from tests.fhir_server import dead_base_url
 from tests.live_server import LiveServer
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from cds.app import create_app
 from cds.auth import mint_dev_token
-from cds.settings import Settings, load_settings
+from cds.runtime.settings import Settings, load_settings
+from cds.web.app import create_app
 
 BASE = "http://localhost"
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cds.cards import (
+from cds.hooks.cards import (
     CARD_KIND_SYSTEM,
     Action,
     Card,

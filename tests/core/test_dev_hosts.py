@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from cds.app import create_app
-from cds.settings import load_settings
+from cds.runtime.settings import load_settings
+from cds.web.app import create_app
 
 AUD_PATH = "/cds-services/deterioration"
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from cds.discovery import Discovery
-from cds.settings import REPO_ROOT
+from cds.hooks.discovery import Discovery
+from cds.runtime.settings import REPO_ROOT
 from tests.core.conftest import Caller, patient_view
 from tests.fhir_server import dead_base_url
 

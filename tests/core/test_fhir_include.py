@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from cds.discovery import Discovery
+from cds.hooks.discovery import Discovery
+from cds.runtime.settings import REPO_ROOT
 from cds.sandbox.patients import sample_patient
 from cds.sandbox.requestbuilder import build_request
-from cds.settings import REPO_ROOT
 from tests.core.conftest import Caller
 
 PID = "sbx-warfarin-af"

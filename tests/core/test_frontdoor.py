@@ -1,4 +1,4 @@
-"""The HTTP front door of the real server (`cds serve`, uvicorn + cds/frontdoor.py) against slow,
+"""The HTTP front door of the real server (`cds serve`, uvicorn + cds/web/frontdoor.py) against slow,
 oversized and abandoning clients (issue 15, findings 5 and 6). Loopback only, bounded loops, and
 limits set small for the test (1 s timeouts, 4 KiB headers, 20 connections)."""
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from cds.hooksfirst import HooksFirst, can_wait, is_hook_call
+from cds.web.hooksfirst import HooksFirst, can_wait, is_hook_call
 
 
 def http(method: str, path: str) -> Scope:
@@ -113,8 +113,8 @@ def test_a_failing_hook_does_not_hold_feedback_forever() -> None:
 
 def test_the_app_puts_hooks_first_outermost(tmp_path) -> None:
     """Outermost, so feedback waits before any of its work (authentication included) is done."""
-    from cds.app import create_app
-    from cds.settings import load_settings
+    from cds.runtime.settings import load_settings
+    from cds.web.app import create_app
 
     app = create_app(load_settings(dev=True, data_dir=tmp_path))
     assert app.user_middleware[0].cls is HooksFirst

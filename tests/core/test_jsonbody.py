@@ -8,7 +8,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cds.jsonbody import json_depth
+from cds.web.body import json_depth
 
 tricky_text = st.text(alphabet=st.sampled_from(list('ab[]{}"\\\n/')), max_size=12)
 documents = st.recursive(

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from cds.discovery import Discovery
+from cds.hooks.discovery import Discovery
+from cds.runtime.settings import REPO_ROOT
 from cds.sandbox.requestbuilder import build_request
-from cds.settings import REPO_ROOT
 from tests.core.conftest import Caller
 
 DISCOVERY = Discovery.load(REPO_ROOT / "hooks.json")
@@ -174,7 +174,7 @@ def test_a_service_that_raises_answers_with_a_not_checked_card(
 
 
 def test_one_measure_that_raises_costs_only_itself(caller: Caller, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cds.measures import engine
+    from cds.services.care_gaps.measures import engine
 
     body = request_for("care-gaps")
     expected = kinds(caller.post("/cds-services/care-gaps", json=body))

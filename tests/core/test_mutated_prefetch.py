@@ -19,12 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cds.discovery import Discovery
-from cds.prefetch import render
+from cds.hooks.discovery import Discovery
+from cds.hooks.prefetch import render
+from cds.runtime.settings import REPO_ROOT
 from cds.sandbox.fhirsearch import search
 from cds.sandbox.patients import sample_patients
 from cds.sandbox.requestbuilder import build_request
-from cds.settings import REPO_ROOT
 from tests.conftest import SHARED_DATA
 from tests.core.conftest import Caller
 

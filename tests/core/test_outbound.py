@@ -1,4 +1,4 @@
-"""The outbound gate (cds/outbound.py): where a request may go, checked on the parsed URL and on
+"""The outbound gate (cds/runtime/outbound.py): where a request may go, checked on the parsed URL and on
 the resolved address at connect time; against the real test FHIR server, a loopback "evil" server
 that must receive nothing, and an HTTPS FHIR server under a CA made here. No traffic ever leaves
 127.0.0.1: link-local and foreign addresses are only ever refused, never connected to.
@@ -17,9 +17,9 @@ from aiohttp.abc import AbstractResolver
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cds.fhirfetch import FhirFetcher
-from cds.hookrequest import HookRequest
-from cds.outbound import (
+from cds.hooks.fhirfetch import FhirFetcher
+from cds.hooks.request import HookRequest
+from cds.runtime.outbound import (
     DEV,
     LOCAL,
     STRICT,
@@ -31,7 +31,7 @@ from cds.outbound import (
     Target,
     _socket_factory,
 )
-from cds.settings import Settings
+from cds.runtime.settings import Settings
 from tests.core.conftest import Caller, patient_view
 from tests.core.test_fhir_fallback import PATIENT, PID, VITALS, hook_queries, with_fhir
 from tests.local_servers import RecordingServer, TestCA, json_answer
@@ -352,7 +352,7 @@ def _fetch(outbound: OutboundClient, base: str, reach: Reach, token: str = "secr
 def test_https_server_under_a_local_ca(ca: TestCA, evil: RecordingServer) -> None:
     """Pages on the same https server are followed with the token; an https -> http downgrade
     or a hop to another port is refused; an untrusted CA fails; strict reach refuses loopback."""
-    from cds.errors import PreconditionFailed
+    from cds.runtime.errors import PreconditionFailed
 
     state: dict[str, Any] = {"next": None}
 
@@ -468,8 +468,8 @@ def test_production_like_client_token_stays_on_its_server(
     import jwt
     from starlette.testclient import TestClient
 
-    from cds.app import create_app
-    from cds.settings import SettingsError, load_settings
+    from cds.runtime.settings import SettingsError, load_settings
+    from cds.web.app import create_app
     from tests.auth.conftest import _key
 
     key = _key("ES384", "prod-1")

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from cds.measures.sources import patient_records
-from cds.patientref import UNREADABLE, bundle_patient_urls, patient_of
+from cds.fhir.patientref import UNREADABLE, bundle_patient_urls, patient_of
 from cds.sandbox.fhirsearch import search
+from cds.services.care_gaps.measures.sources import patient_records
 
 PID = "p1"
 UUID = "0b5a7d52-8f2e-4b38-9a48-2cb1c2a5a8f1"

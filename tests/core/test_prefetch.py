@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cds.prefetch import UnresolvedToken, is_satisfied, missing_keys, render
+from cds.hooks.prefetch import UnresolvedToken, is_satisfied, missing_keys, render
 
 ids = st.text(min_size=1, max_size=40).filter(lambda s: s.strip() == s and s)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from cds.record import PatientRecord
-from cds.terminology import LOINC, CodeSet
+from cds.fhir.record import PatientRecord
+from cds.fhir.terminology import LOINC, CodeSet
 
 
 def obs(oid: str, code: str, when: str, status: str = "final", system: str = LOINC) -> dict:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from cds.app import create_app
 from cds.cli import main
-from cds.settings import SettingsError, load_settings
+from cds.runtime.settings import SettingsError, load_settings
+from cds.web.app import create_app
 from tests.auth.test_sandbox import sandbox_token
 
 SANDBOX_CLIENT = {
@@ -122,7 +122,7 @@ def test_bad_trusted_client_entry_is_one_line_not_a_traceback(tmp_path: Path, ca
 
 
 def readme_block(heading: str) -> str:
-    from cds.settings import REPO_ROOT
+    from cds.runtime.settings import REPO_ROOT
 
     text = (REPO_ROOT / "README.md").read_text()
     section = text[text.index(heading) :]

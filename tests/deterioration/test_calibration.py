@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cds.scores.calibration import Calibration, fit, logistic_fit
+from cds.services.deterioration.calibration import Calibration, fit, logistic_fit
 from cds.training.evaluation import at_threshold, calibration_slope_intercept
 
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cds.features.deterioration import extract, feature_names
-from cds.record import PatientRecord
-from cds.scores.news2 import news2
+from cds.fhir.record import PatientRecord
+from cds.services.deterioration.features import extract, feature_names
+from cds.services.deterioration.news2 import news2
 
 from .fhir import NOW, bp_panel, component, obs, patient, procedure
 
@@ -238,8 +238,8 @@ def test_malformed_patient_procedure_and_acvpu_never_raise(
 
 def test_new_resource_types_are_read_and_malformed_ones_ignored() -> None:
     """Conditions give categories, MedicationAdministrations vasoactive agents; junk never raises."""
-    from cds.features.deterioration import extract
-    from cds.record import PatientRecord
+    from cds.fhir.record import PatientRecord
+    from cds.services.deterioration.features import extract
 
     from .fhir import NOW, at, patient
 

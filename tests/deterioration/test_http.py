@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from cds.app import create_app
 from cds.auth import mint_dev_token
-from cds.settings import load_settings
+from cds.runtime.settings import load_settings
+from cds.web.app import create_app
 
 from .fhir import patient, sick_patient
 from .test_service import FIXED_RISK
@@ -89,7 +89,7 @@ def test_low_patient_gets_no_card_over_http(client) -> None:
 def test_tampered_model_is_reported_at_readyz(tmp_path: Path) -> None:
     import shutil
 
-    from cds.settings import REPO_ROOT
+    from cds.runtime.settings import REPO_ROOT
 
     models = tmp_path / "models"
     shutil.copytree(REPO_ROOT / "models", models)

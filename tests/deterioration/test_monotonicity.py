@@ -13,10 +13,10 @@ import math
 import numpy as np
 import pytest
 
-from cds.features.deterioration import extract, specs
-from cds.record import PatientRecord
-from cds.scores.deterioration import DeteriorationModel
-from cds.settings import REPO_ROOT
+from cds.fhir.record import PatientRecord
+from cds.runtime.settings import REPO_ROOT
+from cds.services.deterioration.features import extract, specs
+from cds.services.deterioration.model import DeteriorationModel
 
 from .fhir import NOW, obs, sick_patient, well_patient
 

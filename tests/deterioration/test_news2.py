@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cds.scores.news2 import News2Inputs, band_points, news2, risk_band
+from cds.services.deterioration.news2 import News2Inputs, band_points, news2, risk_band
 
 # The chart as the issue states it: (lowest, highest, points), inclusive whole-number ranges.
 RR = [(0, 8, 3), (9, 11, 1), (12, 20, 0), (21, 24, 2), (25, 200, 3)]

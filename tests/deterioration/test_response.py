@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from cds.record import PatientRecord
-from cds.services.deterioration import DeteriorationService
-from cds.settings import load_settings
+from cds.fhir.record import PatientRecord
+from cds.runtime.settings import load_settings
+from cds.services.deterioration.service import DeteriorationService
 
 from .fhir import NOW, bp_panel, obs, patient
 from .test_service import REQUEST

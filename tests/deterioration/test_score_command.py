@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from cds.cli import main
-from cds.record import PatientRecord
-from cds.scores.deterioration import DeteriorationModel
-from cds.settings import REPO_ROOT
+from cds.fhir.record import PatientRecord
+from cds.runtime.settings import REPO_ROOT
+from cds.services.deterioration.model import DeteriorationModel
 
 from .fhir import NOW, sick_patient, well_patient
 

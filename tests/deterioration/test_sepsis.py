@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from cds.features.deterioration import DeteriorationFeatures, Finding
-from cds.scores.news2 import News2
-from cds.scores.sepsis import assess, qsofa
+from cds.services.deterioration.features import DeteriorationFeatures, Finding
+from cds.services.deterioration.news2 import News2
+from cds.services.deterioration.sepsis import assess, qsofa
 
 from .fhir import NOW
 
@@ -87,8 +87,8 @@ def _condition(code: str, system: str = "http://hl7.org/fhir/sid/icd-10-cm", **e
     ],
 )
 def test_coded_infection_through_fhir(condition: dict, infection: bool) -> None:
-    from cds.features.deterioration import extract
-    from cds.record import PatientRecord
+    from cds.fhir.record import PatientRecord
+    from cds.services.deterioration.features import extract
 
     from .fhir import patient
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from cds.hookrequest import HookRequest
-from cds.manifest import update, verify
-from cds.record import PatientRecord
-from cds.services.base import ServiceLoadError
-from cds.services.deterioration import DeteriorationService
-from cds.settings import REPO_ROOT, load_settings
+from cds.fhir.record import PatientRecord
+from cds.hooks.request import HookRequest
+from cds.hooks.service import ServiceLoadError
+from cds.runtime.manifest import update, verify
+from cds.runtime.settings import REPO_ROOT, load_settings
+from cds.services.deterioration.service import DeteriorationService
 
 from .fhir import NOW, obs, patient, sick_patient, well_patient
 
@@ -133,7 +133,7 @@ def test_scale_2_for_coded_hypercapnic_failure_or_setting(
         "clinicalStatus": {"coding": [{"code": "active"}]},
         "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "J96.12"}]},
     }
-    from cds.scores.deterioration import spo2_scale
+    from cds.services.deterioration.model import spo2_scale
 
     rec = record([*on_o2, copd])
     assert spo2_scale(rec) == 2

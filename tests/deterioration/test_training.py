@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cds.settings import REPO_ROOT
+from cds.runtime.settings import REPO_ROOT
 
 SHIPPED = REPO_ROOT / "models" / "deterioration"
 pytestmark = [pytest.mark.data, pytest.mark.slow]
@@ -21,8 +21,8 @@ def shipped() -> dict:
 
 def test_eicu_stay_round_trips_through_fhir_and_the_feature_extractor(eicu_dir: Path) -> None:
     """The FHIR conversion and the serving extractor give back APACHE's own worst values."""
-    from cds.features.deterioration import extract
-    from cds.record import PatientRecord
+    from cds.fhir.record import PatientRecord
+    from cds.services.deterioration.features import extract
     from cds.training import eicu
 
     stay = next(s for s in eicu.stays(eicu_dir) if s.stay_id == "144815")

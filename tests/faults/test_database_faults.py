@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from cds.discovery import Discovery
-from cds.settings import Settings
+from cds.hooks.discovery import Discovery
+from cds.runtime.settings import Settings
 from tests.core.conftest import patient_view
 from tests.core.test_fhir_fallback import PATIENT, VITALS
 

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from cds.discovery import Discovery
-from cds.settings import Settings
+from cds.hooks.discovery import Discovery
+from cds.runtime.settings import Settings
 from tests.core.conftest import patient_view
 from tests.core.test_fhir_fallback import PATIENT, PID, VITALS, with_fhir
 from tests.live_server import LiveServer

@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 from starlette.testclient import TestClient
 
-from cds.app import create_app
-from cds.settings import load_settings
+from cds.runtime.settings import load_settings
+from cds.web.app import create_app
 
 pytestmark = pytest.mark.slow
 ISS = "https://ehr.example.org"

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from cds.discovery import Discovery
-from cds.settings import REPO_ROOT, Settings
+from cds.hooks.discovery import Discovery
+from cds.runtime.settings import REPO_ROOT, Settings
 from tests.core.conftest import patient_view
 
 MODEL = "deterioration"

@@ -21,7 +21,7 @@ from urllib.parse import quote
 import pytest
 
 from cds.feedback.store import FeedbackStore, open_store
-from cds.settings import Settings
+from cds.runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 START_POSTGRES = REPO / "scripts" / "start-postgres.sh"

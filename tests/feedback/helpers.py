@@ -9,9 +9,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cds.auth.caller import Caller
 from cds.auth.clients import TrustedClient
-from cds.cards import Card, Source, Suggestion, override_reason
 from cds.feedback.store import FeedbackStore
 from cds.feedback.validate import parse_feedback
+from cds.hooks.cards import Card, Source, Suggestion, override_reason
 
 SERVICE = "medication-risk"
 ISSUER = "https://ehr.example.org"

@@ -9,9 +9,9 @@ import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cds.discovery import Discovery
+from cds.hooks.discovery import Discovery
+from cds.runtime.settings import load_settings
 from cds.sandbox.requestbuilder import build_request
-from cds.settings import load_settings
 from tests.live_server import LiveServer
 
 SERVICE = "medication-risk"

@@ -16,7 +16,7 @@ import pytest
 from cds.feedback import postgres
 from cds.feedback.store import FeedbackStore, open_store
 from cds.feedback.validate import FeedbackError
-from cds.settings import Settings
+from cds.runtime.settings import Settings
 
 from .helpers import SERVICE, T0, a_card, accepted, send
 

@@ -17,7 +17,7 @@ from cds.cli import main
 from cds.feedback.plot import plot_override_rate
 from cds.feedback.report import build_report, parse_when, time_range, to_csv, to_table
 from cds.feedback.store import FeedbackStore, open_store
-from cds.settings import Settings
+from cds.runtime.settings import Settings
 
 from .helpers import a_card, accepted, overridden, send
 

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from cds.feedback.routes import feedback_routes
 from cds.feedback.store import FeedbackStore
+from cds.web.feedback_routes import feedback_routes
 
 from .helpers import ISSUER, AsCaller, a_card, accepted, overridden
 

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from cds.cards import OVERRIDE_SYSTEM, Card, override_reason
 from cds.db import migrations
 from cds.db.migrations import SchemaError
 from cds.feedback.records import CardRecord, FeedbackRequest
 from cds.feedback.store import FeedbackStore, open_store, to_ms
 from cds.feedback.validate import FeedbackEntry, FeedbackError
-from cds.privacy import patient_key
-from cds.settings import Settings, SettingsError
+from cds.hooks.cards import OVERRIDE_SYSTEM, Card, override_reason
+from cds.runtime.privacy import patient_key
+from cds.runtime.settings import Settings, SettingsError
 
 from .helpers import PATIENT_ID, SERVICE, T0, a_card, accepted, overridden, send
 

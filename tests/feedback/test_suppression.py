@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cds.cards import Card, Source
 from cds.feedback.records import RecentCard
 from cds.feedback.suppression import SuppressionPolicy
+from cds.hooks.cards import Card, Source
 
 MIN = 60_000
 NOW = 1_000_000_000_000

@@ -246,8 +246,8 @@ def test_load_keeps_ids_and_rewrites_urn_references(fresh_fhir_server):
 
 def test_service_client_reads_and_pages(fhir):
     """The service's own FHIR reader against this server: search, sort, read, follow `next`."""
-    from cds.fhirfetch import _EhrToken, _FhirReader, _search_url
-    from cds.outbound import LOCAL, OutboundClient, Target
+    from cds.hooks.fhirfetch import _EhrToken, _FhirReader, _search_url
+    from cds.runtime.outbound import LOCAL, OutboundClient, Target
 
     async def run():
         outbound = OutboundClient()

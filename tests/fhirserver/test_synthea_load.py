@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from fhir_server import read_json
 
-from cds.fhirdates import parse_datetime
+from cds.fhir.dates import parse_datetime
 
 
 def _of_type(bundle: dict, resource_type: str) -> list[dict]:

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from cds.app import create_app
-from cds.cards import Card
-from cds.hookrequest import HookRequest
-from cds.medication.knowledge import Knowledge
-from cds.record import PatientRecord
-from cds.services.medication_risk import MedicationRiskService
-from cds.settings import Settings
+from cds.fhir.record import PatientRecord
+from cds.hooks.cards import Card
+from cds.hooks.request import HookRequest
+from cds.runtime.settings import Settings
+from cds.services.medication_risk.knowledge import Knowledge
+from cds.services.medication_risk.service import MedicationRiskService
+from cds.web.app import create_app
 from tests.core.conftest import BASE, Caller, dev_settings
 
 RX = "http://www.nlm.nih.gov/research/umls/rxnorm"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from cds.terminology import LOINC, RXNORM
+from cds.fhir.terminology import LOINC, RXNORM
 from tests.medication.conftest import draft, egfr, inr, kinds, med, obs, potassium, run
 
 WARFARIN = ("855332", "Warfarin Sodium 5 MG Oral Tablet")

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from cds.medication.egfr import cockcroft_gault
-from cds.medication.knowledge import KB_DIR
-from cds.medication.patient import kidney_number
-from cds.services.base import ServiceLoadError
-from cds.services.medication_risk import MedicationRiskService
-from cds.settings import Settings
+from cds.hooks.service import ServiceLoadError
+from cds.runtime.settings import Settings
+from cds.services.medication_risk.egfr import cockcroft_gault
+from cds.services.medication_risk.knowledge import KB_DIR
+from cds.services.medication_risk.patient import kidney_number
+from cds.services.medication_risk.service import MedicationRiskService
 from tests.medication.conftest import draft, egfr, med, obs, run
 
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"

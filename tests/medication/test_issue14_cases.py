@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cds.medication.patient import kidney_number
+from cds.services.medication_risk.patient import kidney_number
 from tests.medication.conftest import allergy, condition, draft, egfr, med, obs, potassium, run
 
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"

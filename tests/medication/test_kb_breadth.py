@@ -15,7 +15,7 @@ import csv
 
 import pytest
 
-from cds.medication.knowledge import KB_DIR, Knowledge
+from cds.services.medication_risk.knowledge import KB_DIR, Knowledge
 from tests.medication.conftest import RX, draft, med, run
 from tests.medication.test_onc_interactions import NON_INTERRUPTIVE
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from cds.medication.knowledge import KB_DIR, KnowledgeError, load_knowledge, loinc_ok
-from cds.services.base import ServiceLoadError
-from cds.services.medication_risk import MedicationRiskService
-from cds.settings import Settings
+from cds.hooks.service import ServiceLoadError
+from cds.runtime.settings import Settings
+from cds.services.medication_risk.knowledge import KB_DIR, KnowledgeError, load_knowledge, loinc_ok
+from cds.services.medication_risk.service import MedicationRiskService
 
 
 def test_loads_versioned_with_counts() -> None:

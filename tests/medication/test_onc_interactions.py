@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from cds.medication.knowledge import Knowledge
+from cds.services.medication_risk.knowledge import Knowledge
 from tests.medication.conftest import draft, egfr, kinds, med, run
 
 # rule id -> (drug A, drug B): representative ingredients (RxCUI, name) of the two sides.

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from cds.medication.egfr import ckd_epi_2021
+from cds.services.medication_risk.egfr import ckd_epi_2021
 from tests.medication.conftest import NOW, condition, draft, egfr, kinds, med, obs, patient, run
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from cds.errors import BadRequest
+from cds.runtime.errors import BadRequest
 from tests.medication.conftest import RX, allergy, draft, kinds, med, run
 
 WARFARIN = ("855332", "Warfarin Sodium 5 MG Oral Tablet")
@@ -143,8 +143,8 @@ def test_unreadable_draft_is_a_bad_request(service, order, message) -> None:
 
 
 def test_malformed_draft_orders_are_bad_requests(service) -> None:
-    from cds.hookrequest import HookRequest
-    from cds.record import PatientRecord
+    from cds.fhir.record import PatientRecord
+    from cds.hooks.request import HookRequest
 
     record = PatientRecord.from_resources([])
     for bundle, message in [

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cds.errors import BadRequest
+from cds.runtime.errors import BadRequest
 from tests.medication.conftest import RX, allergy, draft, med, obs, run
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=8))

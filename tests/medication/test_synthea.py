@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cds.hookrequest import HookRequest
-from cds.record import PatientRecord
+from cds.fhir.record import PatientRecord
+from cds.hooks.request import HookRequest
 from tests.medication.conftest import draft
 
 pytestmark = pytest.mark.data

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from cds.app import create_app
-from cds.privacy import _key_file_secret, default_key_file, hmac_key, patient_key
-from cds.settings import Settings, SettingsError, load_settings
+from cds.runtime.privacy import _key_file_secret, default_key_file, hmac_key, patient_key
+from cds.runtime.settings import Settings, SettingsError, load_settings
+from cds.web.app import create_app
 
 
 @pytest.fixture(autouse=True)

@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from benchmarks.synthea_requests import hook_request, load_patients
-from cds.discovery import Discovery
-from cds.settings import REPO_ROOT
+from cds.hooks.discovery import Discovery
+from cds.runtime.settings import REPO_ROOT
 from tests.core.conftest import Caller
 
 SERVICES = ("deterioration", "care-gaps", "medication-risk")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from cds.runtime.settings import Settings, load_settings
 from cds.sandbox.runner import local_service
-from cds.settings import Settings, load_settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

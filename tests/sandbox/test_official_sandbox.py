@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from cds.app import create_app
 from cds.auth.clients import SANDBOX_ISSUER, SANDBOX_JKU
-from cds.discovery import Discovery
+from cds.hooks.discovery import Discovery
+from cds.runtime.settings import load_settings
 from cds.sandbox.requestbuilder import build_request
 from cds.sandbox.scenarios import spec_problems
-from cds.settings import load_settings
+from cds.web.app import create_app
 from tests.auth.test_sandbox import sandbox_token
 
 ORIGIN = "https://sandbox.cds-hooks.org"

@@ -26,11 +26,11 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from cds.app import create_app
-from cds.discovery import Discovery
+from cds.hooks.discovery import Discovery
+from cds.runtime.settings import REPO_ROOT, load_settings
 from cds.sandbox.requestbuilder import build_request
 from cds.sandbox.scenarios import Scenario, compare, load_scenarios
-from cds.settings import REPO_ROOT, load_settings
+from cds.web.app import create_app
 from tests.auth.test_sandbox import sandbox_token
 
 DOC = REPO_ROOT / "docs" / "official-sandbox.md"

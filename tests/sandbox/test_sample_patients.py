@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cds.discovery import Discovery
-from cds.fhirdates import effective_time, parse_datetime
-from cds.record import PatientRecord
+from cds.fhir.dates import effective_time, parse_datetime
+from cds.fhir.record import PatientRecord
+from cds.hooks.discovery import Discovery
+from cds.hooks.validation import validate_hook_request
+from cds.runtime.settings import load_settings
 from cds.sandbox.fhirsearch import UnsupportedQuery, search
 from cds.sandbox.patients import UnknownPatient, sample_patient, sample_patients, shift_dates
 from cds.sandbox.requestbuilder import RequestBuildError, build_request
-from cds.settings import load_settings
-from cds.validation import validate_hook_request
 
 
 @pytest.fixture(scope="module")

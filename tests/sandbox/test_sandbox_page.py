@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Page, Route, expect
 
 from cds.auth import mint_dev_token
-from cds.settings import Settings
+from cds.runtime.settings import Settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

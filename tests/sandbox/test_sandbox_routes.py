@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from cds.app import create_app
+from cds.runtime.settings import SettingsError, load_settings
 from cds.sandbox.patients import sample_patients
-from cds.settings import SettingsError, load_settings
+from cds.web.app import create_app
 from tests.auth.test_sandbox import SANDBOX as SANDBOX_CLIENT
 from tests.auth.test_sandbox import sandbox_token
 

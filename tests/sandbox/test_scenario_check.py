@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cds.cards import CARD_KIND_SYSTEM
 from cds.cli import main
 from cds.commands.sandbox import SHIPPED
+from cds.hooks.cards import CARD_KIND_SYSTEM
 from cds.sandbox.patients import sample_patients
 from cds.sandbox.scenarios import (
     ExpectedCard,
@@ -197,8 +197,8 @@ def test_check_a_service_that_trusts_a_qa_key(tmp_path: Path, capsys: pytest.Cap
     from cryptography.hazmat.primitives.asymmetric import ec
     from jwt.algorithms import ECAlgorithm
 
+    from cds.runtime.settings import load_settings
     from cds.sandbox.runner import local_service
-    from cds.settings import load_settings
 
     key = ec.generate_private_key(ec.SECP384R1())
     pem = tmp_path / "qa.pem"

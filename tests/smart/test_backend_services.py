@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from cds.discovery import Discovery
+from cds.hooks.discovery import Discovery
+from cds.runtime.settings import REPO_ROOT, load_settings
 from cds.sandbox.runner import local_service
-from cds.settings import REPO_ROOT, load_settings
 from tests.core.test_fhir_fallback import PATIENT, PID, VITALS
 from tests.live_server import free_port
 from tests.smart.authserver import AuthServer

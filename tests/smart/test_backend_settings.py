@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from cds.auth.clients import parse_trusted_clients
 from cds.cli import main
-from cds.outbound import LOCAL, STRICT
-from cds.settings import SettingsError, load_settings
+from cds.runtime.outbound import LOCAL, STRICT
+from cds.runtime.settings import SettingsError, load_settings
 from cds.smart.backend import parse_backend, public_jwks
 from cds.smart.scopes import covers, interaction, system_scope
 from cds.smart.tokens import BackendTokens

@@ -12,15 +12,15 @@ pytest.importorskip("rapidfuzz")
 
 @pytest.fixture(scope="session")
 def lexical_mapper():
-    from cds.terminology.mapper import Mapper
+    from cds.fhir.terminology.mapper import Mapper
 
     return Mapper(embeddings=False)
 
 
 @pytest.fixture(scope="session")
 def embedding_mapper():
-    from cds.terminology.embedding import ModelUnavailable, model_dir
-    from cds.terminology.mapper import Mapper
+    from cds.fhir.terminology.embedding import ModelUnavailable, model_dir
+    from cds.fhir.terminology.mapper import Mapper
 
     try:
         model_dir()

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from cds.terminology.concepts import KNOWLEDGE, concepts
+from cds.fhir.terminology.concepts import KNOWLEDGE, concepts
 
 
 def _all_codes() -> set[str]:
@@ -38,7 +38,7 @@ def test_tables_sharing_a_code_are_one_concept() -> None:
 
 
 def test_units_of_the_attribute_table_parse_in_ucum() -> None:
-    from cds.units import convert
+    from cds.fhir.units import convert
 
     for c in concepts():
         for x in c.codes:

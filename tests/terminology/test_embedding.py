@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from cds.terminology.embedding import Encoder, ModelUnavailable, model_dir
+from cds.fhir.terminology.embedding import Encoder, ModelUnavailable, model_dir
 
 
 def test_embeddings_are_unit_length_and_rank_synonyms_first(embedding_mapper) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cds.terminology.evaluation import evaluate, read_labelled
+from cds.fhir.terminology.evaluation import evaluate, read_labelled
 
 HERE = Path(__file__).resolve().parent
 SETS = ["evaluation.csv", "heldout.csv"]
@@ -33,7 +33,7 @@ def test_embedding_mapper_meets_the_bar(embedding_mapper, name: str) -> None:
 
 
 def test_sets_are_labelled_consistently() -> None:
-    from cds.terminology.concepts import concepts
+    from cds.fhir.terminology.concepts import concepts
 
     ids = {c.id for c in concepts()}
     codes = {c.id: {x.code for x in c.codes} for c in concepts()}
@@ -49,7 +49,7 @@ def test_sets_are_labelled_consistently() -> None:
 
 
 def test_a_stricter_threshold_never_adds_automatic_maps(lexical_mapper) -> None:
-    from cds.terminology.mapper import Mapper
+    from cds.fhir.terminology.mapper import Mapper
 
     items = read_labelled(HERE / "evaluation.csv")
     rows = [i.row for i in items]

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from cds.app import create_app
-from cds.settings import SettingsError, load_settings
+from cds.runtime.settings import SettingsError, load_settings
+from cds.web.app import create_app
 from tests.core.conftest import BASE, Caller
 from tests.deterioration.fhir import obs, patient, sick_patient
 

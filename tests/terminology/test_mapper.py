@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cds.terminology.mapper import LocalRow, concept_map
+from cds.fhir.terminology.mapper import LocalRow, concept_map
 
 
 def one(mapper, display: str, unit: str = "", specimen: str = ""):
@@ -93,7 +93,7 @@ def test_concept_map_is_r4_shaped(lexical_mapper) -> None:
 def test_the_map_round_trips_into_the_service(lexical_mapper, tmp_path) -> None:
     import json
 
-    from cds.terminology.maps import read_concept_map
+    from cds.fhir.terminology.maps import read_concept_map
 
     rows = [
         LocalRow("K", "K+ SER", system="urn:a", unit="mmol/L"),

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from cds.record import PatientRecord
-from cds.terminology import CodeSet
-from cds.terminology.maps import TerminologyMaps, unmapped_systems
+from cds.fhir.record import PatientRecord
+from cds.fhir.terminology import CodeSet
+from cds.fhir.terminology.maps import TerminologyMaps, unmapped_systems
 
 LOINC = "http://loinc.org"
 MAPS = TerminologyMaps({("urn:a", "K"): "2823-3", ("urn:a", "CREAT"): "2160-0"})

@@ -1,0 +1,1 @@
+"""Process-wide plumbing: settings, logging, hashing, the outbound gate, errors, metrics, model manifest."""

@@ -1,0 +1,237 @@
+"""Settings: defaults, then an optional TOML file, then `CDS_*` environment variables.
+
+Invalid settings stop start-up with a message naming the setting and what is wrong with it.
+Per-service options live under `[services.<id>]` in the TOML file; trusted EHRs under
+`[[trusted_clients]]` (or `CDS_TRUSTED_CLIENTS` as JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = PACKAGE_ROOT.parent
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message says which and how to fix it."""
+
+
+def _default_models_dir() -> Path:
+    env_free = REPO_ROOT / "models"
+    return env_free if env_free.is_dir() else Path("/app/models")
+
+
+@dataclass
+class Settings:
+    # --- server -----------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    log_level: str = "info"
+    data_dir: Path = Path(".cds-data")
+    models_dir: Path = field(default_factory=_default_models_dir)
+    hooks_file: Path = REPO_ROOT / "hooks.json"
+    # The URL EHRs use to reach this service (behind a proxy); None: taken from each request.
+    public_base_url: str | None = None
+    # --- limits -----------------------------------------------------------------------------
+    max_body_bytes: int = 5 * 1024 * 1024  # hook calls and their feedback (prefetch is large)
+    max_other_body_bytes: int = 64 * 1024  # every other endpoint: sandbox API, operations
+    max_json_depth: int = 64
+    max_prefetch_resources: int = 20_000
+    max_draft_orders: int = 100
+    # --- front door (cds/web/frontdoor.py; per worker) -----------------------------------------
+    max_header_bytes: int = 16 * 1024  # request line + header fields: 431 above
+    header_timeout_seconds: float = 10.0  # to send the headers, from connect or last answer: 408
+    body_timeout_seconds: float = 30.0  # to send the whole body, from the end of the headers: 408
+    max_connections: int = 500  # open connections per worker (503 above); below `ulimit -n` 1024
+    keep_alive_seconds: float = 5.0  # idle time between requests on one connection (uvicorn)
+    # --- FHIR fallback ----------------------------------------------------------------------
+    fhir_timeout_seconds: float = 2.0
+    fhir_max_pages: int = 5
+    # --- security ---------------------------------------------------------------------------
+    dev: bool = False
+    trusted_clients: list[dict[str, Any]] = field(default_factory=list)
+    clock_skew_seconds: int = 60
+    jwks_cache_seconds: int = 3600
+    jwks_timeout_seconds: float = 2.0
+    jwks_max_bytes: int = 1024 * 1024  # a JWK Set larger than this is refused, never cut short
+    cors_origins: list[str] = field(default_factory=list)
+    # Key for HMAC of patient ids (feedback, suppression): hmac_secret (e.g. CDS_HMAC_SECRET), else
+    # read from hmac_key_file, by default <data_dir>-keys/hmac.key, generated (0600) when absent.
+    hmac_secret: str | None = None
+    hmac_key_file: Path | None = None
+    # --- feedback store ---------------------------------------------------------------------
+    database_url: str | None = None
+    retention_days: int = 365
+    db_write_timeout_seconds: float = 0.05
+    # Longest a call waits on the replay seen-set before trusting this process's cache alone.
+    replay_db_timeout_seconds: float = 0.2
+    # --- sandbox ----------------------------------------------------------------------------
+    sandbox: bool | None = None
+    # --- terminology ------------------------------------------------------------------------
+    # Reviewed FHIR ConceptMaps (local lab/vital codes -> LOINC); paths relative to the settings file.
+    terminology_maps: list[str] = field(default_factory=list)
+    # --- per-service options ----------------------------------------------------------------
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def sandbox_enabled(self) -> bool:
+        return self.dev if self.sandbox is None else self.sandbox
+
+    def service_options(self, service_id: str) -> dict[str, Any]:
+        return self.services.get(service_id, {})
+
+    def validate(self) -> Settings:
+        if not (0 < self.port < 65536):
+            raise SettingsError(f"port must be 1-65535, not {self.port}")
+        if self.workers < 1:
+            raise SettingsError("workers must be at least 1")
+        for name in (
+            "max_body_bytes",
+            "max_json_depth",
+            "max_prefetch_resources",
+            "max_draft_orders",
+            "fhir_max_pages",
+            "max_other_body_bytes",
+            "max_header_bytes",
+            "max_connections",
+            "jwks_max_bytes",
+        ):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be a positive number")
+        for name in ("header_timeout_seconds", "body_timeout_seconds", "keep_alive_seconds"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"{name} must be positive")
+        if self.sandbox and not self.dev and not self.trusted_clients:
+            raise SettingsError(
+                "sandbox = true outside development mode puts /sandbox/api/* behind the JWT check, and no "
+                "trusted_clients are configured to sign for it: add a trusted client, use --dev on a "
+                "workstation, or turn the sandbox off"
+            )
+        if not 0 < self.replay_db_timeout_seconds <= 10:
+            raise SettingsError("replay_db_timeout_seconds must be between 0 and 10")
+        if self.fhir_timeout_seconds <= 0:
+            raise SettingsError("fhir_timeout_seconds must be positive")
+        if self.public_base_url and not self.public_base_url.startswith(("http://", "https://")):
+            raise SettingsError("public_base_url must start with http:// or https://")
+        if self.database_url and not self.database_url.startswith(
+            ("sqlite:", "postgresql://", "postgres://")
+        ):
+            raise SettingsError("database_url must be sqlite:///PATH or postgresql://...")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise SettingsError("log_level must be debug, info, warning or error")
+        if not isinstance(self.trusted_clients, list) or not all(
+            isinstance(c, dict) for c in self.trusted_clients
+        ):
+            raise SettingsError(
+                "trusted_clients must be a list of tables ({iss, jku|jwks_url|jwks_file, ...})"
+            )
+        if self.trusted_clients and not self.dev and not self.public_base_url:
+            # Otherwise each token's `aud` would be checked against a URL built from the Host
+            # header, so a token minted for one deployment could be replayed at another.
+            raise SettingsError(
+                "public_base_url is required when trusted_clients are configured: set it to the URL "
+                'EHRs call, e.g. public_base_url = "https://cds.example.org"'
+            )
+        if not isinstance(self.terminology_maps, list) or not all(
+            isinstance(p, str) for p in self.terminology_maps
+        ):
+            raise SettingsError("terminology_maps must be a list of ConceptMap file paths")
+        if self.terminology_maps:
+            from cds.fhir.terminology.maps import MapError, TerminologyMaps
+
+            try:
+                TerminologyMaps.load(self.terminology_maps)
+            except MapError as e:
+                raise SettingsError(str(e)) from None
+        return self
+
+
+def _coerce(name: str, typ: Any, raw: Any) -> Any:
+    text = typ.__name__ if isinstance(typ, type) else str(typ)  # "int", not "<class 'int'>"
+    try:
+        if isinstance(raw, str):
+            if "bool" in text and raw.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+                return raw.lower() in ("1", "true", "yes", "on")
+            if text == "int":
+                return int(raw)
+            if text == "float":
+                return float(raw)
+            if "Path" in text:
+                return Path(raw)
+            if text.startswith(("list", "dict")):
+                return json.loads(raw)
+            return raw
+        if "Path" in text and isinstance(raw, str | os.PathLike):
+            return Path(raw)
+        if text == "float" and isinstance(raw, int):
+            return float(raw)
+        return raw
+    except (ValueError, json.JSONDecodeError) as e:
+        raise SettingsError(f"setting {name}: cannot read {raw!r} as {text} ({e})") from None
+
+
+def _check_misplaced_keys(data: dict[str, Any], names: set[str], path: str | Path) -> None:
+    """Refuse a top-level setting that TOML attached to a table because it was written after
+    the table's header (`cors_origins` below `[[trusted_clients]]` becomes that client's key)."""
+    tables: list[tuple[str, Any]] = []
+    clients = data.get("trusted_clients")
+    if isinstance(clients, list):
+        tables += [(f"[[trusted_clients]] number {i + 1}", c) for i, c in enumerate(clients)]
+    services = data.get("services")
+    if isinstance(services, dict):
+        tables += [(f"[services.{sid}]", opts) for sid, opts in services.items()]
+    for where, table in tables:
+        if not isinstance(table, dict):
+            continue
+        for key in table:
+            if key in names:
+                raise SettingsError(
+                    f"{path}: {key} is written inside the table {where}, but it is a top-level setting; "
+                    f"move the line `{key} = ...` above the first [table] header of the file "
+                    "(in TOML every key after a [table] header belongs to that table)"
+                )
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from defaults, `config_file` (or `CDS_CONFIG`), `CDS_*` env, then overrides."""
+    hints = get_type_hints(Settings)
+    names = {f.name for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    path = config_file or os.environ.get("CDS_CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise SettingsError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise SettingsError(f"config file {path} is not valid TOML: {e}") from None
+        _check_misplaced_keys(data, names, path)
+        unknown = set(data) - names
+        if unknown:
+            raise SettingsError(f"unknown setting(s) in {path}: {', '.join(sorted(unknown))}")
+        maps = data.get("terminology_maps")
+        if isinstance(maps, list):  # relative to the settings file, not to where the service starts
+            base = Path(path).resolve().parent
+            data["terminology_maps"] = [str(base / m) if isinstance(m, str) else m for m in maps]
+        values.update(data)
+    for name in names:
+        env = os.environ.get("CDS_" + name.upper())
+        if env is not None:
+            values[name] = env
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    for k, v in list(values.items()):
+        if k not in names:
+            raise SettingsError(f"unknown setting {k}")
+        values[k] = _coerce(k, hints[k], v)
+    settings = Settings(**values)
+    if settings.database_url is None:
+        settings.database_url = f"sqlite:///{settings.data_dir / 'cds.sqlite3'}"
+    return settings.validate()

@@ -1,0 +1,1 @@
+"""Deterioration: features, NEWS2, sepsis prompt, calibrated model and the service, in one place."""

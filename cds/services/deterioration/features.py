@@ -1,0 +1,545 @@
+"""Deterioration features: a patient record at a scoring time -> the worst physiology of the last 24 h.
+
+This is THE feature path of the deterioration model: training runs eICU stays (converted to FHIR
+Observations) through `extract`, and the service runs hook prefetch through it, so both see the
+same codes, units, windows and "worst value" rules. The code lists, units and rules are data in
+`cds/knowledge/deterioration_features.json` (with sources); this module applies them.
+
+Rules, in one place:
+- only Observations with status final/amended/corrected/preliminary, a time in [at - 24 h, at] and a
+  value convertible to the feature's UCUM unit (no unit: not guessed, dropped) and plausible;
+- a value may be the Observation's own or a component's (BP panels 85354-9 and 55284-4, GCS panel);
+- exact repeats (same feature, time and value) count once;
+- "worst" per feature: max, min, furthest from the APACHE reference value, or the 24 h sum (urine);
+- procedures (ventilation, intubation, dialysis) give 1 when present, otherwise missing;
+- U-shaped values (worst rule "furthest") also give `<name>_deviation`, the distance from the
+  reference value, so the model can be monotone in every physiological input;
+- Conditions give comorbidity and acute-problem categories (1 when coded, else missing), and
+  MedicationAdministrations the number of distinct vasoactive agents given in the window
+  (`cds/knowledge/deterioration_conditions.json`, with sources);
+- `systolic_trend`: mean systolic pressure of the last 6 h minus that of the first 6 h of the window;
+- anything not found is NaN, never 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from cds.fhir.dates import effective_time, parse_datetime
+from cds.fhir.record import PatientRecord
+from cds.fhir.terminology import ICD10, ICD10CM, LOINC, RXNORM, SNOMED, codings
+from cds.fhir.units import quantity_in
+from cds.knowledge import KNOWLEDGE_DIR
+from cds.services.deterioration.news2 import News2Inputs
+
+KNOWLEDGE = KNOWLEDGE_DIR / "deterioration_features.json"
+CONDITIONS = KNOWLEDGE_DIR / "deterioration_conditions.json"
+TREND_HOURS = 6.0
+
+GCS_EYE = "9267-6"
+GCS_VERBAL = "9270-0"
+GCS_MOTOR = "9268-4"
+GCS_TOTAL = "9269-2"
+SYSTOLIC = "8480-6"
+DIASTOLIC = "8462-4"
+MEAN_BP = "8478-0"
+ROOM_AIR_FIO2 = 21.0
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    label: str
+    unit: str
+    category: str
+    worst: str
+    codes: tuple[str, ...]
+    low: float
+    high: float
+    reference: float | None = None
+    molar_mass: float | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One charted value chosen for a feature: what, how much, in which unit, when."""
+
+    name: str
+    value: float
+    unit: str
+    time: datetime | None
+
+
+@lru_cache(maxsize=1)
+def knowledge() -> dict[str, Any]:
+    """The feature definitions (codes, units, worst rules, sources) as data."""
+    return json.loads(KNOWLEDGE.read_text())
+
+
+@lru_cache(maxsize=1)
+def conditions_knowledge() -> dict[str, Any]:
+    """Comorbidity, acute-problem, infection and vasoactive-drug code lists (with sources) as data."""
+    return json.loads(CONDITIONS.read_text())
+
+
+@lru_cache(maxsize=1)
+def specs() -> tuple[FeatureSpec, ...]:
+    out = []
+    for f in knowledge()["features"]:
+        low, high = f["plausible"]
+        out.append(
+            FeatureSpec(
+                name=f["name"],
+                label=f["label"],
+                unit=f["unit"],
+                category=f["category"],
+                worst=f["worst"],
+                codes=tuple(f["codes"]),
+                low=float(low),
+                high=float(high),
+                reference=f.get("reference"),
+                molar_mass=f.get("molar_mass"),
+            )
+        )
+    return tuple(out)
+
+
+@lru_cache(maxsize=1)
+def _code_index() -> dict[tuple[str, str], FeatureSpec]:
+    index = {(LOINC, code): spec for spec in specs() for code in spec.codes}
+    for code, name in ((GCS_EYE, "_gcs_eye"), (GCS_VERBAL, "_gcs_verbal")):
+        index[(LOINC, code)] = FeatureSpec(name, name, "{score}", "vital", "min", (code,), 1, 6)
+    return index
+
+
+PROCEDURE_FEATURES = ("ventilated", "intubated", "dialysis")
+DEMOGRAPHIC_FEATURES = ("age", "male")
+DEVIATION = "_deviation"
+VASOACTIVE = "vasoactive_agents"
+TREND = "systolic_trend"
+
+
+def deviation_features() -> tuple[str, ...]:
+    return tuple(s.name + DEVIATION for s in specs() if s.worst == "furthest")
+
+
+def condition_features() -> tuple[str, ...]:
+    return tuple(conditions_knowledge()["categories"])
+
+
+def feature_names() -> tuple[str, ...]:
+    """Every feature the extractor produces, in a fixed order."""
+    return (
+        tuple(s.name for s in specs())
+        + deviation_features()
+        + PROCEDURE_FEATURES
+        + DEMOGRAPHIC_FEATURES
+        + condition_features()
+        + (VASOACTIVE, TREND)
+    )
+
+
+def base_feature(name: str) -> str:
+    """The charted feature behind a derived one (heart_rate_deviation -> heart_rate)."""
+    return name.removesuffix(DEVIATION)
+
+
+def feature_units() -> dict[str, str]:
+    units = {s.name: s.unit for s in specs()}
+    units.update({s.name + DEVIATION: s.unit for s in specs() if s.worst == "furthest"})
+    units.update({p: "1" for p in PROCEDURE_FEATURES + condition_features()})
+    units.update({"age": "a", "male": "1", VASOACTIVE: "1", TREND: "mm[Hg]"})
+    return units
+
+
+def feature_labels() -> dict[str, str]:
+    labels = {s.name: s.label for s in specs()}
+    labels.update(
+        {
+            s.name + DEVIATION: f"{s.label} (distance from {s.reference:g})"
+            for s in specs()
+            if s.worst == "furthest"
+        }
+    )
+    kb = knowledge()
+    labels.update({k: v["label"] for k, v in kb["procedures"].items()})
+    labels.update({k: v["label"] for k, v in kb["demographics"].items()})
+    labels.update({k: v["label"] for k, v in conditions_knowledge()["categories"].items()})
+    labels[VASOACTIVE] = "vasopressors or inotropes (number of agents)"
+    labels[TREND] = "change in systolic blood pressure over the day"
+    return labels
+
+
+def _icd_prefixes(codes: Sequence[str]) -> tuple[str, ...]:
+    return tuple(c.replace(".", "").upper() for c in codes)
+
+
+@lru_cache(maxsize=1)
+def _condition_matchers() -> tuple[tuple[str, tuple[str, ...], frozenset[str]], ...]:
+    kb = conditions_knowledge()
+    out = [(k, _icd_prefixes(v["icd10"]), frozenset(v["snomed"])) for k, v in kb["categories"].items()]
+    inf = kb["infection"]
+    out.append(("_infection", _icd_prefixes(inf["icd10"]), frozenset(inf["snomed"])))
+    return tuple(out)
+
+
+def condition_categories(condition: Mapping[str, Any]) -> set[str]:
+    """The categories (and `_infection`) one Condition's codings fall in."""
+    found: set[str] = set()
+    pairs = list(codings(condition.get("code")))
+    for name, prefixes, snomed in _condition_matchers():
+        for system, code in pairs:
+            if system in (ICD10CM, ICD10) and code.replace(".", "").upper().startswith(prefixes):
+                found.add(name)
+                break
+            if system == SNOMED and code in snomed:
+                found.add(name)
+                break
+    return found
+
+
+@dataclass(frozen=True)
+class DeteriorationFeatures:
+    """The features of one patient at one time, with the charted values behind them."""
+
+    at: datetime
+    values: Mapping[str, float]
+    worst: Mapping[str, Finding]
+    latest: Mapping[str, Finding]
+    consciousness: tuple[str, datetime | None, str] | None
+    on_oxygen: bool | None
+    coded: Mapping[str, str] = field(default_factory=dict)  # category -> text of the Condition
+    infection: str | None = None  # text of a suspected or coded infection
+    vasoactive: tuple[str, ...] = ()  # vasoactive agents given in the window
+    vasoactive_time: datetime | None = None  # the newest administration among them
+
+    def vector(self, names: Sequence[str]) -> np.ndarray:
+        """A float32 row in the model's feature order; NaN where missing."""
+        return np.array([[self.values.get(n, math.nan) for n in names]], dtype=np.float32)
+
+    def news2_inputs(self) -> News2Inputs:
+        """The newest value of each NEWS2 parameter in the window (NEWS2 scores one set of observations)."""
+
+        def v(name: str) -> float | None:
+            f = self.latest.get(name)
+            return f.value if f else None
+
+        return News2Inputs(
+            respiratory_rate=v("respiratory_rate"),
+            spo2=v("spo2"),
+            on_oxygen=self.on_oxygen,
+            systolic_bp=v("systolic_bp"),
+            pulse=v("heart_rate"),
+            consciousness=self.consciousness[0] if self.consciousness else None,
+            temperature=v("temperature"),
+        )
+
+    def worst_news2_inputs(self) -> News2Inputs:
+        """NEWS2 inputs from the worst 24 h values: the early-warning baseline the model is compared to."""
+
+        def v(name: str) -> float | None:
+            x = self.values.get(name, math.nan)
+            return None if math.isnan(x) else x
+
+        gcs = v("gcs_total")
+        level = self.consciousness[0] if self.consciousness else None
+        if gcs is not None:
+            level = "A" if gcs >= 15 else "C"
+        return News2Inputs(
+            respiratory_rate=v("respiratory_rate"),
+            spo2=v("spo2"),
+            on_oxygen=self.on_oxygen,
+            systolic_bp=v("systolic_bp"),
+            pulse=v("heart_rate"),
+            consciousness=level,
+            temperature=v("temperature"),
+        )
+
+    def stale(self, names: Sequence[str], hours: float | None = None) -> list[str]:
+        """Features among `names` whose newest value is older than `hours` (default: stale_hours)."""
+        limit = self.at - timedelta(hours=hours if hours is not None else knowledge()["stale_hours"])
+        return [n for n in names if n in self.latest and (t := self.latest[n].time) is not None and t < limit]
+
+
+def _number(container: Mapping[str, Any], spec: FeatureSpec) -> float | None:
+    """The value of an Observation or component in the feature's unit, or None."""
+    q = container.get("valueQuantity")
+    if spec.unit in ("{score}", "[pH]"):
+        # Scores and pH have no unit to convert; accept a bare number.
+        raw = q.get("value") if isinstance(q, dict) else container.get("valueInteger")
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            return None
+        value = float(raw)
+    else:
+        value = quantity_in(q, spec.unit, spec.molar_mass)  # type: ignore[arg-type]
+        if value is None:
+            return None
+        if spec.name == "fio2" and 0 < value <= 1.0:
+            value *= 100.0  # a fraction sent as %, or unit 1
+    if not math.isfinite(value) or not (spec.low <= value <= spec.high):
+        return None
+    return value
+
+
+def _consciousness_level(concept: Any) -> str | None:
+    kb = knowledge()["consciousness"]["values"]
+    pairs = set(codings(concept))
+    for level, v in kb.items():
+        if any((SNOMED, c) in pairs for c in v["snomed"]):
+            return level
+    text: Any = ""
+    if isinstance(concept, dict):
+        coding = concept.get("coding")
+        text = concept.get("text") or next(
+            (c.get("display") for c in coding if isinstance(c, dict))
+            if isinstance(coding, list)
+            else iter(()),
+            "",
+        )
+    t = text.strip().lower() if isinstance(text, str) else ""
+    if len(t) == 1 and t.upper() in kb:
+        return t.upper()
+    for level, v in kb.items():
+        if any(t.startswith(w) for w in v["words"]):
+            return level
+    return None
+
+
+def _pick(spec: FeatureSpec, readings: list[tuple[float, datetime]]) -> tuple[float, datetime | None]:
+    if spec.worst == "sum":
+        return sum(v for v, _ in readings), max(t for _, t in readings)
+    if spec.worst == "max":
+        key = lambda r: (r[0], r[1])  # noqa: E731 - ties go to the newest
+    elif spec.worst == "min":
+        key = lambda r: (-r[0], r[1])  # noqa: E731
+    else:
+        ref = float(spec.reference)  # type: ignore[arg-type]
+        key = lambda r: (abs(r[0] - ref), r[1])  # noqa: E731
+    value, time = max(readings, key=key)
+    return value, time
+
+
+def _procedure_in_window(proc: Mapping[str, Any], start: datetime, at: datetime) -> bool:
+    period = proc.get("performedPeriod")
+    if isinstance(period, dict):
+        begin, end = (
+            parse_datetime(v) if isinstance(v := period.get(k), str) else None for k in ("start", "end")
+        )
+        if begin is not None and begin > at:
+            return False
+        return end is None or end >= start
+    t = effective_time(dict(proc))
+    if t is None:
+        return proc.get("status") == "in-progress"
+    return start <= t <= at or (proc.get("status") == "in-progress" and t <= at)
+
+
+def extract(record: PatientRecord, at: datetime | None = None) -> DeteriorationFeatures:
+    """The deterioration features of a patient at `at` (default: the record's `now`)."""
+    kb = knowledge()
+    at = at or record.now
+    start = at - timedelta(hours=kb["window_hours"])
+    valid_statuses = frozenset(kb["valid_statuses"])
+    index = _code_index()
+    cons_codes = frozenset((LOINC, c) for c in kb["consciousness"]["codes"])
+
+    readings: dict[str, dict[tuple[datetime, float], None]] = {}
+    gcs_by_time: dict[datetime, dict[str, float]] = {}
+    consciousness: tuple[str, datetime | None, str] | None = None
+
+    def add(name: str, value: float, t: datetime) -> None:
+        readings.setdefault(name, {})[(t, value)] = None  # dict as an ordered set: repeats count once
+
+    for obs in record.valid("Observation"):
+        status = obs.get("status")
+        if not isinstance(status, str) or status not in valid_statuses:
+            continue
+        t = effective_time(obs)
+        if t is None or t < start or t > at:
+            continue
+        parts: list[Mapping[str, Any]] = [obs]
+        components = obs.get("component")
+        if isinstance(components, list):
+            parts += [c for c in components if isinstance(c, dict)]
+        bp: dict[str, float] = {}
+        for part in parts:
+            if part.get("dataAbsentReason") is not None:
+                continue
+            for pair in codings(part.get("code")):
+                if pair in cons_codes:
+                    level = _consciousness_level(part.get("valueCodeableConcept"))
+                    if level and (consciousness is None or (consciousness[1] or start) < t):
+                        consciousness = (level, t, "ACVPU")
+                    break
+                spec = index.get(pair)
+                if spec is None:
+                    continue
+                value = _number(part, spec)
+                if value is None:
+                    break
+                code = pair[1]
+                if code in (GCS_EYE, GCS_VERBAL, GCS_MOTOR, GCS_TOTAL):
+                    gcs_by_time.setdefault(t, {})[code] = value
+                if code in (SYSTOLIC, DIASTOLIC, MEAN_BP):
+                    bp[code] = value
+                if not spec.name.startswith("_"):
+                    add(spec.name, value, t)
+                break
+        if SYSTOLIC in bp and DIASTOLIC in bp and MEAN_BP not in bp:
+            add("mean_bp", round((bp[SYSTOLIC] + 2 * bp[DIASTOLIC]) / 3, 1), t)
+
+    for t, gcs in gcs_by_time.items():
+        if GCS_TOTAL not in gcs and all(c in gcs for c in (GCS_EYE, GCS_VERBAL, GCS_MOTOR)):
+            add("gcs_total", gcs[GCS_EYE] + gcs[GCS_VERBAL] + gcs[GCS_MOTOR], t)
+
+    values: dict[str, float] = {}
+    worst: dict[str, Finding] = {}
+    latest: dict[str, Finding] = {}
+    for spec in specs():
+        found = list(readings.get(spec.name, {}))
+        if not found:
+            values[spec.name] = math.nan
+            continue
+        pairs = [(v, t) for t, v in found]
+        value, t = _pick(spec, pairs)
+        values[spec.name] = value
+        worst[spec.name] = Finding(spec.name, value, spec.unit, t)
+        newest_t, newest_v = max(found, key=lambda r: r[0])
+        latest[spec.name] = Finding(spec.name, newest_v, spec.unit, newest_t)
+
+    if consciousness is None and "gcs_total" in latest:
+        g = latest["gcs_total"]
+        consciousness = ("A" if g.value >= 15 else "C", g.time, f"GCS {g.value:g}")
+
+    for name, proc_spec in kb["procedures"].items():
+        codes = frozenset((SNOMED, c) for c in proc_spec["snomed"])
+        present = any(
+            any(p in codes for p in codings(proc.get("code"))) and _procedure_in_window(proc, start, at)
+            for proc in record.procedures()
+        )
+        values[name] = 1.0 if present else math.nan
+
+    coded, infection = _conditions(record, at)
+    for name in condition_features():
+        values[name] = 1.0 if name in coded else math.nan
+    agents, agents_time = _vasoactive(record, start, at)
+    values[VASOACTIVE] = float(len(agents)) if agents else math.nan
+    values[TREND] = _systolic_trend(readings.get("systolic_bp", {}), start, at)
+    for s in specs():
+        if s.worst == "furthest":
+            v = values[s.name]
+            values[s.name + DEVIATION] = abs(v - float(s.reference)) if not math.isnan(v) else math.nan  # type: ignore[arg-type]
+
+    birth = (record.patient or {}).get("birthDate")
+    age = record.age(at.date()) if isinstance(birth, str) else None  # the record's parser caches: str only
+    values["age"] = float(age) if age is not None else math.nan
+    values["male"] = {"male": 1.0, "female": 0.0}.get(record.sex or "", math.nan)
+
+    on_oxygen: bool | None = None
+    oxygen = [f for f in (latest.get("fio2"), latest.get("oxygen_flow")) if f is not None]
+    if values["ventilated"] == 1.0:
+        on_oxygen = True
+    elif oxygen:
+        newest = max(oxygen, key=lambda f: f.time or start)  # the newest of FiO2 and flow decides
+        on_oxygen = newest.value > (ROOM_AIR_FIO2 if newest.name == "fio2" else 0.0)
+
+    return DeteriorationFeatures(
+        at=at,
+        values=values,
+        worst=worst,
+        latest=latest,
+        consciousness=consciousness,
+        on_oxygen=on_oxygen,
+        coded=coded,
+        infection=infection,
+        vasoactive=agents,
+        vasoactive_time=agents_time,
+    )
+
+
+def _text(concept: Any) -> str:
+    if not isinstance(concept, dict):
+        return "coded condition"
+    if isinstance(concept.get("text"), str):
+        return concept["text"]
+    for c in concept.get("coding") or []:
+        if isinstance(c, dict) and isinstance(c.get("display"), str):
+            return c["display"]
+    return "coded condition"
+
+
+def _recent(cond: Mapping[str, Any], at: datetime) -> bool:
+    """Undated, or onset/recorded within `recent_days` of `at` (a current infection, not an old one)."""
+    days = conditions_knowledge()["infection"]["recent_days"]
+    for key in ("onsetDateTime", "recordedDate"):
+        t = parse_datetime(v) if isinstance(v := cond.get(key), str) else None
+        if t is not None:
+            return at - timedelta(days=days) <= t <= at + timedelta(days=1)
+    return True
+
+
+def _conditions(record: PatientRecord, at: datetime) -> tuple[dict[str, str], str | None]:
+    """Categories coded among the patient's active Conditions, and a suspected or coded infection."""
+    coded: dict[str, str] = {}
+    infection: str | None = None
+    for cond in record.conditions():
+        cats = condition_categories(cond)
+        for c in cats - {"_infection"}:
+            coded.setdefault(c, _text(cond.get("code")))
+        if "_infection" in cats and infection is None and _recent(cond, at):
+            infection = _text(cond.get("code"))
+    return coded, infection
+
+
+def _vasoactive(
+    record: PatientRecord, start: datetime, at: datetime
+) -> tuple[tuple[str, ...], datetime | None]:
+    """Distinct vasoactive agents (RxNorm ingredients) administered in [start, at], and the newest time."""
+    names: dict[str, str] = conditions_knowledge()["vasoactive"]["rxnorm"]
+    found: set[str] = set()
+    newest: datetime | None = None
+    for ma in record.valid("MedicationAdministration"):
+        if ma.get("status") not in ("in-progress", "completed"):
+            continue
+        agent = next(
+            (
+                names[c]
+                for sys, c in codings(ma.get("medicationCodeableConcept"))
+                if sys == RXNORM and c in names
+            ),
+            None,
+        )
+        if agent is None:
+            continue
+        period = ma.get("effectivePeriod")
+        if isinstance(period, dict):
+            begin, end = (
+                parse_datetime(v) if isinstance(v := period.get(k), str) else None for k in ("start", "end")
+            )
+            inside = (begin is None or begin <= at) and (end is None or end >= start)
+            t = min(end, at) if end is not None else (at if begin is not None else None)
+        else:
+            t = parse_datetime(v) if isinstance(v := ma.get("effectiveDateTime"), str) else None
+            inside = t is not None and start <= t <= at
+        if inside:
+            found.add(agent)
+            if t is not None and (newest is None or t > newest):
+                newest = t
+    return tuple(sorted(found)), newest
+
+
+def _systolic_trend(readings: Mapping[tuple[datetime, float], None], start: datetime, at: datetime) -> float:
+    """Mean systolic of the last TREND_HOURS minus that of the first TREND_HOURS of the window."""
+    early = [v for t, v in readings if t <= start + timedelta(hours=TREND_HOURS)]
+    late = [v for t, v in readings if t >= at - timedelta(hours=TREND_HOURS)]
+    if not early or not late:
+        return math.nan
+    return round(sum(late) / len(late) - sum(early) / len(early), 1)
