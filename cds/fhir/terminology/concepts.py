@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from cds.fhir.terminology import LOINC
+from cds.knowledge import KNOWLEDGE_DIR
 
 _HERE = Path(__file__).resolve().parent
-KNOWLEDGE = _HERE.parent / "knowledge"
+KNOWLEDGE = KNOWLEDGE_DIR
 
 # Which measure value sets and direct codes the care-gap measures retrieve as Observations
 # (read from cds/services/care_gaps/measures/cms*.py: `ctx.retrieve("Observation", SPEC.vs(name))` and `has_code`).
