@@ -1,14 +1,23 @@
-"""The contract every CDS service module fulfils.
+"""The contract every CDS service fulfils (scikit-learn's estimator contract, applied to a service).
 
-A service is constructed once at start-up with the settings (it loads its models and knowledge
-there, raising `ServiceLoadError` when it cannot), then `evaluate` is called per hook with a
-validated request and the patient record. `evaluate` is synchronous, pure CPU work of a few
-milliseconds, and must not do I/O.
+- `hook`: the hook it answers (its discovery entry must name the same one);
+- `Options`: a msgspec Struct of its `[services.<id>]` settings, decoded and checked by `from_settings`;
+- `__init__(options, *, models_dir)`: parameters in, no I/O, so a service can be built and inspected
+  anywhere (tests, the CLI, the registry);
+- `load()`: reads its knowledge or model, raising `ServiceLoadError` when it cannot; returns self;
+- `evaluate(request, record) -> list[Card]`: synchronous pure CPU work of a few milliseconds, no I/O.
+
+The prefetch a service needs is declared in its discovery entry (hooks.json), the one place the
+published discovery document is built from; `optional_prefetch` names the keys it can do without.
+Services are found from that entry's `implementation` (see `cds.hooks.registry`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVar
+
+import msgspec
 
 if TYPE_CHECKING:
     from cds.fhir.record import PatientRecord
@@ -18,14 +27,64 @@ if TYPE_CHECKING:
 
 
 class ServiceLoadError(RuntimeError):
-    """A service cannot start: missing or tampered model, invalid knowledge base."""
+    """A service cannot start: invalid options, missing or tampered model, invalid knowledge base."""
+
+
+class NoOptions(msgspec.Struct):
+    """For a service without options of its own."""
+
+
+OptionsT = TypeVar("OptionsT", bound=msgspec.Struct)
 
 
 class Service(Protocol):
-    id: str
+    """What the app needs of a loaded service."""
 
-    def __init__(self, settings: Settings) -> None: ...
+    id: ClassVar[str]
+    hook: ClassVar[str]
+    optional_prefetch: ClassVar[tuple[str, ...]]
 
     def evaluate(self, request: HookRequest, record: PatientRecord) -> list[Card]:
         """The cards for this patient, most important first. Empty when nothing is worth saying."""
         ...
+
+
+def decode_options(service_id: str, raw: Any, options_type: type[OptionsT]) -> OptionsT:
+    """`[services.<id>]` as the service's Options; a wrong value names its setting.
+
+    Unknown keys are left alone: the same table also holds options other parts read (the feedback
+    store's `suppress_minutes`)."""
+    if raw is None:
+        raw = {}
+    try:
+        return msgspec.convert(raw, options_type)
+    except msgspec.ValidationError as e:
+        message = str(e).replace("`$.", f"`services.{service_id}.").replace("`$`", f"`services.{service_id}`")
+        raise ServiceLoadError(f"services.{service_id}: {message}") from None
+
+
+class CDSService(Generic[OptionsT]):
+    """Base class of the services: the constructor and `from_settings`; subclasses set the class
+    attributes and write `load` and `evaluate`."""
+
+    id: ClassVar[str]
+    hook: ClassVar[str]
+    Options: ClassVar[type[msgspec.Struct]] = NoOptions
+    optional_prefetch: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, options: OptionsT | None = None, *, models_dir: Path | None = None) -> None:
+        self.options: OptionsT = options if options is not None else self.Options()  # type: ignore[assignment]
+        self.models_dir = models_dir
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """Built (not loaded) from the settings: its options table and the models directory."""
+        options = decode_options(cls.id, settings.service_options(cls.id), cls.Options)
+        return cls(options, models_dir=Path(settings.models_dir))  # type: ignore[arg-type]
+
+    def load(self) -> Self:
+        """Read knowledge and models; raise ServiceLoadError when they are missing or invalid."""
+        return self
+
+    def evaluate(self, request: HookRequest, record: PatientRecord) -> list[Card]:
+        raise NotImplementedError

@@ -25,7 +25,10 @@ Decision support for clinicians, to be validated locally before clinical use; ne
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import msgspec
 
 from cds.fhir.record import PatientRecord
 from cds.fhir.terminology import CodeSet
@@ -40,8 +43,7 @@ from cds.hooks.cards import (
     truncate_summary,
 )
 from cds.hooks.request import HookRequest
-from cds.hooks.service import ServiceLoadError
-from cds.runtime.settings import Settings
+from cds.hooks.service import CDSService, ServiceLoadError
 from cds.services.care_gaps import point_of_care as poc
 from cds.services.care_gaps.measures import common
 from cds.services.care_gaps.measures import qicore as q
@@ -52,7 +54,6 @@ from cds.services.care_gaps.measures.result import Evidence, MeasureResult
 from cds.services.care_gaps.measures.spec import MeasureSpec, load_spec
 from cds.services.care_gaps.measures.valuesets import ValueSetError, default_valuesets
 
-PERIODS = ("calendar-year", "rolling-12-months")
 DEFAULT_MAX_CARDS = 3
 
 # US Core ServiceRequest categories (SNOMED CT).
@@ -69,46 +70,45 @@ OVERRIDE_REASONS = (
 )
 
 
-class CareGapsService:
-    id = "care-gaps"
+class CareGapsOptions(msgspec.Struct, kw_only=True):
+    """`[services.care-gaps]` (see the module docstring)."""
 
-    def __init__(self, settings: Settings) -> None:
-        opts = settings.service_options(self.id)
-        self.period_kind = opts.get("period", "calendar-year")
-        if self.period_kind not in PERIODS:
-            raise ServiceLoadError(f"services.care-gaps.period must be one of {', '.join(PERIODS)}")
-        max_cards = opts.get("max_cards", DEFAULT_MAX_CARDS)
-        if isinstance(max_cards, bool) or not isinstance(max_cards, int) or max_cards < 1:
-            raise ServiceLoadError("services.care-gaps.max_cards must be a whole number of at least 1")
-        self.max_cards = max_cards
-        flags = {
-            "count_current_visit": True,
-            "assume_current_visit": False,
-            "map_visit_codes": True,
-            "accept_any_egfr": True,
-            "accept_legacy_bp_panel": True,
-        }
-        for name, default in flags.items():
-            value = opts.get(name, default)
-            if not isinstance(value, bool):
-                raise ServiceLoadError(f"services.care-gaps.{name} must be true or false")
-            setattr(self, name, value)
-        measures = opts.get("measures", MEASURE_IDS)
-        if (
-            not isinstance(measures, list | tuple)
-            or not measures
-            or not all(isinstance(m, str) for m in measures)
-        ):
-            raise ServiceLoadError(
-                'services.care-gaps.measures must be a list of measure ids, e.g. ["CMS130"]'
-            )
+    period: Literal["calendar-year", "rolling-12-months"] = "calendar-year"
+    max_cards: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_MAX_CARDS
+    measures: Annotated[tuple[str, ...], msgspec.Meta(min_length=1)] = MEASURE_IDS
+    count_current_visit: bool = True
+    assume_current_visit: bool = False
+    map_visit_codes: bool = True
+    accept_any_egfr: bool = True
+    accept_legacy_bp_panel: bool = True
+
+
+class CareGapsService(CDSService[CareGapsOptions]):
+    id = "care-gaps"
+    hook = "patient-view"
+    Options = CareGapsOptions
+
+    def __init__(self, options: CareGapsOptions | None = None, *, models_dir: Path | None = None) -> None:
+        super().__init__(options, models_dir=models_dir)
+        o = self.options
+        self.period_kind = o.period
+        self.max_cards = o.max_cards
+        self.count_current_visit = o.count_current_visit
+        self.assume_current_visit = o.assume_current_visit
+        self.map_visit_codes = o.map_visit_codes
+        self.accept_any_egfr = o.accept_any_egfr
+        self.accept_legacy_bp_panel = o.accept_legacy_bp_panel
+
+    def load(self) -> Self:
+        """The selected measures' specs and the value sets they use."""
         try:
-            self.measures = tuple(dict.fromkeys(resolve_measure(m) for m in measures))
+            self.measures = tuple(dict.fromkeys(resolve_measure(m) for m in self.options.measures))
             self.valuesets = default_valuesets()
             self.specs = {m: load_spec(m) for m in self.measures}
             self.visit_codes = _qualifying_visits(self.valuesets)
         except (UnknownMeasureError, ValueSetError, OSError, KeyError, ValueError) as e:
             raise ServiceLoadError(f"care-gaps: cannot load the measures: {e}") from e
+        return self
 
     def period_for(self, now: datetime) -> Period:
         today = now.date()
