@@ -195,17 +195,18 @@ def _date(t: datetime | None) -> str:
 
 
 def _summary(spec: MeasureSpec, ev: Evidence | None) -> str:
+    """The card summary from the measure's care_gap texts (its knowledge file): out of control,
+    a summary for a particular evidence value, else what is due and when it was last done."""
     gap = spec["care_gap"]
-    if ev is not None and ev.out_of_control and ev.value:
-        if spec.id == "CMS122":
-            text = f"HbA1c {ev.value} on {_date(ev.when)} is above 9%: diabetes not in control ({spec.id})"
-        else:
-            text = f"Blood pressure {ev.value} on {_date(ev.when)} is not below 140/90 ({spec.id})"
-        return truncate_summary(text)
-    if spec.id == "CMS122" and ev is not None and ev.value == "no result":
-        return truncate_summary(f"HbA1c on {_date(ev.when)} has no result: repeat the test ({spec.id})")
+    if ev is not None and ev.value:
+        text = gap.get("out_of_control_summary") if ev.out_of_control else None
+        text = text or gap.get("evidence_summaries", {}).get(ev.value)
+        if text:
+            return truncate_summary(f"{text.format(value=ev.value, date=_date(ev.when))} ({spec.id})")
     due = gap["due"]
-    if spec.id == "CMS165" and (ev is None or ev.when is None or ev.value == "incomplete reading"):
+    if "due_no_reading" in gap and (
+        ev is None or ev.when is None or ev.value in gap.get("due_no_reading_values", ())
+    ):
         due = gap["due_no_reading"]
     last = f"last {_date(ev.when)}" if ev is not None and ev.when else "none on record"
     return truncate_summary(f"{due[0].upper()}{due[1:]} due ({spec.id}): {last}")
@@ -219,8 +220,8 @@ def _why(spec: MeasureSpec, result: MeasureResult) -> str:
         found = f"No {label} found in the record."
     elif ev.out_of_control and ev.value:
         found = f"Most recent {label}: {ev.value} on {_date(ev.when)}, {gap['out_of_control_text']}."
-    elif spec.id == "CMS951" and ev.value:
-        found = f"Last tests: {ev.value}."
+    elif "last_text" in gap and ev.value:
+        found = gap["last_text"].format(value=ev.value)
     else:
         value = f" ({ev.value})" if ev.value else ""
         found = f"Last {label}: {ev.label}{value} on {_date(ev.when)}."
@@ -349,7 +350,7 @@ def _suggestions(
             continue
         label = order["label"]
         if missing and len(items) < len(order["resources"]):
-            shorts = {loinc: short for loinc, short in KIDNEY_COMPONENTS.values()}
+            shorts = {c["order_code"]: c["short"] for c in spec["care_gap"]["components"]}
             label = "Order " + " and ".join(shorts.get(i["coding"][0][1], i["coding"][0][2]) for i in items)
         actions = tuple(
             Action(
@@ -382,10 +383,10 @@ def gap_card(
     guideline = spec["care_gap"]["guideline"]
     detail = _detail(spec, result, groups)
     missing: tuple[str, ...] = ()
-    if spec.id == "CMS951":
-        kidney = kidney_components(record, result.period)
-        missing = tuple(k for k, found in kidney.items() if not found[0])
-        detail += "\n\n**Found:** " + " ".join(found[1] for found in kidney.values())
+    if "components" in spec["care_gap"]:  # a gap closed by several tests: say which were found
+        components = components_found(spec, record, result.period)
+        missing = tuple(k for k, found in components.items() if not found[0])
+        detail += "\n\n**Found:** " + " ".join(found[1] for found in components.values())
     treatment = spec["care_gap"].get("treatment_guideline")
     if treatment and ev is not None and ev.out_of_control:
         review = spec["care_gap"]["out_of_control_orders"][0]["resources"][0]["note"]
@@ -411,21 +412,15 @@ def gap_card(
     )
 
 
-# CMS951's two components: value set name -> (LOINC of the order that closes it, short name).
-KIDNEY_COMPONENTS = {
-    "Estimated Glomerular Filtration Rate": ("98979-8", "eGFR"),
-    "Urine Albumin Creatinine Ratio": ("9318-7", "urine albumin-creatinine ratio"),
-}
-
-
-def kidney_components(record: PatientRecord, period: Period) -> dict[str, tuple[bool, str]]:
-    """For each CMS951 component (by its order's LOINC): whether a result counts in the period,
-    and what was found, with why it did not count."""
-    spec = load_spec("CMS951")
+def components_found(spec: MeasureSpec, record: PatientRecord, period: Period) -> dict[str, tuple[bool, str]]:
+    """For each component of a measure's gap (`care_gap.components`: its value set and the code of
+    the order that closes it; CMS951's eGFR and urine ACR): whether a result counts in the period,
+    and what was found, with why it did not count. Keyed by the order's code."""
     vs = default_valuesets()
     out = {}
-    for name, (loinc, short) in KIDNEY_COMPONENTS.items():
-        codes = vs[spec.vs(name)]
+    for component in spec["care_gap"]["components"]:
+        loinc, short = component["order_code"], component["short"]
+        codes = vs[spec.vs(component["valueset"])]
         best: tuple[int, str, str] | None = None  # (rank, date, reason): counts > in period > older
         for obs in record.of_type("Observation"):
             if not codes.matches(obs.get("code")):
