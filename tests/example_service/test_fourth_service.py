@@ -105,3 +105,17 @@ def test_its_sandbox_scenarios_pass(tmp_path: Path) -> None:
     with local_service(settings) as (base_url, local):
         results = run_all(scenarios, base_url, Discovery.load(HOOKS), lambda aud: mint_dev_token(local, aud))
     assert [(r.differences, r.error) for r in results] == [([], None)] * len(scenarios)
+
+
+def test_cds_sandbox_check_runs_its_scenarios_from_a_settings_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`cds sandbox check --config` serves the settings' discovery file in-process."""
+    from cds.cli import main
+
+    config = tmp_path / "cds.toml"
+    config.write_text(f"hooks_file = {json.dumps(str(HOOKS))}\n")
+    code = main(["sandbox", "check", str(HERE / "scenarios.yaml"), "--config", str(config)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "0 failed" in out
