@@ -7,6 +7,7 @@ the `hooks_file` setting names). Nothing here lists services.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from cds.hooks.service import CDSService, ServiceLoadError
@@ -30,6 +31,9 @@ def service_class(entry: ServiceEntry) -> type[CDSService[Any]]:
     return cls
 
 
-def load_service(entry: ServiceEntry, settings: Settings) -> CDSService[Any]:
-    """The service of a discovery entry, built from the settings and loaded (ServiceLoadError if not)."""
-    return service_class(entry).from_settings(settings).load()
+def load_service(
+    entry: ServiceEntry, settings: Settings, shared_options: Collection[str] | None = None
+) -> CDSService[Any]:
+    """The service of a discovery entry, built from the settings and loaded (ServiceLoadError if
+    not). `shared_options`: the option keys other parts read; any other unknown key is refused."""
+    return service_class(entry).from_settings(settings, shared_options).load()

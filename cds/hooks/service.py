@@ -14,6 +14,7 @@ Services are found from that entry's `implementation` (see `cds.hooks.registry`)
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVar
 
@@ -49,13 +50,24 @@ class Service(Protocol):
         ...
 
 
-def decode_options(service_id: str, raw: Any, options_type: type[OptionsT]) -> OptionsT:
+def decode_options(
+    service_id: str, raw: Any, options_type: type[OptionsT], shared: Collection[str] | None = None
+) -> OptionsT:
     """`[services.<id>]` as the service's Options; a wrong value names its setting.
 
-    Unknown keys are left alone: the same table also holds options other parts read (the feedback
-    store's `suppress_minutes`)."""
+    The same table also holds options other parts read (the feedback store's `suppress_minutes`):
+    with `shared` given, a key that is neither an option nor shared is refused (a typo would
+    otherwise be ignored silently); without it, unknown keys are left alone."""
     if raw is None:
         raw = {}
+    if shared is not None and isinstance(raw, dict):
+        known = set(options_type.__struct_fields__) | set(shared)
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ServiceLoadError(
+                f"services.{service_id}: unknown option(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known)) or 'none'}"
+            )
     try:
         return msgspec.convert(raw, options_type)
     except msgspec.ValidationError as e:
@@ -77,9 +89,10 @@ class CDSService(Generic[OptionsT]):
         self.models_dir = models_dir
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
-        """Built (not loaded) from the settings: its options table and the models directory."""
-        options = decode_options(cls.id, settings.service_options(cls.id), cls.Options)
+    def from_settings(cls, settings: Settings, shared_options: Collection[str] | None = None) -> Self:
+        """Built (not loaded) from the settings: its options table and the models directory.
+        `shared_options`: keys of the table that other parts read (see `decode_options`)."""
+        options = decode_options(cls.id, settings.service_options(cls.id), cls.Options, shared_options)
         return cls(options, models_dir=Path(settings.models_dir))  # type: ignore[arg-type]
 
     def load(self) -> Self:

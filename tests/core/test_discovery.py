@@ -150,3 +150,33 @@ def test_options_errors_name_the_setting() -> None:
     if bad:
         with pytest.raises(ServiceLoadError, match=rf"services\.{entry.id}\."):
             load_service(entry, Settings(services={entry.id: bad}))
+
+
+def _example_app(tmp_path: Path, options: dict[str, Any]) -> Any:
+    from starlette.testclient import TestClient
+
+    from cds.web.app import create_app
+
+    hooks = Path(__file__).parents[1] / "example_service" / "hooks.json"
+    settings = Settings(dev=True, data_dir=tmp_path / "data", hooks_file=hooks, services=options)
+    return TestClient(create_app(settings), base_url="http://localhost")
+
+
+def test_a_misspelt_option_stops_its_service_naming_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with _example_app(tmp_path, {"shock-index": {"max_pair_minute": 5}, "shock-idx": {}}) as client:
+        ready = client.get("/readyz")
+    assert ready.status_code == 503
+    reason = ready.json()["services"]["shock-index"]
+    assert "unknown option(s) max_pair_minute" in reason and "max_pair_minutes" in reason
+    assert [r.service for r in caplog.records if r.getMessage().startswith("options for")] == ["shock-idx"]  # type: ignore[attr-defined]
+
+
+def test_options_other_parts_read_share_the_table(tmp_path: Path) -> None:
+    options = {
+        "shock-index": {"max_pair_minutes": 5, "suppress_minutes": 60, "suppress_overridden_minutes": 0}
+    }
+    with _example_app(tmp_path, options) as client:
+        assert client.get("/readyz").status_code == 200
+        assert client.app.state.cds.services["shock-index"].options.max_pair_minutes == 5  # type: ignore[attr-defined]
