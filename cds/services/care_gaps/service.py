@@ -36,6 +36,7 @@ from cds.hooks.cards import (
     SEVERITY_RANK,
     Action,
     Card,
+    Indicator,
     Link,
     Source,
     Suggestion,
@@ -364,7 +365,7 @@ def _suggestions(
     return tuple(out)
 
 
-def gap_indicator(result: MeasureResult) -> str:
+def gap_indicator(result: MeasureResult) -> Indicator:
     ev = result.evidence
     return "warning" if ev is not None and ev.out_of_control else "info"
 
