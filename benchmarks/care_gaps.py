@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"charts: {len(records)} from {source}; resources per chart median {int(statistics.median(sizes))}, "
           f"max {max(sizes)}; {max(args.rounds, 1000 // len(records))} rounds")  # fmt: skip
 
-    service = CareGapsService(Settings(services={"care-gaps": {"max_cards": 8}}))
+    service = CareGapsService.from_settings(Settings(services={"care-gaps": {"max_cards": 8}})).load()
     engine_ms: list[float] = []
     engine_cpu_ms: list[float] = []  # thread CPU time: separates our cost from waiting for a core
     service_ms: list[float] = []

@@ -133,7 +133,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000)
     n = ap.parse_args().n
-    service = DeteriorationService(load_settings())
+    service = DeteriorationService.from_settings(load_settings()).load()
     model = service.model
     chart = icu_chart()
     record = PatientRecord.from_resources(chart, now=NOW)

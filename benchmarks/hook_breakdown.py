@@ -23,7 +23,7 @@ from benchmarks.hooks_load import SERVICES, Tokens
 from benchmarks.synthea_requests import hook_request, load_patients
 from cds.fhir.record import PatientRecord
 from cds.hooks.discovery import Discovery
-from cds.hooks.registry import service_class
+from cds.hooks.registry import load_service
 from cds.hooks.validation import validate_hook_request
 from cds.runtime.gcpolicy import freeze_startup_state
 from cds.runtime.settings import REPO_ROOT, load_settings
@@ -41,7 +41,7 @@ def main() -> int:
     settings = load_settings(dev=True, data_dir=Path(tempfile.mkdtemp()))
     tokens = Tokens(settings.data_dir)
     token, public = tokens.mint("http://bench", 1)[0], tokens.key.public_key()
-    services = {sid: service_class(sid)(settings) for sid in SERVICES}
+    services = {sid: load_service(discovery.services[sid], settings) for sid in SERVICES}
     bodies = {sid: [orjson.dumps(hook_request(discovery, sid, p)) for p in patients] for sid in SERVICES}
     freeze_startup_state()
     print(f"ms per hook, mean of {args.n}: " + " ".join(f"{s:>9}" for s in STAGES) + "      sum")

@@ -38,7 +38,7 @@ from cds.auth.devkeys import DEV_ALGORITHM, DEV_ISSUER, key_id, load_or_create_d
 from cds.hooks.discovery import Discovery
 from cds.runtime.settings import REPO_ROOT, load_settings
 
-SERVICES = ("deterioration", "care-gaps", "medication-risk")
+SERVICES = tuple(Discovery.load(REPO_ROOT / "hooks.json").services)  # every shipped service, in order
 HERE = Path(__file__).resolve().parent
 
 

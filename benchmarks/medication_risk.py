@@ -150,7 +150,7 @@ def main() -> None:
         kb = load_knowledge()
         loads.append(time.perf_counter() - t)
     t = time.perf_counter()
-    service = MedicationRiskService(Settings())
+    service = MedicationRiskService.from_settings(Settings()).load()
     start = time.perf_counter() - t
     print(f"knowledge base {kb.version}: {kb.counts}")
     print(

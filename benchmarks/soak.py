@@ -43,8 +43,23 @@ from cds.auth import mint_dev_token
 from cds.hooks.discovery import Discovery
 from cds.runtime.settings import REPO_ROOT, load_settings
 
-# Share of hook calls per service: patient-view fires far more often than order-sign.
-MIX = {"deterioration": 0.4, "care-gaps": 0.35, "medication-risk": 0.25}
+# Share of hook calls per hook (patient-view fires far more often than order-sign), split evenly
+# between the services of the discovery document on that hook.
+HOOK_SHARE = {"patient-view": 0.75, "order-sign": 0.25}
+
+
+def service_mix(discovery: Discovery) -> dict[str, float]:
+    """Each service's share of the hook calls, from the discovery document."""
+    by_hook: dict[str, list[str]] = {}
+    for sid, entry in discovery.services.items():
+        by_hook.setdefault(entry.hook, []).append(sid)
+    total = sum(HOOK_SHARE.get(hook, 0.25) for hook in by_hook)
+    return {
+        sid: HOOK_SHARE.get(hook, 0.25) / total / len(ids) for hook, ids in by_hook.items() for sid in ids
+    }
+
+
+MIX = service_mix(Discovery.load(REPO_ROOT / "hooks.json"))
 
 
 @dataclass
@@ -188,7 +203,7 @@ async def soak(args: argparse.Namespace, base: str, settings: Any, bodies: dict,
     growth = (rss_end - rss_start) / rss_start
     errors = sum(load.hooks.errors.values()) + sum(load.feedback.errors.values())
     print()
-    print(f"soak: {args.minutes:g} min, mix {MIX}, {len(bodies['deterioration'])} Synthea charts")
+    print(f"soak: {args.minutes:g} min, mix {MIX}, {len(next(iter(bodies.values())))} Synthea charts")
     print(f"hooks     {load.hooks.summary(seconds)}")
     print(f"feedback  {load.feedback.summary(seconds)}")
     print(f"cards returned {load.cards}")

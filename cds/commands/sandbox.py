@@ -99,7 +99,7 @@ def check(args: argparse.Namespace) -> int:
     else:
         logging.getLogger("cds").setLevel(logging.WARNING)
         try:
-            with local_service() as (base_url, local):
+            with local_service(hooks_file=settings.hooks_file) as (base_url, local):
                 results = run_all(
                     scenarios, base_url, discovery, lambda aud: mint_dev_token(local, aud), args.timeout
                 )

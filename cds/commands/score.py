@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
     try:
         settings = load_settings(args.config, models_dir=args.models)
-        service = DeteriorationService(settings)
+        service = DeteriorationService.from_settings(settings).load()
     except (SettingsError, ServiceLoadError) as e:
         print(str(e), file=sys.stderr)
         return 2
@@ -121,7 +121,9 @@ def run(args: argparse.Namespace) -> int:
                 )
                 continue
             record = PatientRecord.from_resources(own, now=when, patient_id=patient.get("id"))
-            a = service.model.assess(record, at=when, scale=spo2_scale(record, service.options), explain=True)
+            a = service.model.assess(
+                record, at=when, scale=spo2_scale(record, service.scale_options), explain=True
+            )
             line = a.to_json()
             line["source"] = where
             print(json.dumps(line, ensure_ascii=False), flush=True)

@@ -1,22 +1,50 @@
-"""The discovery document: hooks.json, the one source of truth for services and prefetch."""
+"""The discovery document: hooks.json, the one source of truth for services and prefetch.
+
+Each entry is a CDS Hooks 2.0 service definition plus `implementation`, the `module:Class` that
+answers it (`cds.hooks.registry` imports it when the app starts). `implementation` is ours, not the
+spec's: it never appears in the published discovery document.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import orjson
 
 from cds.hooks.prefetch import UnresolvedToken, token_value
-from cds.hooks.registry import SERVICE_MODULES
 from cds.hooks.validation import HOOK_CONTEXT
 from cds.runtime.settings import SettingsError
 
 _TOKEN = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
-_SPEC_FIELDS = {"hook", "title", "description", "id", "prefetch", "usageRequirements"}
+_IMPLEMENTATION = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class ServiceDefinition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A service as CDS Hooks 2.0 "Discovery" publishes it."""
+
+    hook: str
+    id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]+$")]
+    title: NonEmpty
+    description: NonEmpty
+    prefetch: dict[str, str] | None = None
+    usageRequirements: str | None = None
+
+
+class ServiceDeclaration(ServiceDefinition, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A hooks.json entry: the published definition and the class that implements it."""
+
+    implementation: Annotated[str, msgspec.Meta(pattern=_IMPLEMENTATION.pattern)]
+
+
+class HooksFile(msgspec.Struct, forbid_unknown_fields=True):
+    services: Annotated[list[ServiceDeclaration], msgspec.Meta(min_length=1)]
 
 
 @dataclass(frozen=True)
@@ -24,7 +52,8 @@ class ServiceEntry:
     id: str
     hook: str
     prefetch: dict[str, str]
-    document: dict[str, Any]
+    document: dict[str, Any]  # the published definition (no `implementation`)
+    implementation: str = ""
 
 
 @dataclass(frozen=True)
@@ -38,7 +67,7 @@ class Discovery:
         for sid, e in self.services.items():
             prefetch = {k: rewrite(v) for k, v in e.prefetch.items()}
             doc = dict(e.document) | ({"prefetch": prefetch} if prefetch else {})
-            services[sid] = ServiceEntry(e.id, e.hook, prefetch, doc)
+            services[sid] = ServiceEntry(e.id, e.hook, prefetch, doc, e.implementation)
         body = orjson.dumps({"services": [e.document for e in services.values()]})
         return Discovery(services=services, body=body)
 
@@ -46,39 +75,44 @@ class Discovery:
     def load(cls, path: Path) -> Discovery:
         """Read and check hooks.json; a broken file stops start-up with a clear message."""
         try:
-            doc = orjson.loads(path.read_bytes())
+            raw = Path(path).read_bytes()
         except FileNotFoundError:
             raise SettingsError(f"hooks file not found: {path}") from None
+        try:
+            doc = orjson.loads(raw)
+            entries = msgspec.convert(doc, HooksFile).services
         except orjson.JSONDecodeError as e:
             raise SettingsError(f"hooks file {path} is not valid JSON: {e}") from None
+        except msgspec.ValidationError as e:
+            raise SettingsError(f"{path}: {e}") from None
         services: dict[str, ServiceEntry] = {}
-        entries = doc.get("services") if isinstance(doc, dict) else None
-        if not isinstance(entries, list) or not entries:
-            raise SettingsError(f"{path}: 'services' must be a non-empty list")
-        for s in entries:
-            sid = s.get("id")
-            where = f"{path}: service {sid!r}"
-            if not isinstance(sid, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", sid):
-                raise SettingsError(f"{where}: id must be URL-safe text")
-            if sid in services:
+        for s, published in zip(entries, doc["services"], strict=True):
+            where = f"{path}: service {s.id!r}"
+            if s.id in services:
                 raise SettingsError(f"{where}: duplicate id")
-            if sid not in SERVICE_MODULES:
-                raise SettingsError(f"{where}: no module implements it (cds/hooks/registry.py)")
-            if s.get("hook") not in HOOK_CONTEXT:
-                raise SettingsError(f"{where}: unsupported hook {s.get('hook')!r}")
-            if not s.get("description") or not s.get("title"):
-                raise SettingsError(f"{where}: title and description are required")
-            unknown = set(s) - _SPEC_FIELDS
-            if unknown:
-                raise SettingsError(f"{where}: fields not in CDS Hooks 2.0: {', '.join(sorted(unknown))}")
-            prefetch = s.get("prefetch") or {}
-            probe = {name: "x" for name in HOOK_CONTEXT[s["hook"]]} | {"userId": "Practitioner/x"}
+            if s.hook not in HOOK_CONTEXT:
+                raise SettingsError(f"{where}: unsupported hook {s.hook!r}")
+            _check_implementation(where, s.implementation)
+            prefetch = s.prefetch or {}
+            probe = {name: "x" for name in HOOK_CONTEXT[s.hook]} | {"userId": "Practitioner/x"}
             for key, template in prefetch.items():
                 for token in _TOKEN.findall(template):
                     try:
                         token_value(token, probe)
                     except UnresolvedToken as e:
                         raise SettingsError(f"{where}: prefetch {key}: {e}") from None
-            services[sid] = ServiceEntry(sid, s["hook"], dict(prefetch), s)
+            document = {k: v for k, v in published.items() if k != "implementation"}  # hooks.json's order
+            services[s.id] = ServiceEntry(s.id, s.hook, dict(prefetch), document, s.implementation)
         body = orjson.dumps({"services": [e.document for e in services.values()]})
         return cls(services=services, body=body)
+
+
+def _check_implementation(where: str, implementation: str) -> None:
+    """The implementing module exists (found, not imported: importing loads models' libraries)."""
+    module = implementation.partition(":")[0]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise SettingsError(f"{where}: implementation module {module!r} not found")

@@ -144,12 +144,16 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def local_service(
-    settings: Settings | None = None, startup_timeout: float = 60.0, port: int | None = None
+    settings: Settings | None = None,
+    startup_timeout: float = 60.0,
+    port: int | None = None,
+    hooks_file: Path | None = None,
 ) -> Iterator[tuple[str, Settings]]:
     """The real app served by uvicorn on 127.0.0.1:<port> (default: a free one) in a background
     thread.
 
-    Default settings: development mode in a temporary data directory (removed afterwards).
+    Default settings: development mode in a temporary data directory (removed afterwards),
+    serving the services of `hooks_file` (default: the shipped hooks.json).
     Yields (base URL, settings).
     """
     import uvicorn
@@ -160,7 +164,10 @@ def local_service(
         if settings is None:
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cds-sandbox-")))
             settings = load_settings(
-                dev=True, data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'cds.sqlite3'}"
+                dev=True,
+                data_dir=data_dir,
+                database_url=f"sqlite:///{data_dir / 'cds.sqlite3'}",
+                hooks_file=hooks_file,
             )
         port = port or _free_port()
         config = uvicorn.Config(

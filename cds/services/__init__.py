@@ -1,1 +1,1 @@
-"""CDS services: one module each, registered by id in `registry.py`."""
+"""CDS services: one package each, a `cds.hooks.service.CDSService` named by its hooks.json entry."""

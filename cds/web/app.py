@@ -26,13 +26,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from cds.feedback.store import open_store
+from cds.feedback.suppression import OPTION_KEYS as SUPPRESSION_OPTIONS
 from cds.fhir.record import PatientRecord, resources_of
 from cds.fhir.terminology.maps import MAX_SYSTEM_LABELS, MapError, TerminologyMaps, unmapped_systems
 from cds.hooks.cards import Card, could_not_evaluate_card
 from cds.hooks.discovery import Discovery
 from cds.hooks.fhirfetch import FhirFetcher, missing_medication_references
 from cds.hooks.prefetch import missing_keys
-from cds.hooks.registry import service_class
+from cds.hooks.registry import load_service
 from cds.hooks.service import Service, ServiceLoadError
 from cds.hooks.validation import is_about, validate_hook_request
 from cds.runtime.errors import HTTPProblem, PreconditionFailed, operation_outcome, problem_response
@@ -98,9 +99,11 @@ class CDSApp:
         self._systems_seen: set[str] = set()
 
     def load_services(self) -> None:
-        for sid in self.discovery.services:
+        for sid in sorted(set(self.settings.services) - set(self.discovery.services)):
+            log.warning("options for a service the discovery file does not offer", extra={"service": sid})
+        for sid, entry in self.discovery.services.items():
             try:
-                self.services[sid] = service_class(sid)(self.settings)
+                self.services[sid] = load_service(entry, self.settings, SUPPRESSION_OPTIONS)
             except ServiceLoadError as e:
                 self.load_errors[sid] = str(e)
                 log.error("service not loaded", extra={"service": sid, "reason": str(e)})

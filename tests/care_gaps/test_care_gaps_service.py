@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _service(**options: Any) -> CareGapsService:
-    return CareGapsService(Settings(services={"care-gaps": options}))
+    return CareGapsService.from_settings(Settings(services={"care-gaps": options})).load()
 
 
 def _cards(

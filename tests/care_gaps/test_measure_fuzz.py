@@ -38,7 +38,7 @@ FIELDS = st.sampled_from(
      "modifierExtension", "hospitalization", "bodySite", "reasonCode", "medicationCodeableConcept", "birthDate",
      "gender", "valueCodeableConcept"]
 )  # fmt: skip
-SERVICE = CareGapsService(Settings(services={"care-gaps": {"max_cards": 8}}))
+SERVICE = CareGapsService.from_settings(Settings(services={"care-gaps": {"max_cards": 8}})).load()
 BASE = [
     patient("1960-01-01"),
     encounter(),

@@ -22,6 +22,7 @@ from cds.hooks.validation import HOOK_CONTEXT
 from cds.runtime.settings import Settings
 from cds.web.openapi import HOOK_ERRORS, build_openapi, default_document
 from tests.core.conftest import Caller, patient_view
+from tests.shipped_services import SERVICE_IDS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -248,7 +249,7 @@ def test_realistic_requests_and_their_cards_conform(caller: Caller, synthea_dir:
     assert seen > 0, "no service returned a card for three full Synthea charts"
 
 
-@pytest.mark.parametrize("sid", ["deterioration", "care-gaps", "medication-risk"])
+@pytest.mark.parametrize("sid", SERVICE_IDS)
 def test_request_schema_refuses_what_the_validator_refuses(sid: str) -> None:
     entry = Discovery.load(Settings().hooks_file).services[sid]
     body = patient_view()

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.core.conftest import Caller
+from tests.shipped_services import DISCOVERY
 
 json_values = st.recursive(
     st.none()
@@ -72,10 +73,7 @@ def requests_for(hook: str) -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
-@pytest.mark.parametrize(
-    ("service", "hook"),
-    [("deterioration", "patient-view"), ("care-gaps", "patient-view"), ("medication-risk", "order-sign")],
-)
+@pytest.mark.parametrize(("service", "hook"), [(sid, e.hook) for sid, e in DISCOVERY.services.items()])
 @settings(
     max_examples=60,
     deadline=None,

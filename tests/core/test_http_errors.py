@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from tests.core.conftest import Caller, empty_bundle, patient_view
+from tests.shipped_services import SERVICE_IDS, services_on
 
 
 def full_prefetch(caller: Caller, service_id: str, patient_id: str = "p1") -> dict[str, Any]:
@@ -37,12 +38,12 @@ def assert_outcome(resp: Any, status: int, text: str = "") -> dict[str, Any]:
     return body
 
 
-def test_discovery_lists_the_three_services(caller: Caller) -> None:
+def test_discovery_lists_the_shipped_services(caller: Caller) -> None:
     resp = caller.get("/cds-services")
     assert resp.status_code == 200
     services = {s["id"]: s for s in resp.json()["services"]}
-    assert set(services) == {"deterioration", "care-gaps", "medication-risk"}
-    assert services["medication-risk"]["hook"] == "order-sign"
+    assert list(services) == list(SERVICE_IDS)
+    assert {s["hook"] for s in services.values()} == {"patient-view", "order-sign"}
     for s in services.values():
         assert s["title"] and s["description"]
         for template in s["prefetch"].values():
@@ -52,7 +53,7 @@ def test_discovery_lists_the_three_services(caller: Caller) -> None:
 
 
 def test_patient_view_with_complete_prefetch_answers_200(caller: Caller) -> None:
-    for sid in ("deterioration", "care-gaps"):
+    for sid in services_on("patient-view"):
         resp = caller.post(f"/cds-services/{sid}", json=patient_view(prefetch=full_prefetch(caller, sid)))
         assert resp.status_code == 200, resp.text
         assert isinstance(resp.json()["cards"], list)

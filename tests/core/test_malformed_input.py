@@ -14,14 +14,11 @@ from cds.hooks.discovery import Discovery
 from cds.runtime.settings import REPO_ROOT
 from cds.sandbox.requestbuilder import build_request
 from tests.core.conftest import Caller
+from tests.shipped_services import carded_patients
 
 DISCOVERY = Discovery.load(REPO_ROOT / "hooks.json")
-# A sample patient per service that gets at least one card.
-CARDED = {
-    "deterioration": "sbx-sepsis-high",
-    "care-gaps": "sbx-diabetes-gaps",
-    "medication-risk": "sbx-warfarin-af",
-}
+# A sample patient per service that gets at least one card (from the sandbox scenarios).
+CARDED = carded_patients()
 SECRET = "ZZSECRETVALUE"  # a marker that must never reach a log line
 
 

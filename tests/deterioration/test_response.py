@@ -48,7 +48,7 @@ RANK = {"ward": 0, "urgent-ward": 1, "urgent": 2, "emergency": 3}
 
 @pytest.fixture(scope="module")
 def service() -> DeteriorationService:
-    return DeteriorationService(load_settings())
+    return DeteriorationService.from_settings(load_settings()).load()
 
 
 @pytest.mark.parametrize("resources,total,response", CASES)

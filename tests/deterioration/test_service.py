@@ -32,7 +32,7 @@ REQUEST = HookRequest(
 
 @pytest.fixture(scope="module")
 def service() -> DeteriorationService:
-    return DeteriorationService(load_settings())
+    return DeteriorationService.from_settings(load_settings()).load()
 
 
 def record(resources, now=NOW) -> PatientRecord:
@@ -160,7 +160,7 @@ def test_tampered_model_is_refused(tmp_path: Path) -> None:
     data["thresholds"]["critical"] = 0.99
     meta.write_text(json.dumps(data))
     with pytest.raises(ServiceLoadError, match=r"metadata.json does not match its SHA-256"):
-        DeteriorationService(load_settings(models_dir=models))
+        DeteriorationService.from_settings(load_settings(models_dir=models)).load()
 
 
 def test_missing_manifest_or_entry_or_file_is_refused(tmp_path: Path) -> None:
@@ -172,7 +172,7 @@ def test_missing_manifest_or_entry_or_file_is_refused(tmp_path: Path) -> None:
         verify(models, "other")
     (models / "manifest.json").unlink()
     with pytest.raises(ServiceLoadError, match="manifest not found"):
-        DeteriorationService(load_settings(models_dir=models))
+        DeteriorationService.from_settings(load_settings(models_dir=models)).load()
 
 
 def test_manifest_update_keeps_other_models(tmp_path: Path) -> None:
@@ -187,4 +187,6 @@ def test_manifest_update_keeps_other_models(tmp_path: Path) -> None:
 
 def test_bad_spo2_scale_setting_is_refused() -> None:
     with pytest.raises(ServiceLoadError, match="spo2_scale"):
-        DeteriorationService(load_settings(services={"deterioration": {"spo2_scale": 3}}))
+        DeteriorationService.from_settings(
+            load_settings(services={"deterioration": {"spo2_scale": 3}})
+        ).load()

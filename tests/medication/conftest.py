@@ -27,7 +27,7 @@ PID = "p1"
 
 @pytest.fixture(scope="session")
 def service() -> MedicationRiskService:
-    return MedicationRiskService(Settings())
+    return MedicationRiskService.from_settings(Settings()).load()
 
 
 @pytest.fixture(scope="session")

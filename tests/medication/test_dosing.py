@@ -406,7 +406,9 @@ def _broken_dosing(tmp_path, edit) -> Path:
 def test_invalid_dosing_knowledge_stops_the_service_with_a_message(tmp_path, edit, message) -> None:
     d = _broken_dosing(tmp_path, edit)
     with pytest.raises(ServiceLoadError, match=re.escape(message)):
-        MedicationRiskService(Settings(services={"medication-risk": {"knowledge_dir": str(d)}}))
+        MedicationRiskService.from_settings(
+            Settings(services={"medication-risk": {"knowledge_dir": str(d)}})
+        ).load()
 
 
 def test_malformed_dosing_entry_is_a_clean_load_error(tmp_path) -> None:
@@ -414,7 +416,9 @@ def test_malformed_dosing_entry_is_a_clean_load_error(tmp_path) -> None:
         tmp_path, lambda doc: doc["drugs"][1]["indications"]["af"][0]["criteria"]["of"][0].pop("op")
     )
     with pytest.raises(ServiceLoadError, match=r"dosing.json: malformed entry \(KeyError"):
-        MedicationRiskService(Settings(services={"medication-risk": {"knowledge_dir": str(d)}}))
+        MedicationRiskService.from_settings(
+            Settings(services={"medication-risk": {"knowledge_dir": str(d)}})
+        ).load()
 
 
 def test_gabapentin_without_a_readable_dose_asks_to_check_it(service) -> None:

@@ -223,7 +223,7 @@ def test_service_refuses_to_start_on_a_broken_knowledge_base(tmp_path: Path) -> 
     _append("ingredients.csv", "99999991,madeupazole,,no_such_class,review")(d)
     settings = Settings(services={"medication-risk": {"knowledge_dir": str(d)}})
     with pytest.raises(ServiceLoadError, match=r"medication-risk knowledge base is invalid: .*unknown class"):
-        MedicationRiskService(settings)
+        MedicationRiskService.from_settings(settings).load()
 
 
 def test_hooks_prefetch_asks_for_exactly_the_labs_the_rules_read() -> None:

@@ -14,8 +14,8 @@ from benchmarks.synthea_requests import hook_request, load_patients
 from cds.hooks.discovery import Discovery
 from cds.runtime.settings import REPO_ROOT
 from tests.core.conftest import Caller
+from tests.shipped_services import SERVICE_IDS
 
-SERVICES = ("deterioration", "care-gaps", "medication-risk")
 # Log fields that are operational numbers (timings, statuses, counts), never clinical values.
 NUMERIC_FIELDS = {"ms", "status", "count", "cards", "pages", "elapsed_ms", "rows"}
 
@@ -55,7 +55,7 @@ def test_no_patient_data_in_logs_metrics_or_disk(
     caplog.set_level(logging.DEBUG)
     for resources in patients:
         secrets |= sensitive_strings(resources)
-        for sid in SERVICES:
+        for sid in SERVICE_IDS:
             body = hook_request(discovery, sid, resources)
             resp = caller.post(f"/cds-services/{sid}", json=body)
             assert resp.status_code == 200, resp.text

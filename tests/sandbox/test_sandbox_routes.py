@@ -13,6 +13,7 @@ from cds.sandbox.patients import sample_patients
 from cds.web.app import create_app
 from tests.auth.test_sandbox import SANDBOX as SANDBOX_CLIENT
 from tests.auth.test_sandbox import sandbox_token
+from tests.shipped_services import SERVICE_IDS
 
 
 def _bearer(url: str) -> dict[str, str]:
@@ -42,11 +43,7 @@ def test_page_and_static_files_are_served_with_a_strict_policy(dev: TestClient) 
 
 def test_api_lists_patients_and_builds_requests(dev: TestClient) -> None:
     config = dev.get("/sandbox/api/config").json()
-    assert config["dev"] is True and {s["id"] for s in config["services"]} == {
-        "deterioration",
-        "care-gaps",
-        "medication-risk",
-    }
+    assert config["dev"] is True and [s["id"] for s in config["services"]] == list(SERVICE_IDS)
     listed = dev.get("/sandbox/api/patients").json()["patients"]
     assert [p["id"] for p in listed] == [p.id for p in sample_patients()]
     warfarin = next(p for p in listed if p["id"] == "sbx-warfarin-af")

@@ -25,7 +25,10 @@ Decision support for clinicians, to be validated locally before clinical use; ne
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import msgspec
 
 from cds.fhir.record import PatientRecord
 from cds.fhir.terminology import CodeSet
@@ -33,6 +36,7 @@ from cds.hooks.cards import (
     SEVERITY_RANK,
     Action,
     Card,
+    Indicator,
     Link,
     Source,
     Suggestion,
@@ -40,8 +44,7 @@ from cds.hooks.cards import (
     truncate_summary,
 )
 from cds.hooks.request import HookRequest
-from cds.hooks.service import ServiceLoadError
-from cds.runtime.settings import Settings
+from cds.hooks.service import CDSService, ServiceLoadError
 from cds.services.care_gaps import point_of_care as poc
 from cds.services.care_gaps.measures import common
 from cds.services.care_gaps.measures import qicore as q
@@ -52,7 +55,6 @@ from cds.services.care_gaps.measures.result import Evidence, MeasureResult
 from cds.services.care_gaps.measures.spec import MeasureSpec, load_spec
 from cds.services.care_gaps.measures.valuesets import ValueSetError, default_valuesets
 
-PERIODS = ("calendar-year", "rolling-12-months")
 DEFAULT_MAX_CARDS = 3
 
 # US Core ServiceRequest categories (SNOMED CT).
@@ -69,46 +71,45 @@ OVERRIDE_REASONS = (
 )
 
 
-class CareGapsService:
-    id = "care-gaps"
+class CareGapsOptions(msgspec.Struct, kw_only=True):
+    """`[services.care-gaps]` (see the module docstring)."""
 
-    def __init__(self, settings: Settings) -> None:
-        opts = settings.service_options(self.id)
-        self.period_kind = opts.get("period", "calendar-year")
-        if self.period_kind not in PERIODS:
-            raise ServiceLoadError(f"services.care-gaps.period must be one of {', '.join(PERIODS)}")
-        max_cards = opts.get("max_cards", DEFAULT_MAX_CARDS)
-        if isinstance(max_cards, bool) or not isinstance(max_cards, int) or max_cards < 1:
-            raise ServiceLoadError("services.care-gaps.max_cards must be a whole number of at least 1")
-        self.max_cards = max_cards
-        flags = {
-            "count_current_visit": True,
-            "assume_current_visit": False,
-            "map_visit_codes": True,
-            "accept_any_egfr": True,
-            "accept_legacy_bp_panel": True,
-        }
-        for name, default in flags.items():
-            value = opts.get(name, default)
-            if not isinstance(value, bool):
-                raise ServiceLoadError(f"services.care-gaps.{name} must be true or false")
-            setattr(self, name, value)
-        measures = opts.get("measures", MEASURE_IDS)
-        if (
-            not isinstance(measures, list | tuple)
-            or not measures
-            or not all(isinstance(m, str) for m in measures)
-        ):
-            raise ServiceLoadError(
-                'services.care-gaps.measures must be a list of measure ids, e.g. ["CMS130"]'
-            )
+    period: Literal["calendar-year", "rolling-12-months"] = "calendar-year"
+    max_cards: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_MAX_CARDS
+    measures: Annotated[tuple[str, ...], msgspec.Meta(min_length=1)] = MEASURE_IDS
+    count_current_visit: bool = True
+    assume_current_visit: bool = False
+    map_visit_codes: bool = True
+    accept_any_egfr: bool = True
+    accept_legacy_bp_panel: bool = True
+
+
+class CareGapsService(CDSService[CareGapsOptions]):
+    id = "care-gaps"
+    hook = "patient-view"
+    Options = CareGapsOptions
+
+    def __init__(self, options: CareGapsOptions | None = None, *, models_dir: Path | None = None) -> None:
+        super().__init__(options, models_dir=models_dir)
+        o = self.options
+        self.period_kind = o.period
+        self.max_cards = o.max_cards
+        self.count_current_visit = o.count_current_visit
+        self.assume_current_visit = o.assume_current_visit
+        self.map_visit_codes = o.map_visit_codes
+        self.accept_any_egfr = o.accept_any_egfr
+        self.accept_legacy_bp_panel = o.accept_legacy_bp_panel
+
+    def load(self) -> Self:
+        """The selected measures' specs and the value sets they use."""
         try:
-            self.measures = tuple(dict.fromkeys(resolve_measure(m) for m in measures))
+            self.measures = tuple(dict.fromkeys(resolve_measure(m) for m in self.options.measures))
             self.valuesets = default_valuesets()
             self.specs = {m: load_spec(m) for m in self.measures}
             self.visit_codes = _qualifying_visits(self.valuesets)
         except (UnknownMeasureError, ValueSetError, OSError, KeyError, ValueError) as e:
             raise ServiceLoadError(f"care-gaps: cannot load the measures: {e}") from e
+        return self
 
     def period_for(self, now: datetime) -> Period:
         today = now.date()
@@ -195,17 +196,18 @@ def _date(t: datetime | None) -> str:
 
 
 def _summary(spec: MeasureSpec, ev: Evidence | None) -> str:
+    """The card summary from the measure's care_gap texts (its knowledge file): out of control,
+    a summary for a particular evidence value, else what is due and when it was last done."""
     gap = spec["care_gap"]
-    if ev is not None and ev.out_of_control and ev.value:
-        if spec.id == "CMS122":
-            text = f"HbA1c {ev.value} on {_date(ev.when)} is above 9%: diabetes not in control ({spec.id})"
-        else:
-            text = f"Blood pressure {ev.value} on {_date(ev.when)} is not below 140/90 ({spec.id})"
-        return truncate_summary(text)
-    if spec.id == "CMS122" and ev is not None and ev.value == "no result":
-        return truncate_summary(f"HbA1c on {_date(ev.when)} has no result: repeat the test ({spec.id})")
+    if ev is not None and ev.value:
+        text = gap.get("out_of_control_summary") if ev.out_of_control else None
+        text = text or gap.get("evidence_summaries", {}).get(ev.value)
+        if text:
+            return truncate_summary(f"{text.format(value=ev.value, date=_date(ev.when))} ({spec.id})")
     due = gap["due"]
-    if spec.id == "CMS165" and (ev is None or ev.when is None or ev.value == "incomplete reading"):
+    if "due_no_reading" in gap and (
+        ev is None or ev.when is None or ev.value in gap.get("due_no_reading_values", ())
+    ):
         due = gap["due_no_reading"]
     last = f"last {_date(ev.when)}" if ev is not None and ev.when else "none on record"
     return truncate_summary(f"{due[0].upper()}{due[1:]} due ({spec.id}): {last}")
@@ -219,8 +221,8 @@ def _why(spec: MeasureSpec, result: MeasureResult) -> str:
         found = f"No {label} found in the record."
     elif ev.out_of_control and ev.value:
         found = f"Most recent {label}: {ev.value} on {_date(ev.when)}, {gap['out_of_control_text']}."
-    elif spec.id == "CMS951" and ev.value:
-        found = f"Last tests: {ev.value}."
+    elif "last_text" in gap and ev.value:
+        found = gap["last_text"].format(value=ev.value)
     else:
         value = f" ({ev.value})" if ev.value else ""
         found = f"Last {label}: {ev.label}{value} on {_date(ev.when)}."
@@ -349,7 +351,7 @@ def _suggestions(
             continue
         label = order["label"]
         if missing and len(items) < len(order["resources"]):
-            shorts = {loinc: short for loinc, short in KIDNEY_COMPONENTS.values()}
+            shorts = {c["order_code"]: c["short"] for c in spec["care_gap"]["components"]}
             label = "Order " + " and ".join(shorts.get(i["coding"][0][1], i["coding"][0][2]) for i in items)
         actions = tuple(
             Action(
@@ -363,7 +365,7 @@ def _suggestions(
     return tuple(out)
 
 
-def gap_indicator(result: MeasureResult) -> str:
+def gap_indicator(result: MeasureResult) -> Indicator:
     ev = result.evidence
     return "warning" if ev is not None and ev.out_of_control else "info"
 
@@ -382,10 +384,10 @@ def gap_card(
     guideline = spec["care_gap"]["guideline"]
     detail = _detail(spec, result, groups)
     missing: tuple[str, ...] = ()
-    if spec.id == "CMS951":
-        kidney = kidney_components(record, result.period)
-        missing = tuple(k for k, found in kidney.items() if not found[0])
-        detail += "\n\n**Found:** " + " ".join(found[1] for found in kidney.values())
+    if "components" in spec["care_gap"]:  # a gap closed by several tests: say which were found
+        components = components_found(spec, record, result.period)
+        missing = tuple(k for k, found in components.items() if not found[0])
+        detail += "\n\n**Found:** " + " ".join(found[1] for found in components.values())
     treatment = spec["care_gap"].get("treatment_guideline")
     if treatment and ev is not None and ev.out_of_control:
         review = spec["care_gap"]["out_of_control_orders"][0]["resources"][0]["note"]
@@ -411,21 +413,15 @@ def gap_card(
     )
 
 
-# CMS951's two components: value set name -> (LOINC of the order that closes it, short name).
-KIDNEY_COMPONENTS = {
-    "Estimated Glomerular Filtration Rate": ("98979-8", "eGFR"),
-    "Urine Albumin Creatinine Ratio": ("9318-7", "urine albumin-creatinine ratio"),
-}
-
-
-def kidney_components(record: PatientRecord, period: Period) -> dict[str, tuple[bool, str]]:
-    """For each CMS951 component (by its order's LOINC): whether a result counts in the period,
-    and what was found, with why it did not count."""
-    spec = load_spec("CMS951")
+def components_found(spec: MeasureSpec, record: PatientRecord, period: Period) -> dict[str, tuple[bool, str]]:
+    """For each component of a measure's gap (`care_gap.components`: its value set and the code of
+    the order that closes it; CMS951's eGFR and urine ACR): whether a result counts in the period,
+    and what was found, with why it did not count. Keyed by the order's code."""
     vs = default_valuesets()
     out = {}
-    for name, (loinc, short) in KIDNEY_COMPONENTS.items():
-        codes = vs[spec.vs(name)]
+    for component in spec["care_gap"]["components"]:
+        loinc, short = component["order_code"], component["short"]
+        codes = vs[spec.vs(component["valueset"])]
         best: tuple[int, str, str] | None = None  # (rank, date, reason): counts > in period > older
         for obs in record.of_type("Observation"):
             if not codes.matches(obs.get("code")):

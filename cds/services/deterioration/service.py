@@ -14,10 +14,12 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+import msgspec
 
 from cds.hooks.cards import Action, Card, Link, Source, Suggestion, override_reason, truncate_summary
-from cds.hooks.service import ServiceLoadError
+from cds.hooks.service import CDSService, ServiceLoadError
 from cds.knowledge import KNOWLEDGE_DIR
 from cds.services.deterioration.features import Finding, knowledge
 from cds.services.deterioration.model import NAME, Assessment, DeteriorationModel, spo2_scale
@@ -27,7 +29,6 @@ from cds.services.deterioration.sepsis import SepsisPrompt, rules
 if TYPE_CHECKING:
     from cds.fhir.record import PatientRecord
     from cds.hooks.request import HookRequest
-    from cds.runtime.settings import Settings
 
 RESPONSE = KNOWLEDGE_DIR / "deterioration_response.json"
 UNIT_TEXT = {
@@ -79,23 +80,40 @@ def _when(f: Finding) -> str:
     return f" at {f.time:%Y-%m-%d %H:%M} UTC" if f.time is not None else ""
 
 
-class DeteriorationService:
+class DeteriorationOptions(msgspec.Struct, kw_only=True):
+    """`[services.deterioration]`."""
+
+    # NEWS2 SpO2 scale: 1 = scale 2 only for coded hypercapnic respiratory failure; 2 = always (RCP 2017).
+    spo2_scale: Literal[1, 2] = 1
+
+
+class DeteriorationService(CDSService[DeteriorationOptions]):
     """NEWS2 with its RCP response, the ICU model's figure and a NICE NG51 sepsis prompt on patient-view."""
 
     id = NAME
+    hook = "patient-view"
+    Options = DeteriorationOptions
     # Added in v2: clients that send the v1 prefetch keys still get an answer (vasoactive drugs then
     # count as not given, as stays without infusion rows did in training).
     optional_prefetch = ("medicationAdministrations",)
 
-    def __init__(self, settings: Settings) -> None:
-        self.options = dict(settings.service_options(self.id))
-        if self.options.get("spo2_scale", 1) not in (1, 2):
-            raise ServiceLoadError("services.deterioration.spo2_scale must be 1 or 2")
-        self.model = DeteriorationModel(Path(settings.models_dir) / NAME)  # verifies the manifest hashes
+    def __init__(
+        self, options: DeteriorationOptions | None = None, *, models_dir: Path | None = None
+    ) -> None:
+        super().__init__(options, models_dir=models_dir)
+        self.scale_options = {"spo2_scale": self.options.spo2_scale}  # as `spo2_scale()` reads them
+
+    def load(self) -> Self:
+        """The model (its manifest hashes verified) and the feature knowledge."""
+        if self.models_dir is None:
+            raise ServiceLoadError("deterioration needs models_dir (the directory holding models/manifest)")
+        self.model = DeteriorationModel(self.models_dir / NAME)
         self._worst = {f["name"]: f["worst"] for f in knowledge()["features"]}
+        _response(), rules(), chart()  # the response, sepsis and NEWS2 tables: read now, not on a first call
+        return self
 
     def evaluate(self, request: HookRequest, record: PatientRecord) -> list[Card]:
-        a = self.model.assess(record, scale=spo2_scale(record, self.options))
+        a = self.model.assess(record, scale=spo2_scale(record, self.scale_options))
         cards = [] if a.band == "low" else [self.card(a, request)]
         if a.sepsis is not None:
             cards.append(self.sepsis_card(a, a.sepsis, request))

@@ -12,15 +12,16 @@ locally before any clinical use.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
+
+import msgspec
 
 from cds.fhir.record import PatientRecord
 from cds.fhir.terminology import concept_text
 from cds.hooks.cards import Card
 from cds.hooks.request import HookRequest
-from cds.hooks.service import ServiceLoadError
+from cds.hooks.service import CDSService, ServiceLoadError
 from cds.runtime.errors import BadRequest
-from cds.runtime.settings import Settings
 from cds.services.medication_risk import rules
 from cds.services.medication_risk.cards import CardBuilder
 from cds.services.medication_risk.dosing import Dosing
@@ -34,13 +35,22 @@ from cds.services.medication_risk.score import order_score, score_finding
 OTHER_VERSION_ORDERS = {"MedicationOrder": "FHIR DSTU2", "MedicationPrescription": "FHIR DSTU1"}
 
 
-class MedicationRiskService:
-    id = "medication-risk"
+class MedicationRiskOptions(msgspec.Struct, kw_only=True):
+    """`[services.medication-risk]`."""
 
-    def __init__(self, settings: Settings) -> None:
-        options = settings.service_options(self.id)
+    # Another knowledge base (a copy reviewed locally); None: cds/knowledge/medications.
+    knowledge_dir: str | None = None
+
+
+class MedicationRiskService(CDSService[MedicationRiskOptions]):
+    id = "medication-risk"
+    hook = "order-sign"
+    Options = MedicationRiskOptions
+
+    def load(self) -> Self:
+        """The knowledge base, checked (ServiceLoadError naming the file and entry when invalid)."""
         try:
-            self.kb = load_knowledge(options.get("knowledge_dir"))
+            self.kb = load_knowledge(self.options.knowledge_dir)
             self.dosing = Dosing(self.kb)
             self.policy = Policy(self.kb)
             for rxcui, ings in self.dosing.product_ingredients().items():
@@ -50,6 +60,7 @@ class MedicationRiskService:
         self.resolver = Resolver(self.kb)
         self.patients = PatientReader(self.kb, self.resolver)
         self.builder = CardBuilder(self.kb, self.policy)
+        return self
 
     def draft_meds(self, request: HookRequest, record: PatientRecord) -> tuple[list[Med], list[Card]]:
         """The draft MedicationRequests of context.draftOrders, and info cards for the medication orders
