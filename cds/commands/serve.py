@@ -39,11 +39,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
         from cds.auth.clients import parse_trusted_clients
+        from cds.fhir.terminology.maps import MapError, TerminologyMaps
         from cds.hooks.discovery import Discovery
 
         Discovery.load(settings.hooks_file)
         parse_trusted_clients(settings)  # a bad client entry: one line here, not a worker's traceback
-    except SettingsError as e:
+        TerminologyMaps.load(settings.terminology_maps)
+    except (SettingsError, MapError) as e:
         print(f"cds: invalid settings: {e}", file=sys.stderr)
         return 2
     from cds.runtime.logs import configure_logging

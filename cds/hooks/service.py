@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from cds.runtime.errors import ServiceLoadError
+
 if TYPE_CHECKING:
     from cds.fhir.record import PatientRecord
     from cds.hooks.cards import Card
@@ -17,8 +19,7 @@ if TYPE_CHECKING:
     from cds.runtime.settings import Settings
 
 
-class ServiceLoadError(RuntimeError):
-    """A service cannot start: missing or tampered model, invalid knowledge base."""
+__all__ = ["Service", "ServiceLoadError"]
 
 
 class Service(Protocol):

@@ -2,7 +2,7 @@
 from the sample patient and the discovery document, signed with a JWT for the exact URL, and the
 answer compared with what the scenario expects.
 
-With no URL, `local_service()` starts the real app (development settings, throw-away data
+With no URL, `local_service(create_app)` starts the real app (development settings, throw-away data
 directory) with uvicorn on a free loopback port for the duration of the run.
 """
 
@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -26,6 +26,11 @@ from cds.hooks.discovery import Discovery
 from cds.runtime.settings import Settings, load_settings
 from cds.sandbox.requestbuilder import RequestBuildError, build_request
 from cds.sandbox.scenarios import Scenario, compare
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+AppFactory = Callable[[Settings], "ASGIApp"]
 
 TokenFor = Callable[[str], str]
 
@@ -144,17 +149,19 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def local_service(
-    settings: Settings | None = None, startup_timeout: float = 60.0, port: int | None = None
+    app_factory: AppFactory,
+    settings: Settings | None = None,
+    startup_timeout: float = 60.0,
+    port: int | None = None,
 ) -> Iterator[tuple[str, Settings]]:
-    """The real app served by uvicorn on 127.0.0.1:<port> (default: a free one) in a background
-    thread.
+    """The app `app_factory(settings)` builds (the caller passes `cds.web.app.create_app`: the
+    sandbox sits below the web layer) served by uvicorn on 127.0.0.1:<port> (default: a free one)
+    in a background thread.
 
     Default settings: development mode in a temporary data directory (removed afterwards).
     Yields (base URL, settings).
     """
     import uvicorn
-
-    from cds.web.app import create_app
 
     with contextlib.ExitStack() as stack:
         if settings is None:
@@ -164,7 +171,7 @@ def local_service(
             )
         port = port or _free_port()
         config = uvicorn.Config(
-            create_app(settings),
+            app_factory(settings),
             host="127.0.0.1",
             port=port,
             log_config=None,

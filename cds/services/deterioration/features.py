@@ -44,9 +44,11 @@ KNOWLEDGE = KNOWLEDGE_DIR / "deterioration_features.json"
 CONDITIONS = KNOWLEDGE_DIR / "deterioration_conditions.json"
 TREND_HOURS = 6.0
 
-GCS_EYE = "9267-6"
-GCS_VERBAL = "9270-0"
-GCS_MOTOR = "9268-4"
+# The GCS parts are summed when no total is charted; their codes are data beside the features'.
+_GCS_PARTS = json.loads(KNOWLEDGE.read_text())["consciousness"]["gcs_components"]
+GCS_EYE: str = _GCS_PARTS["gcs_eye"]
+GCS_VERBAL: str = _GCS_PARTS["gcs_verbal"]
+GCS_MOTOR: str = _GCS_PARTS["gcs_motor"]
 GCS_TOTAL = "9269-2"
 SYSTOLIC = "8480-6"
 DIASTOLIC = "8462-4"
