@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -68,6 +69,6 @@ def run(args: argparse.Namespace) -> int:
         # in the protocol; in-flight requests are capped too (503); idle keep-alive is uvicorn's.
         http="cds.web.frontdoor:GuardedHttpToolsProtocol",
         limit_concurrency=settings.max_connections + 1,  # uvicorn refuses at >=; ours at >
-        timeout_keep_alive=settings.keep_alive_seconds,
+        timeout_keep_alive=math.ceil(settings.keep_alive_seconds),  # uvicorn takes whole seconds
     )
     return 0

@@ -136,7 +136,7 @@ def key_signer(key_file: Path, iss: str, kid: str | None = None) -> TokenFor:
     def token_for(aud: str) -> str:
         now = int(time.time())
         claims = {"iss": iss, "sub": iss, "aud": aud, "iat": now, "exp": now + 300, "jti": str(uuid.uuid4())}
-        return jwt.encode(claims, key, algorithm=alg, headers=headers)  # type: ignore[arg-type]
+        return jwt.encode(claims, key, algorithm=alg, headers=headers)
 
     return token_for
 

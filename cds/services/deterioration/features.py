@@ -281,9 +281,10 @@ def _number(container: Mapping[str, Any], spec: FeatureSpec) -> float | None:
             return None
         value = float(raw)
     else:
-        value = quantity_in(q, spec.unit, spec.molar_mass)  # type: ignore[arg-type]
-        if value is None:
+        converted = quantity_in(q, spec.unit, spec.molar_mass)
+        if converted is None:
             return None
+        value = converted
         if spec.name == "fio2" and 0 < value <= 1.0:
             value *= 100.0  # a fraction sent as %, or unit 1
     if not math.isfinite(value) or not (spec.low <= value <= spec.high):
