@@ -37,10 +37,11 @@ def run(args: argparse.Namespace) -> int:
             os.environ["CDS_" + name.upper()] = str(value)
     if args.dev:
         os.environ["CDS_DEV"] = "1"
+    from cds.fhir.terminology.maps import MapError, TerminologyMaps
+
     try:
         settings = load_settings()
         from cds.auth.clients import parse_trusted_clients
-        from cds.fhir.terminology.maps import MapError, TerminologyMaps
         from cds.hooks.discovery import Discovery
 
         Discovery.load(settings.hooks_file)

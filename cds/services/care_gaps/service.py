@@ -33,6 +33,7 @@ from cds.hooks.cards import (
     SEVERITY_RANK,
     Action,
     Card,
+    Indicator,
     Link,
     Source,
     Suggestion,
@@ -81,18 +82,18 @@ class CareGapsService:
         if isinstance(max_cards, bool) or not isinstance(max_cards, int) or max_cards < 1:
             raise ServiceLoadError("services.care-gaps.max_cards must be a whole number of at least 1")
         self.max_cards = max_cards
-        flags = {
-            "count_current_visit": True,
-            "assume_current_visit": False,
-            "map_visit_codes": True,
-            "accept_any_egfr": True,
-            "accept_legacy_bp_panel": True,
-        }
-        for name, default in flags.items():
+
+        def flag(name: str, default: bool) -> bool:
             value = opts.get(name, default)
             if not isinstance(value, bool):
                 raise ServiceLoadError(f"services.care-gaps.{name} must be true or false")
-            setattr(self, name, value)
+            return value
+
+        self.count_current_visit = flag("count_current_visit", True)
+        self.assume_current_visit = flag("assume_current_visit", False)
+        self.map_visit_codes = flag("map_visit_codes", True)
+        self.accept_any_egfr = flag("accept_any_egfr", True)
+        self.accept_legacy_bp_panel = flag("accept_legacy_bp_panel", True)
         measures = opts.get("measures", MEASURE_IDS)
         if (
             not isinstance(measures, list | tuple)
@@ -363,7 +364,7 @@ def _suggestions(
     return tuple(out)
 
 
-def gap_indicator(result: MeasureResult) -> str:
+def gap_indicator(result: MeasureResult) -> Indicator:
     ev = result.evidence
     return "warning" if ev is not None and ev.out_of_control else "info"
 
