@@ -1,11 +1,13 @@
 """Print the import graph's uphill imports and circles; exit 1 if there is a circle.
 
-import-linter's layers contract (pyproject `[tool.importlinter]`) already rejects uphill imports,
-but it has no contract for cycles between single modules (its `acyclic_siblings` compares sibling
-packages, so a package's `__init__` and its own submodules can still import each other in a circle).
-This script builds the same graph with grimp and fails on every strongly connected component of
-more than one module, printing one cycle through it. It also lists the direct imports that run up
-the layers declared in pyproject, so the before/after count is one command:
+import-linter's layers contract (pyproject `[tool.importlinter]`) rejects uphill imports, but it
+has no contract for circles between single modules (`acyclic_siblings` compares sibling packages).
+This script builds the same grimp graph (imports inside functions and under TYPE_CHECKING count)
+and fails on every strongly connected component of more than one module, printing one cycle
+through it. Importing `a.b.c` also runs `a/b/__init__.py`, so those package imports are edges too:
+the circle a package `__init__` closes by re-exporting from a module above it is found (see
+`runtime_edges`). `--uphill` also lists the direct imports that run up the layers (or between
+independent siblings) declared in pyproject, for the before/after count:
 
     .venv/bin/python scripts/import_graph.py            # circles (the check)
     .venv/bin/python scripts/import_graph.py --uphill   # also list uphill imports
