@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cds.runtime.settings import load_settings
 from cds.sandbox.runner import local_service
+from cds.web.app import create_app
 from tests.core.test_fhir_fallback import PATIENT, PID, VITALS
 from tests.fhir_server import running_fhir_server
 from tests.live_server import free_port
@@ -66,7 +67,7 @@ def main() -> int:
             fhir_timeout_seconds=5.0,
         )
         url = f"{base}/cds-services/deterioration"
-        with local_service(settings, port=port), httpx.Client(timeout=30) as http:
+        with local_service(create_app, settings, port=port), httpx.Client(timeout=30) as http:
 
             def call(extra: dict) -> float:
                 body = {

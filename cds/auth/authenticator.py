@@ -196,6 +196,9 @@ class Authenticator:
         exp, iat = claims["exp"], claims["iat"]
         if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (exp, iat)):
             raise AuthError("malformed", iss)
+        # PyJWT reads a numeric string ("0") as a time: RFC 7519 4.1.5 says NumericDate, a number.
+        if "nbf" in claims and not isinstance(claims["nbf"], int | float):
+            raise AuthError("malformed", iss)
         if exp - iat > client.max_token_lifetime_seconds:
             raise AuthError("lifetime-too-long", iss)
         tenant = claims.get("tenant")

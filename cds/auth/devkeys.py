@@ -42,8 +42,8 @@ def load_or_create_dev_key(settings: Settings) -> ec.EllipticCurvePrivateKey:
     path = dev_key_path(settings)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        key = ec.generate_private_key(ec.SECP384R1())
-        pem = key.private_bytes(
+        new = ec.generate_private_key(ec.SECP384R1())
+        pem = new.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
         tmp = path.with_name(f".{DEV_KEY_FILE}.{os.getpid()}.{uuid.uuid4().hex}")

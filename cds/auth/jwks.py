@@ -68,6 +68,7 @@ def parse_jwk(jwk: Any) -> VerifyKey | None:
     alg = jwk.get("alg")
     if alg is not None and not isinstance(alg, str):
         return None
+    key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey | rsa.RSAPrivateKey | rsa.RSAPublicKey
     try:
         if jwk.get("kty") == "EC":
             key = ECAlgorithm.from_jwk(jwk)

@@ -65,6 +65,7 @@ def check(args: argparse.Namespace) -> int:
     from cds.hooks.discovery import Discovery
     from cds.sandbox.report import text_report, write_junit
     from cds.sandbox.runner import TokenFor, key_signer, local_service, run_all
+    from cds.web.app import create_app
 
     try:
         scenarios = load_scenarios(args.scenarios or [SHIPPED])
@@ -99,7 +100,7 @@ def check(args: argparse.Namespace) -> int:
     else:
         logging.getLogger("cds").setLevel(logging.WARNING)
         try:
-            with local_service(hooks_file=settings.hooks_file) as (base_url, local):
+            with local_service(create_app, hooks_file=settings.hooks_file) as (base_url, local):
                 results = run_all(
                     scenarios, base_url, discovery, lambda aud: mint_dev_token(local, aud), args.timeout
                 )

@@ -129,6 +129,6 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(line, ensure_ascii=False), flush=True)
         if not found:
             errors.append(f"{where}: no Patient resource")
-    for e in errors:
-        print(e, file=sys.stderr)
+    for problem in errors:
+        print(problem, file=sys.stderr)
     return 1 if errors else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -36,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
             os.environ["CDS_" + name.upper()] = str(value)
     if args.dev:
         os.environ["CDS_DEV"] = "1"
+    from cds.fhir.terminology.maps import MapError, TerminologyMaps
+
     try:
         settings = load_settings()
         from cds.auth.clients import parse_trusted_clients
@@ -43,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
         Discovery.load(settings.hooks_file)
         parse_trusted_clients(settings)  # a bad client entry: one line here, not a worker's traceback
-    except SettingsError as e:
+        TerminologyMaps.load(settings.terminology_maps)
+    except (SettingsError, MapError) as e:
         print(f"cds: invalid settings: {e}", file=sys.stderr)
         return 2
     from cds.runtime.logs import configure_logging
@@ -66,6 +70,6 @@ def run(args: argparse.Namespace) -> int:
         # in the protocol; in-flight requests are capped too (503); idle keep-alive is uvicorn's.
         http="cds.web.frontdoor:GuardedHttpToolsProtocol",
         limit_concurrency=settings.max_connections + 1,  # uvicorn refuses at >=; ours at >
-        timeout_keep_alive=settings.keep_alive_seconds,
+        timeout_keep_alive=math.ceil(settings.keep_alive_seconds),  # uvicorn takes whole seconds
     )
     return 0

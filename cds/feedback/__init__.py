@@ -4,6 +4,5 @@ alert analytics, on SQLite (default) or PostgreSQL."""
 from __future__ import annotations
 
 from cds.feedback.store import FeedbackStore, open_store
-from cds.web.feedback_routes import feedback_routes
 
-__all__ = ["FeedbackStore", "feedback_routes", "open_store"]
+__all__ = ["FeedbackStore", "open_store"]

@@ -166,7 +166,8 @@ class PostgresBackend:
     async def counts(self) -> tuple[int, int]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(queries.COUNTS)
-            cards, feedback = await cur.fetchone()
+            row = await cur.fetchone()
+        cards, feedback = row if row is not None else (0, 0)  # COUNT(*) always returns a row
         return int(cards), int(feedback)
 
     async def close(self) -> None:

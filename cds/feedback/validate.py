@@ -11,7 +11,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from cds.feedback.records import FeedbackRecord, IssuedCard
 
@@ -82,7 +82,7 @@ def parse_rfc3339(value: Any) -> datetime | None:
         return None
 
 
-def _nonempty_str(value: Any, limit: int) -> bool:
+def _nonempty_str(value: Any, limit: int) -> TypeGuard[str]:
     return isinstance(value, str) and len(value.strip()) > 0 and len(value) <= limit and "\x00" not in value
 
 

@@ -47,9 +47,9 @@ def resources_of(value: Any) -> Iterable[dict[str, Any]]:
                     if res["resourceType"] == "Bundle":
                         yield from resources_of(res)
                     elif res["resourceType"] != "OperationOutcome":
-                        yield res  # type: ignore[misc]
+                        yield res
     elif isinstance(rtype, str) and rtype != "OperationOutcome":
-        yield value  # type: ignore[misc]
+        yield value
 
 
 @dataclass(frozen=True)

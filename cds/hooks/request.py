@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cds.fhir.value import as_list
+
 
 @dataclass(frozen=True)
 class HookRequest:
@@ -39,6 +41,6 @@ class HookRequest:
             return []
         return [
             e["resource"]
-            for e in (bundle.get("entry") if isinstance(bundle.get("entry"), list) else ())
+            for e in as_list(bundle.get("entry"))
             if isinstance(e, dict) and isinstance(e.get("resource"), dict)
         ]

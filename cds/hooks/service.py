@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVa
 
 import msgspec
 
+from cds.runtime.errors import ServiceLoadError
+
 if TYPE_CHECKING:
     from cds.fhir.record import PatientRecord
     from cds.hooks.cards import Card
@@ -27,8 +29,7 @@ if TYPE_CHECKING:
     from cds.runtime.settings import Settings
 
 
-class ServiceLoadError(RuntimeError):
-    """A service cannot start: invalid options, missing or tampered model, invalid knowledge base."""
+__all__ = ["CDSService", "NoOptions", "Service", "ServiceLoadError"]
 
 
 class NoOptions(msgspec.Struct):

@@ -35,7 +35,7 @@ HOOK_CONTEXT: dict[str, dict[str, bool]] = {
         "draftOrders": True,
     },
 }
-_FHIR_AUTH_FIELDS = {
+_FHIR_AUTH_FIELDS: dict[str, type | tuple[type, ...]] = {
     "access_token": str,
     "token_type": str,
     "expires_in": (int, float),
@@ -51,7 +51,8 @@ def _absolute_http_url(value: Any) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
-def _check_context(hook: str, context: Any, settings: Settings) -> None:
+def _check_context(hook: str, context: Any, settings: Settings) -> dict[str, Any]:
+    """The context, checked against the hook's fields; BadRequest names the first wrong one."""
     if not isinstance(context, dict):
         raise BadRequest("context must be a JSON object", expression=["context"])
     for name, required in HOOK_CONTEXT[hook].items():
@@ -110,6 +111,7 @@ def _check_context(hook: str, context: Any, settings: Settings) -> None:
                     f"context.draftOrders.entry[{i}] is for another patient than context.patientId",
                     expression=[f"context.draftOrders.entry[{i}]"],
                 )
+    return context
 
 
 def _check_prefetch(
@@ -172,11 +174,11 @@ def _indexed_resources(
         skipped.append((key, 0, "entry-not-a-list"))
         return
     for i, entry in enumerate(entries):
-        res = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             skipped.append((key, i, "not-a-resource"))
             continue
-        for r in resources_of(res):
+        for r in resources_of(resource):
             yield i, r
 
 
@@ -204,7 +206,9 @@ def validate_hook_request(
         )
     hook_instance = body.get("hookInstance")
     try:
-        uuid.UUID(hook_instance)  # type: ignore[arg-type]
+        if not isinstance(hook_instance, str):
+            raise TypeError
+        uuid.UUID(hook_instance)
     except (ValueError, TypeError, AttributeError):
         raise BadRequest("hookInstance must be a UUID", expression=["hookInstance"]) from None
     fhir_server = body.get("fhirServer")
@@ -229,15 +233,14 @@ def validate_hook_request(
             raise BadRequest(
                 "fhirAuthorization.token_type must be Bearer", expression=["fhirAuthorization.token_type"]
             )
-    context = body.get("context")
     if hook not in HOOK_CONTEXT:
         raise BadRequest(f"unsupported hook {hook}", expression=["hook"])
-    _check_context(hook, context, settings)
+    context = _check_context(hook, body.get("context"), settings)
     prefetch, resources, skipped = _check_prefetch(body.get("prefetch"), context["patientId"], settings)
     return HookRequest(
         service_id=service_id,
         hook=hook,
-        hook_instance=hook_instance,  # type: ignore[arg-type]
+        hook_instance=hook_instance,
         context=context,
         prefetch=prefetch,
         prefetch_resources=tuple(resources),

@@ -25,6 +25,14 @@ _ISSUE_CODE = {
 }
 
 
+class ServiceLoadError(RuntimeError):
+    """A service cannot start: missing or tampered model, invalid knowledge base.
+
+    Defined here, below every layer that raises it (the model manifest among them); services
+    import it through `cds.hooks.service`, the service contract.
+    """
+
+
 class HTTPProblem(Exception):
     """An error with an HTTP status and a message for the caller."""
 

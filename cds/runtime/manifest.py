@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from cds.hooks.service import ServiceLoadError
+from cds.runtime.errors import ServiceLoadError
 
 MANIFEST = "manifest.json"
 

@@ -214,7 +214,9 @@ class _GuardedResolver(AbstractResolver):
         self.reach = reach
         self.inner = inner or aiohttp.ThreadedResolver()
 
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         results = await self.inner.resolve(host, port, family)
         for r in results:
             problem = self.reach.address_problem(r["host"])

@@ -143,13 +143,7 @@ class Settings:
             isinstance(p, str) for p in self.terminology_maps
         ):
             raise SettingsError("terminology_maps must be a list of ConceptMap file paths")
-        if self.terminology_maps:
-            from cds.fhir.terminology.maps import MapError, TerminologyMaps
-
-            try:
-                TerminologyMaps.load(self.terminology_maps)
-            except MapError as e:
-                raise SettingsError(str(e)) from None
+        # The maps' contents are read (and refused when malformed) at start-up, by the app.
         return self
 
 

@@ -2,7 +2,7 @@
 from the sample patient and the discovery document, signed with a JWT for the exact URL, and the
 answer compared with what the scenario expects.
 
-With no URL, `local_service()` starts the real app (development settings, throw-away data
+With no URL, `local_service(create_app)` starts the real app (development settings, throw-away data
 directory) with uvicorn on a free loopback port for the duration of the run.
 """
 
@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -26,6 +26,11 @@ from cds.hooks.discovery import Discovery
 from cds.runtime.settings import Settings, load_settings
 from cds.sandbox.requestbuilder import RequestBuildError, build_request
 from cds.sandbox.scenarios import Scenario, compare
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+AppFactory = Callable[[Settings], "ASGIApp"]
 
 TokenFor = Callable[[str], str]
 
@@ -131,7 +136,7 @@ def key_signer(key_file: Path, iss: str, kid: str | None = None) -> TokenFor:
     def token_for(aud: str) -> str:
         now = int(time.time())
         claims = {"iss": iss, "sub": iss, "aud": aud, "iat": now, "exp": now + 300, "jti": str(uuid.uuid4())}
-        return jwt.encode(claims, key, algorithm=alg, headers=headers)  # type: ignore[arg-type]
+        return jwt.encode(claims, key, algorithm=alg, headers=headers)
 
     return token_for
 
@@ -144,21 +149,21 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def local_service(
+    app_factory: AppFactory,
     settings: Settings | None = None,
     startup_timeout: float = 60.0,
     port: int | None = None,
     hooks_file: Path | None = None,
 ) -> Iterator[tuple[str, Settings]]:
-    """The real app served by uvicorn on 127.0.0.1:<port> (default: a free one) in a background
-    thread.
+    """The app `app_factory(settings)` builds (the caller passes `cds.web.app.create_app`: the
+    sandbox sits below the web layer) served by uvicorn on 127.0.0.1:<port> (default: a free one)
+    in a background thread.
 
     Default settings: development mode in a temporary data directory (removed afterwards),
     serving the services of `hooks_file` (default: the shipped hooks.json).
     Yields (base URL, settings).
     """
     import uvicorn
-
-    from cds.web.app import create_app
 
     with contextlib.ExitStack() as stack:
         if settings is None:
@@ -171,7 +176,7 @@ def local_service(
             )
         port = port or _free_port()
         config = uvicorn.Config(
-            create_app(settings),
+            app_factory(settings),
             host="127.0.0.1",
             port=port,
             log_config=None,

@@ -257,7 +257,8 @@ def _conditions(sid: int, history: Any, dx: Any) -> list[dict[str, Any]]:
 
 def _infusions(sid: int, drugs: Any) -> list[dict[str, Any]]:
     """Vasoactive infusions as MedicationAdministrations coded with the RxNorm ingredient."""
-    pid, out = str(sid), []
+    pid = str(sid)
+    out: list[dict[str, Any]] = []
     if drugs is None:
         return out
     by_name = {v: k for k, v in conditions_knowledge()["vasoactive"]["rxnorm"].items()}

@@ -69,7 +69,7 @@ def metrics(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> dict[str, A
     y = np.asarray(y, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
     slope, intercept = calibration_slope_intercept(y, p)
-    out = {
+    out: dict[str, Any] = {
         "n": len(y),
         "events": int(y.sum()),
         "auroc": round(_auroc(y, p), 4),

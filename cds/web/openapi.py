@@ -406,7 +406,7 @@ def _responses(ok: dict[str, Any], errors: tuple[int, ...]) -> dict[str, Any]:
 
 def build_openapi(discovery: Discovery, settings: Settings) -> dict[str, Any]:
     """The OpenAPI 3.1 document for these services and settings."""
-    secured = [{"cdsClientJwt": []}]
+    secured: list[dict[str, list[str]]] = [{"cdsClientJwt": []}]
     paths: dict[str, Any] = {
         "/cds-services": {
             "get": {

@@ -255,6 +255,17 @@ async def test_lifetime_too_long(keys, jwks_server, make_auth):
     await longer.authenticate("Bearer " + keys["ES384"].sign(claims(URL, iat=now, exp=now + 3600)), URL)
 
 
+async def test_times_must_be_numbers(keys, jwks_server, make_auth):
+    """exp, iat and nbf are NumericDates (RFC 7519 4.1.4-4.1.6): a string is refused even when
+    PyJWT would read it as a number."""
+    auth = await make_auth(ehr_client(jwks_server))
+    now = int(time.time())
+    for name, value in (("nbf", "0"), ("nbf", str(now)), ("exp", str(now + 300)), ("iat", str(now))):
+        token = keys["ES384"].sign(claims(URL, **{name: value}))
+        await refused(auth, f"Bearer {token}", "malformed")
+    await auth.authenticate("Bearer " + keys["ES384"].sign(claims(URL, nbf=now - 10)), URL)
+
+
 async def test_wrong_typ_and_crit(keys, jwks_server, make_auth):
     auth = await make_auth(ehr_client(jwks_server))
     await refused(auth, "Bearer " + keys["ES384"].sign(claims(URL), typ="at+jwt"), "malformed")

@@ -151,3 +151,14 @@ def test_readme_official_sandbox_block_starts(tmp_path: Path, capsys, monkeypatc
     config.write_text(local.replace("allow_local_fhir = true", ""))
     code, err = serve(config, capsys, monkeypatch)
     assert code == 2 and "allow_local_fhir" in err
+
+
+def test_a_malformed_terminology_map_stops_serve_with_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    """The maps are read by `cds serve` before the workers start (settings only check their type)."""
+    (tmp_path / "bad.json").write_text("{not json")
+    config = tmp_path / "cds.toml"
+    config.write_text('terminology_maps = ["bad.json"]\n')
+    code, err = serve(config, capsys, monkeypatch)
+    assert code == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "bad.json" in err

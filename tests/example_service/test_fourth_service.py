@@ -102,7 +102,7 @@ def test_its_sandbox_scenarios_pass(tmp_path: Path) -> None:
     """The example's own scenario file, run by the sandbox runner against the real server."""
     settings = _settings(tmp_path, HOOKS)
     scenarios = load_scenarios([HERE / "scenarios.yaml"])
-    with local_service(settings) as (base_url, local):
+    with local_service(create_app, settings) as (base_url, local):
         results = run_all(scenarios, base_url, Discovery.load(HOOKS), lambda aud: mint_dev_token(local, aud))
     assert [(r.differences, r.error) for r in results] == [([], None)] * len(scenarios)
 

@@ -12,6 +12,7 @@ import pytest
 
 from cds.runtime.settings import Settings, load_settings
 from cds.sandbox.runner import local_service
+from cds.web.app import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -23,7 +24,7 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
     settings = load_settings(
         dev=True, data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'cds.sqlite3'}"
     )
-    with local_service(settings) as (base_url, s):
+    with local_service(create_app, settings) as (base_url, s):
         yield base_url, s
 
 

@@ -199,6 +199,7 @@ def test_check_a_service_that_trusts_a_qa_key(tmp_path: Path, capsys: pytest.Cap
 
     from cds.runtime.settings import load_settings
     from cds.sandbox.runner import local_service
+    from cds.web.app import create_app
 
     key = ec.generate_private_key(ec.SECP384R1())
     pem = tmp_path / "qa.pem"
@@ -215,7 +216,7 @@ def test_check_a_service_that_trusts_a_qa_key(tmp_path: Path, capsys: pytest.Cap
         trusted_clients=[{"iss": "qa-ci", "jwks_file": str(tmp_path / "qa-jwks.json")}],
     )
     scenarios = SHIPPED / "nothing-to-say.yaml"
-    with local_service(settings) as (base_url, _):
+    with local_service(create_app, settings) as (base_url, _):
         args = ["sandbox", "check", str(scenarios), "--url", base_url]
         assert main([*args, "--key", str(pem), "--iss", "qa-ci", "--kid", "qa-1"]) == 0
         assert "3 passed, 0 failed" in capsys.readouterr().out

@@ -23,6 +23,7 @@ from jwt.algorithms import ECAlgorithm
 from cds.hooks.discovery import Discovery
 from cds.runtime.settings import REPO_ROOT, load_settings
 from cds.sandbox.runner import local_service
+from cds.web.app import create_app
 from tests.core.test_fhir_fallback import PATIENT, PID, VITALS
 from tests.live_server import free_port
 from tests.smart.authserver import AuthServer
@@ -113,7 +114,7 @@ def rig(fresh_fhir_server: Any, tmp_path: Path) -> Iterator[Any]:
             trusted_clients=[entry],
             fhir_timeout_seconds=BUDGET_S,
         )
-        ctx = local_service(settings, port=port)
+        ctx = local_service(create_app, settings, port=port)
         ctx.__enter__()
         started.append(ctx)
         return Rig(base, ehr, auth, fresh_fhir_server)

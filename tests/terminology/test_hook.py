@@ -247,14 +247,16 @@ def test_discovery_asks_for_the_mapped_local_codes(callers) -> None:
 def test_a_malformed_map_stops_start_up(tmp_path: Path, content: str) -> None:
     (tmp_path / "bad.json").write_text(content)
     (tmp_path / "cds.toml").write_text('terminology_maps = ["bad.json"]\n')
+    settings = load_settings(tmp_path / "cds.toml", dev=True, data_dir=tmp_path)
     with pytest.raises(SettingsError, match=r"bad\.json"):
-        load_settings(tmp_path / "cds.toml", dev=True, data_dir=tmp_path)
+        create_app(settings)
 
 
 def test_a_missing_map_stops_start_up(tmp_path: Path) -> None:
     (tmp_path / "cds.toml").write_text('terminology_maps = ["nowhere.json"]\n')
+    settings = load_settings(tmp_path / "cds.toml", dev=True, data_dir=tmp_path)
     with pytest.raises(SettingsError, match=r"nowhere\.json"):
-        load_settings(tmp_path / "cds.toml", dev=True, data_dir=tmp_path)
+        create_app(settings)
 
 
 def test_fhir_fallback_asks_for_and_reads_the_mapped_local_codes(

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from cds.fhir.terminology import LOINC
-from cds.knowledge import KNOWLEDGE_DIR
+from cds.knowledge import KNOWLEDGE_DIR as KNOWLEDGE
 
 _HERE = Path(__file__).resolve().parent
-KNOWLEDGE = KNOWLEDGE_DIR
 
 # Which measure value sets and direct codes the care-gap measures retrieve as Observations
 # (read from cds/services/care_gaps/measures/cms*.py: `ctx.retrieve("Observation", SPEC.vs(name))` and `has_code`).
@@ -111,19 +110,17 @@ class _Source:
 
 
 def _deterioration() -> list[_Source]:
-    from cds.services.deterioration.features import GCS_EYE, GCS_MOTOR, GCS_VERBAL
-
     doc = json.loads((KNOWLEDGE / "deterioration_features.json").read_text())
     out = []
     for f in doc["features"]:
         cat = "vital-signs" if f["category"] == "vital" else "laboratory"
         out.append(_Source(f"deterioration:{f['name']}", f["label"], cat, f.get("unit"), list(f["codes"])))
     listed = {c for f in doc["features"] for c in f["codes"]}
-    for name, code in (("gcs_eye", GCS_EYE), ("gcs_verbal", GCS_VERBAL), ("gcs_motor", GCS_MOTOR)):
-        if code in listed:
+    cons = doc["consciousness"]
+    for name, code in cons["gcs_components"].items():
+        if name == "note" or code in listed:
             continue
         out.append(_Source(f"deterioration:{name}", name.replace("_", " "), "vital-signs", "{score}", [code]))
-    cons = doc["consciousness"]
     out.append(
         _Source(
             "deterioration:consciousness",

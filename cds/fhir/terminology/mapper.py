@@ -185,9 +185,9 @@ class Mapper:
 
     def _concept_scores(
         self, lex_row: Any, emb_row: Any | None
-    ) -> list[tuple[float, float, float | None, int]]:
-        """Per concept: (confidence, lexical, embedding, concept index), best first."""
-        best: dict[int, tuple[float, float, float | None]] = {}
+    ) -> list[tuple[float, float, float | None, int, int]]:
+        """Per concept: (confidence, lexical, embedding, concept index, phrase index), best first."""
+        best: dict[int, tuple[float, float, float | None, int]] = {}
         for j, p in enumerate(self.phrases):
             lx = float(lex_row[j])
             em = float(emb_row[j]) if emb_row is not None else None
@@ -209,7 +209,7 @@ class Mapper:
         index = {a: i for i, a in enumerate(uniq)}
         lex = self._lexical(uniq) if uniq else None
         emb = None
-        if self.encoder is not None and uniq:
+        if self.encoder is not None and lex is not None:
             # Only analytes without an exact lexical match need the model (it cannot change those).
             need = [i for i, a in enumerate(uniq) if a and float(lex[i].max()) < 1.0]
             emb = {}

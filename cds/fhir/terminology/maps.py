@@ -86,18 +86,18 @@ class TerminologyMaps:
         """The Observation with the mapped LOINC coding added to its code (and its components')."""
         extra = self._extra(obs.get("code"))
         comps = obs.get("component")
-        new_comps = None
+        new_comps: list[Any] | None = None
         if isinstance(comps, list):
             changed = False
-            new_comps = []
+            translated = []
             for comp in comps:
                 more = self._extra(comp.get("code")) if isinstance(comp, dict) else []
                 if more:
                     changed = True
                     comp = {**comp, "code": {**comp["code"], "coding": [*comp["code"]["coding"], *more]}}
-                new_comps.append(comp)
-            if not changed:
-                new_comps = None
+                translated.append(comp)
+            if changed:
+                new_comps = translated
         if not extra and new_comps is None:
             return obs
         out = dict(obs)  # never mutate the caller's resource

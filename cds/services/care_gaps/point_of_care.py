@@ -26,7 +26,7 @@ from typing import Any
 
 from cds.fhir.record import PatientRecord
 from cds.fhir.terminology import LOINC, CodeSet
-from cds.fhir.value import dicts
+from cds.fhir.value import as_dict, as_list, dicts
 from cds.knowledge import KNOWLEDGE_DIR
 from cds.services.care_gaps.measures.period import Period
 from cds.services.care_gaps.measures.qicore import day, period_interval
@@ -71,7 +71,7 @@ def _ambulatory(enc: dict[str, Any]) -> bool:
 
 
 def _with_type(enc: dict[str, Any], code: str, display: str) -> dict[str, Any]:
-    types = enc.get("type") if isinstance(enc.get("type"), list) else []
+    types = as_list(enc.get("type"))
     return {**enc, "type": [*types, {"coding": [{"system": CPT, "code": code, "display": display}]}]}
 
 
@@ -87,7 +87,7 @@ def current_visit(record: PatientRecord, encounter_id: Any, assume: bool) -> Adj
                 continue
             if enc.get("status") not in ARRIVED or not _ambulatory(enc):
                 return Adjusted(record)
-            period = enc.get("period") if isinstance(enc.get("period"), dict) else {}
+            period = as_dict(enc.get("period"))
             closed = {**enc, "status": "finished", "period": {"start": period.get("start", now), "end": now}}
             if period.get("end"):
                 closed["period"]["end"] = period["end"]
@@ -144,7 +144,7 @@ def mapped_visit_codes(record: PatientRecord, period: Period, qualifying: CodeSe
         iv = period_interval(p)
         if iv is None or iv.low is None or not period.start_date <= day(iv.low) <= period.end_date:
             continue
-        types = enc.get("type") if isinstance(enc.get("type"), list) else []
+        types = as_list(enc.get("type"))
         if any(qualifying.matches(cc) for cc in types if isinstance(cc, dict)):
             continue
         if code in preventive:
@@ -175,7 +175,9 @@ def _recoded(
     resources = record.of_type(rtype)
     for i, res in enumerate(resources):
         code = res.get("code")
-        codings = code.get("coding") if isinstance(code, dict) else None
+        if not isinstance(code, dict):
+            continue
+        codings = code.get("coding")
         if not isinstance(codings, list):
             continue
         name = None

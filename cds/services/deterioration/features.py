@@ -44,9 +44,11 @@ KNOWLEDGE = KNOWLEDGE_DIR / "deterioration_features.json"
 CONDITIONS = KNOWLEDGE_DIR / "deterioration_conditions.json"
 TREND_HOURS = 6.0
 
-GCS_EYE = "9267-6"
-GCS_VERBAL = "9270-0"
-GCS_MOTOR = "9268-4"
+# The GCS parts are summed when no total is charted; their codes are data beside the features'.
+_GCS_PARTS = json.loads(KNOWLEDGE.read_text())["consciousness"]["gcs_components"]
+GCS_EYE: str = _GCS_PARTS["gcs_eye"]
+GCS_VERBAL: str = _GCS_PARTS["gcs_verbal"]
+GCS_MOTOR: str = _GCS_PARTS["gcs_motor"]
 GCS_TOTAL = "9269-2"
 SYSTOLIC = "8480-6"
 DIASTOLIC = "8462-4"
@@ -279,9 +281,10 @@ def _number(container: Mapping[str, Any], spec: FeatureSpec) -> float | None:
             return None
         value = float(raw)
     else:
-        value = quantity_in(q, spec.unit, spec.molar_mass)  # type: ignore[arg-type]
-        if value is None:
+        converted = quantity_in(q, spec.unit, spec.molar_mass)
+        if converted is None:
             return None
+        value = converted
         if spec.name == "fio2" and 0 < value <= 1.0:
             value *= 100.0  # a fraction sent as %, or unit 1
     if not math.isfinite(value) or not (spec.low <= value <= spec.high):

@@ -20,6 +20,7 @@ from typing import Any
 
 from cds.fhir.record import PatientRecord
 from cds.fhir.terminology import ICD10, ICD10CM, SNOMED, codings
+from cds.fhir.value import as_dict
 from cds.services.medication_risk.knowledge import SEVERITIES, Dosage, Knowledge, KnowledgeError, compare
 from cds.services.medication_risk.patient import PatientFacts, kidney_number
 from cds.services.medication_risk.resolve import Med, as_list
@@ -80,11 +81,11 @@ def regimen(resource: Mapping[str, Any]) -> Regimen:
             if unit in _UNIT_MG:
                 dose = float(q["value"])
                 break
-    timing = first.get("timing") if isinstance(first.get("timing"), dict) else {}
-    rep = timing.get("repeat") if isinstance(timing.get("repeat"), dict) else {}
-    freq, period, unit = rep.get("frequency", 1), rep.get("period"), rep.get("periodUnit")
+    timing = as_dict(first.get("timing"))
+    rep = as_dict(timing.get("repeat"))
+    freq, period, period_unit = rep.get("frequency", 1), rep.get("period"), rep.get("periodUnit")
     if isinstance(period, int | float) and period > 0 and isinstance(freq, int | float) and freq > 0:
-        hours = {"h": 1.0, "d": 24.0, "wk": 168.0}.get(str(unit))
+        hours = {"h": 1.0, "d": 24.0, "wk": 168.0}.get(str(period_unit))
         if hours is not None:
             per_day = round(float(freq) * 24.0 / (float(period) * hours), 4)
     if per_day is None:
@@ -227,6 +228,8 @@ class Dosing:
                 op, mg = (r.get("dose_mg") or [None, None])[:2]
                 if op is not None and op not in _OPS:
                     raise KnowledgeError(f"{where}: regimen operator {op!r}")
+                if op is not None and (isinstance(mg, bool) or not isinstance(mg, int | float)):
+                    raise KnowledgeError(f"{where}: regimen dose_mg needs a number after {op!r}")
                 ids = r.get("indication")
                 ids = tuple(ids) if isinstance(ids, list) else (ids,)
                 for i in ids:
@@ -337,7 +340,7 @@ class Dosing:
             return ["any"], ""
         from_regimen: tuple[str, ...] = ()
         for op, mg, per_day, ids in drug.regimens:
-            if op is not None and (reg.dose_mg is None or not _cmp(reg.dose_mg, op, float(mg))):
+            if op is not None and mg is not None and (reg.dose_mg is None or not _cmp(reg.dose_mg, op, mg)):
                 continue
             if per_day is not None and reg.per_day != per_day:
                 continue

@@ -595,7 +595,7 @@ def load_knowledge(directory: Path | str | None = None) -> Knowledge:
         where = f"renal.json: rule {rid}"
         if not isinstance(rid, str) or not rid:
             raise KnowledgeError(f"{where}: missing id")
-        bands = []
+        renal_bands: list[RenalBand] = []
         for n, b in enumerate(rule.get("bands") or []):
             bw = f"{where} band {n + 1}"
             below, above = b.get("below"), b.get("above")
@@ -603,7 +603,7 @@ def load_knowledge(directory: Path | str | None = None) -> Knowledge:
                 raise KnowledgeError(f"{bw}: give exactly one of below/above")
             if b.get("action") not in ("avoid", "reduce", "monitor"):
                 raise KnowledgeError(f"{bw}: action must be avoid, reduce or monitor")
-            bands.append(
+            renal_bands.append(
                 RenalBand(
                     _severity(b, bw),
                     b["action"],
@@ -613,16 +613,16 @@ def load_knowledge(directory: Path | str | None = None) -> Knowledge:
                     dosage(b["dose"], bw) if b.get("dose") else None,
                 )
             )
-        if not bands:
+        if not renal_bands:
             raise KnowledgeError(f"{where}: no bands")
-        lows = [b.below for b in bands if b.below is not None]
+        lows = [b.below for b in renal_bands if b.below is not None]
         if lows != sorted(lows):
             raise KnowledgeError(f"{where}: 'below' bands must be in increasing order")
         renal.append(
             RenalRule(
                 rid,
                 expand(rule.get("drugs"), where),
-                tuple(bands),
+                tuple(renal_bands),
                 _text(rule, "mechanism", where),
                 _text(rule, "consequence", where),
                 citations(rule, where),

@@ -24,7 +24,7 @@ class NameIndex:
     __slots__ = ("_by_first", "_longest")
 
     def __init__(self, names: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
-        pairs = names.items() if isinstance(names, dict) else names
+        pairs = names.items() if isinstance(names, Mapping) else names
         self._by_first: dict[str, list[tuple[tuple[str, ...], str]]] = {}
         self._longest = 1
         for name, key in pairs:

@@ -163,8 +163,8 @@ def latest_values(
     out: dict[str, LabValue] = {}
     for lid, found in candidates.items():
         found.sort(key=lambda p: p[0], reverse=True)
-        for when, obs in found:
-            value = _lab_value(obs, labs[lid], codes[lid])
+        for when, reading in found:
+            value = _lab_value(reading, labs[lid], codes[lid])
             if value is not None:
                 out[lid] = LabValue(lid, value, when)
                 break

@@ -8,14 +8,15 @@ it names (labs.json). The facts that added points are written into the finding f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from cds.services.medication_risk.knowledge import Knowledge
 from cds.services.medication_risk.patient import PatientFacts
 from cds.services.medication_risk.rules import Finding
 
 
-def _when(value: object) -> str:
-    return f" on {value:%Y-%m-%d}" if value is not None else ""  # type: ignore[str-format]
+def _when(value: date | None) -> str:
+    return f" on {value:%Y-%m-%d}" if value is not None else ""
 
 
 def score_finding(kb: Knowledge, f: Finding, patient: PatientFacts, interacting: int) -> None:

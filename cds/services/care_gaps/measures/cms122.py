@@ -98,7 +98,7 @@ def _evidence(
     found = []
     codes = (SPEC.vs("HbA1c Laboratory Test"), SPEC.code("Glucose management indicator"))
     for obs in ctx.retrieve("Observation", *codes):
-        t = q.latest(q.choice_interval(obs, "effective", ctx.birth_date))
-        if q.lab_performed(obs) and t is not None:
-            found.append((t, concept_text(obs.get("code")) or "HbA1c", _value_text(obs)))
+        when = q.latest(q.choice_interval(obs, "effective", ctx.birth_date))
+        if q.lab_performed(obs) and when is not None:
+            found.append((when, concept_text(obs.get("code")) or "HbA1c", _value_text(obs)))
     return last_evidence("no HbA1c on record", found)

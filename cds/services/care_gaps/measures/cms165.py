@@ -97,9 +97,11 @@ def _component(obs: dict[str, Any], name: str) -> float | None:
     for comp in q.items(obs.get("component")):
         if isinstance(comp, dict) and q.has_code(comp.get("code"), system, code):
             v = comp.get("valueQuantity")
-            ok = isinstance(v, dict) and isinstance(v.get("value"), int | float)
-            unit = str(v.get("code") or v.get("unit") or "") if ok else ""
-            values.append(float(v["value"]) if ok and unit in _MMHG else None)
+            if isinstance(v, dict) and isinstance(v.get("value"), int | float):
+                unit = str(v.get("code") or v.get("unit") or "")
+                values.append(float(v["value"]) if unit in _MMHG else None)
+            else:
+                values.append(None)
     return values[0] if len(values) == 1 else None
 
 
@@ -151,8 +153,8 @@ def _evidence(ctx: MeasureContext, reading: tuple[date, float | None, float | No
         return Evidence(label="blood pressure", when=t, value=value, out_of_control=high)
     found = []
     for obs in ctx.retrieve("Observation", SPEC.code("Blood pressure panel")):
-        t = q.latest(q.choice_interval(obs, "effective", ctx.birth_date))
+        when = q.latest(q.choice_interval(obs, "effective", ctx.birth_date))
         sbp, dia = _component(obs, "Systolic blood pressure"), _component(obs, "Diastolic blood pressure")
-        if q.study_performed(obs) and t is not None and sbp is not None and dia is not None:
-            found.append((t, "blood pressure", f"{sbp:g}/{dia:g} mmHg"))
+        if q.study_performed(obs) and when is not None and sbp is not None and dia is not None:
+            found.append((when, "blood pressure", f"{sbp:g}/{dia:g} mmHg"))
     return last_evidence("no blood pressure on record", found)

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from cds.fhir.dates import parse_datetime
+from cds.fhir.value import as_dict
 from cds.services.care_gaps.measures.qicore import Interval
 
 # CMD ToDaily(frequency, period): doses per day for frequency per `period` units.
@@ -77,16 +78,16 @@ def medication_request_period(req: Mapping[str, Any]) -> Interval | None:
             dose = _num(q.get("value"))
 
     bounds = repeat.get("boundsPeriod") if isinstance(repeat.get("boundsPeriod"), dict) else None
-    dispense = req.get("dispenseRequest") if isinstance(req.get("dispenseRequest"), dict) else {}
+    dispense = as_dict(req.get("dispenseRequest"))
     days_supply = None
     esd = dispense.get("expectedSupplyDuration")
-    if isinstance(esd, dict) and _num(esd.get("value")) is not None:
+    if isinstance(esd, dict) and (supplied := _num(esd.get("value"))) is not None:
         factor = _DAYS_IN.get(str(esd.get("code") or esd.get("unit") or "d"))
-        days_supply = _num(esd["value"]) * factor if factor else None
+        days_supply = supplied * factor if factor else None
     quantity = _num(dispense["quantity"].get("value")) if isinstance(dispense.get("quantity"), dict) else None
     refills = _num(dispense.get("numberOfRepeatsAllowed")) or 0.0
 
-    validity = dispense.get("validityPeriod") if isinstance(dispense.get("validityPeriod"), dict) else {}
+    validity = as_dict(dispense.get("validityPeriod"))
     start = (
         (_date(bounds.get("start")) if bounds else None)
         or _date(req.get("authoredOn"))

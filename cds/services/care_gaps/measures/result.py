@@ -8,6 +8,7 @@ in the numerator.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -141,7 +142,7 @@ class MeasureResult:
 
 
 def last_evidence(
-    none_label: str, found: list[tuple[datetime, str, str | None]], out_of_control: bool = False
+    none_label: str, found: Sequence[tuple[datetime, str, str | None]], out_of_control: bool = False
 ) -> Evidence:
     """The newest of (time, label, value) candidates, or "none found" evidence."""
     if not found:
