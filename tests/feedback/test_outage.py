@@ -47,6 +47,10 @@ class Proxy:
             writer.close()
             return
         r2, w2 = await asyncio.open_connection(*self.target)
+        if not self.up:  # cut while this connection was being opened: it must not survive the cut
+            w2.close()
+            writer.close()
+            return
         self.writers |= {writer, w2}
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
