@@ -7,12 +7,14 @@ Per-service options live under `[services.<id>]` in the TOML file; trusted EHRs 
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
+
+import msgspec
+import msgspec.inspect as mi
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 REPO_ROOT = PACKAGE_ROOT.parent
@@ -153,27 +155,35 @@ class Settings:
         return self
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def _path(typ: type, raw: Any) -> Any:
+    """msgspec's hook for the one declared type it does not know: a path, from text."""
+    if typ is Path and isinstance(raw, str | os.PathLike):
+        return Path(raw)
+    raise NotImplementedError
+
+
+def _kinds(typ: Any) -> set[type]:
+    """The kinds of value a declared type accepts (msgspec's view: BoolType, ListType, ...)."""
+    info = mi.type_info(typ)
+    return {type(t) for t in (info.types if isinstance(info, mi.UnionType) else (info,))}
+
+
 def _coerce(name: str, typ: Any, raw: Any) -> Any:
-    text = typ.__name__ if isinstance(typ, type) else str(typ)  # "int", not "<class 'int'>"
+    """A setting's value as its declared type: text (environment, TOML strings) is converted,
+    everything else checked. Lists and tables come from the environment as JSON."""
+    kinds = _kinds(typ)
     try:
         if isinstance(raw, str):
-            if "bool" in text and raw.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
-                return raw.lower() in ("1", "true", "yes", "on")
-            if text == "int":
-                return int(raw)
-            if text == "float":
-                return float(raw)
-            if "Path" in text:
-                return Path(raw)
-            if text.startswith(("list", "dict")):
-                return json.loads(raw)
-            return raw
-        if "Path" in text and isinstance(raw, str | os.PathLike):
-            return Path(raw)
-        if text == "float" and isinstance(raw, int):
-            return float(raw)
-        return raw
-    except (ValueError, json.JSONDecodeError) as e:
+            if mi.BoolType in kinds and raw.lower() in _TRUE + _FALSE:
+                raw = raw.lower() in _TRUE
+            elif kinds & {mi.ListType, mi.DictType}:
+                raw = msgspec.json.decode(raw)
+        return msgspec.convert(raw, typ, strict=False, dec_hook=_path)
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        text = typ.__name__ if isinstance(typ, type) else str(typ)  # "int", not "<class 'int'>"
         raise SettingsError(f"setting {name}: cannot read {raw!r} as {text} ({e})") from None
 
 
