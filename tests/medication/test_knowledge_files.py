@@ -125,6 +125,14 @@ def test_an_entry_keyed_by_id_is_named_by_its_key(tmp_path: Path) -> None:
         ),
         ("scoring.json", lambda d: d["thresholds"].pop("info"), "missing required field `info`"),
         ("allergy_cross.json", lambda d: d.update(ingredient_severity="bad"), "ingredient_severity 'bad'"),
+        (
+            "scoring.json",
+            lambda d: d["escalations"]["rules"][1].update(indicator="urgent"),
+            "qt-drug-at-qtc-500: indicator 'urgent' is not one of critical, info, warning",
+        ),
+        ("scoring.json", lambda d: d["escalations"]["rules"][0].update(op="=="), "op '==' is not one of"),
+        ("scoring.json", lambda d: d["documentation"]["levels"][0].update(prefixes=[]), "'prefixes'"),
+        ("scoring.json", lambda d: d["change_first"].update(ordr=[]), "unknown field `ordr`"),
     ],
 )
 def test_shape_errors_name_the_field(tmp_path: Path, name: str, edit: Any, message: str) -> None:
@@ -144,3 +152,30 @@ def test_a_bad_cell_in_a_csv_names_the_line(tmp_path: Path) -> None:
         KnowledgeError, match=r"^products\.csv line 6: tty 'XYZ' is not one of BPCK, GPCK, SBD, SCD"
     ):
         load_knowledge(d)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["change_first"]["order"].append("nsaids"), "change_first names unknown class 'nsaids'"),
+        (
+            lambda d: d["change_first"]["cautions"][0].update({"class": "salicylates"}),
+            "change_first caution names unknown class 'salicylates'",
+        ),
+        (lambda d: d["escalations"]["rules"][0].update(lab="sodium"), "unknown lab or operator"),
+        (
+            lambda d: d["escalations"]["rules"][0]["drugs"].append("nope"),
+            "unknown class or ingredient 'nope'",
+        ),
+    ],
+)
+def test_scoring_cross_references_are_checked_at_service_start(
+    tmp_path: Path, edit: Any, message: str
+) -> None:
+    from cds.hooks.service import ServiceLoadError
+    from cds.runtime.settings import Settings
+    from cds.services.medication_risk.service import MedicationRiskService
+
+    d = _broken(tmp_path, "scoring.json", edit)
+    with pytest.raises(ServiceLoadError, match=f"scoring.json: .*{message}"):
+        MedicationRiskService(Settings(services={"medication-risk": {"knowledge_dir": str(d)}}))

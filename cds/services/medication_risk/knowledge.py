@@ -304,7 +304,7 @@ class Knowledge:
 S = TypeVar("S", bound=msgspec.Struct)
 
 
-def _read(directory: Path, name: str, shape: type[S]) -> S:
+def read_knowledge_file(directory: Path, name: str, shape: type[S]) -> S:
     """One JSON file decoded into its declared shape (knowledge_files), or KnowledgeError."""
     try:
         data = (directory / name).read_bytes()
@@ -415,7 +415,7 @@ def _conditions(c: kf.ConditionsEntry | None, where: str) -> ConditionSet | None
 
 
 def _manifest(d: Path) -> tuple[str, str, dict[str, Source]]:
-    m = _read(d, "manifest.json", kf.ManifestFile)
+    m = read_knowledge_file(d, "manifest.json", kf.ManifestFile)
     if not m.sources:
         raise KnowledgeError("manifest.json: no sources")
     sources = {sid: Source(sid, s.label, s.citation, s.url) for sid, s in m.sources.items()}
@@ -687,22 +687,22 @@ def load_knowledge(directory: Path | str | None = None) -> Knowledge:
     d = Path(directory) if directory else KB_DIR
     version, date, sources = _manifest(d)
     refs = _References(sources)
-    classes = _read(d, "classes.json", kf.ClassesFile).classes
+    classes = read_knowledge_file(d, "classes.json", kf.ClassesFile).classes
     class_names = {cid: c.name for cid, c in classes.items()}
     class_citations = {cid: refs.cite(c.citation, f"classes.json: {cid}") for cid, c in classes.items()}
     names = _ingredients(d, refs, classes)
     products = _products(d, refs)
-    labs_doc = _read(d, "labs.json", kf.LabsFile)
+    labs_doc = read_knowledge_file(d, "labs.json", kf.LabsFile)
     labs, lab_orders = _labs(labs_doc, refs)
     interactions = _interactions(
-        _read(d, "interactions.json", kf.InteractionsFile), refs, products, labs, lab_orders
+        read_knowledge_file(d, "interactions.json", kf.InteractionsFile), refs, products, labs, lab_orders
     )
     pairs = _pairs(interactions)
-    renal = _renal(_read(d, "renal.json", kf.RenalFile), refs)
-    beers_doc = _read(d, "beers.json", kf.BeersFile)
+    renal = _renal(read_knowledge_file(d, "renal.json", kf.RenalFile), refs)
+    beers_doc = read_knowledge_file(d, "beers.json", kf.BeersFile)
     beers = _beers(beers_doc, refs)
     lab_rules = _lab_rules(labs_doc, refs, labs, lab_orders)
-    allergy_doc = _read(d, "allergy_cross.json", kf.AllergyFile)
+    allergy_doc = read_knowledge_file(d, "allergy_cross.json", kf.AllergyFile)
     groups = _allergy_groups(allergy_doc, refs)
     duplicates = {
         cid: DuplicateRule(
@@ -718,7 +718,7 @@ def load_knowledge(directory: Path | str | None = None) -> Knowledge:
     }
     # class names for allergy text ("penicillins", "sulfa")
     class_name_pairs = [(s, cid) for cid, c in classes.items() for s in c.synonyms]
-    scoring = _scoring(_read(d, "scoring.json", kf.ScoringFile), allergy_doc.high_risk_points)
+    scoring = _scoring(read_knowledge_file(d, "scoring.json", kf.ScoringFile), allergy_doc.high_risk_points)
     ingredients, class_members = refs.ingredients, refs.class_members
     kb = Knowledge(
         version=version,

@@ -8,7 +8,7 @@ What one file says about another (a class, an ingredient, a lab, a citation) is 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -251,7 +251,7 @@ class AllergyFile(_Shape):
     high_risk_points: int = 30
 
 
-# --- scoring.json (escalations, change_first and documentation: read by policy.py) -------------
+# --- scoring.json (escalations, change_first and documentation: used by policy.py) -------------
 class SeverityPoints(_Shape):
     minor: int
     moderate: int
@@ -291,6 +291,50 @@ class OrderScore(_Shape):
     max: int = 100
 
 
+class EscalationEntry(_Shape):
+    id: Text
+    indicator: Literal["info", "warning", "critical"]
+    reason: Text
+    citation: list[str] = []
+    drugs: list[str] = []  # class ids or ingredient RxCUIs
+    lab: str | None = None
+    op: Op | None = None
+    value: Number | None = None
+    kinds: list[str] = []
+    severity: Severity | None = None
+
+
+class Escalations(_Shape):
+    rules: list[EscalationEntry] = []
+    explanation: str = ""
+
+
+class CautionEntry(_Shape, rename={"class_": "class"}):
+    class_: str
+    text: Text
+    citation: list[str] = []
+    icd10_prefixes: list[str] = []
+    snomed: list[str] = []
+
+
+class ChangeFirst(_Shape):
+    order: list[str] = []
+    citation: list[str] = []
+    cautions: list[CautionEntry] = []
+    explanation: str = ""
+
+
+class DocumentationLevel(_Shape):
+    label: Text
+    prefixes: Annotated[list[Annotated[str, Meta(min_length=1)]], Meta(min_length=1)]
+
+
+class Documentation(_Shape):
+    levels: list[DocumentationLevel] = []
+    default: str = "Published evidence"
+    explanation: str = ""
+
+
 class ScoringFile(_Shape):
     severity_points: SeverityPoints
     thresholds: Thresholds
@@ -299,6 +343,6 @@ class ScoringFile(_Shape):
     order_score: OrderScore = msgspec.field(default_factory=OrderScore)
     max_cards_per_order: Annotated[int, Meta(ge=1)] = 3
     explanation: str = ""
-    escalations: dict[str, Any] = {}
-    change_first: dict[str, Any] = {}
-    documentation: dict[str, Any] = {}
+    escalations: Escalations = msgspec.field(default_factory=Escalations)
+    change_first: ChangeFirst = msgspec.field(default_factory=ChangeFirst)
+    documentation: Documentation = msgspec.field(default_factory=Documentation)
