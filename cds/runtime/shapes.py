@@ -10,7 +10,8 @@ constrained string stands for (a `Meta(title=...)`, e.g. "bad RxCUI '12ab'"). Cr
 from __future__ import annotations
 
 import re
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import msgspec
 import msgspec.inspect as mi
@@ -55,34 +56,71 @@ def explain(error: msgspec.ValidationError, raw: Any, type_: Any) -> ShapeError:
     m = _AT.match(str(error))
     assert m is not None
     msg, path = m.group("msg"), m.group("path") or "$"
-    info: Any = mi.type_info(type_)
-    entry: str | None = None
+    typ: Any = type_
+    entries: list[str] = []  # the ids and keys of the entries on the way, outermost first
     last: str | None = None
     out_path = "$"
     for seg in _SEGMENT.finditer(path[1:]):
         field, index = seg.group(1), seg.group(2)
-        info = _container(info, raw)
+        typ = _container(typ, raw)
         if field is not None:
-            info = next((f.type for f in getattr(info, "fields", ()) if f.encode_name == field), mi.AnyType())
+            fields = msgspec.structs.fields(typ) if _is_struct(typ) else ()
+            typ = next((f.type for f in fields if f.encode_name == field), Any)
             raw = raw.get(field) if isinstance(raw, dict) else None
             last, out_path = field, f"{out_path}.{field}"
         elif index is not None:
-            info = getattr(info, "item_type", mi.AnyType())
+            args = get_args(typ)
+            typ = args[0] if args else Any
             raw = raw[int(index)] if isinstance(raw, list) and int(index) < len(raw) else None
-            last, out_path = None, f"{out_path}[{index}]"
+            last = f"{last}[{index}]" if last else None
+            out_path = f"{out_path}[{index}]"
             if isinstance(raw, dict) and isinstance(raw.get("id"), str):
-                entry = raw["id"]
+                entries.append(raw["id"])
         else:  # a value in an object keyed by id: msgspec does not say which; find the first bad one
-            value_type = getattr(info, "value_type", mi.AnyType())
-            key = _first_bad_key(raw, value_type) if isinstance(raw, dict) else None
-            info, raw, last = value_type, (raw.get(key) if key is not None else None), None
-            entry, out_path = key, f"{out_path}[{key!r}]" if key is not None else f"{out_path}[...]"
-    return ShapeError(_problem(msg, *_unwrap(info, raw), last, raw), out_path, entry)
+            args = get_args(typ)
+            typ = args[1] if len(args) == 2 else Any
+            key = _first_bad_key(raw, typ) if isinstance(raw, dict) else None
+            raw, last = (raw.get(key) if key is not None else None), None
+            entries += [key] if key is not None else []
+            out_path = f"{out_path}[{key!r}]" if key is not None else f"{out_path}[...]"
+    problem = _problem(msg, *_unwrap(mi.type_info(typ), raw), last, raw)
+    return ShapeError(problem, out_path, " ".join(entries) or None)
 
 
-def _container(info: Any, raw: Any) -> Any:
-    """The declared type to walk into: through Optional/unions and titles to the struct/list/dict."""
-    return _unwrap(info, raw)[0]
+def _is_struct(typ: Any) -> bool:
+    return isinstance(typ, type) and issubclass(typ, msgspec.Struct)
+
+
+def _container(typ: Any, raw: Any) -> Any:
+    """The declared type to walk into: through Annotated and Optional/unions to what `raw` is."""
+    while True:
+        origin = get_origin(typ)
+        if origin is Annotated:
+            typ = get_args(typ)[0]
+        elif origin in (Union, UnionType):
+            kinds = [t for t in get_args(typ) if t is not type(None)]
+            typ = next((t for t in kinds if _fits(t, raw)), kinds[0] if kinds else Any)
+        else:
+            return typ
+
+
+def _fits(typ: Any, raw: Any) -> bool:
+    typ = _container(typ, raw)
+    origin = get_origin(typ) or typ
+    if isinstance(raw, dict):
+        return _is_struct(typ) or origin is dict
+    if isinstance(raw, list):
+        return origin in (list, tuple, set, frozenset)
+    return True
+
+
+def _first_bad_key(raw: dict[str, Any], value_type: Any) -> str | None:
+    for key, value in raw.items():
+        try:
+            msgspec.convert(value, value_type)
+        except msgspec.ValidationError:
+            return str(key)
+    return None
 
 
 def _unwrap(info: Any, raw: Any) -> tuple[Any, str | None]:
@@ -94,48 +132,38 @@ def _unwrap(info: Any, raw: Any) -> tuple[Any, str | None]:
             info = info.type
         elif isinstance(info, mi.UnionType):
             kinds = [t for t in info.types if not isinstance(t, mi.NoneType)]
-            match = [t for t in kinds if _fits(t, raw)]
-            info = (match or kinds or [mi.AnyType()])[0]
+            info = kinds[0] if len(kinds) == 1 else mi.AnyType() if not kinds else _pick(kinds, raw)
         else:
             return info, title
 
 
-def _fits(info: Any, raw: Any) -> bool:
-    if isinstance(info, mi.Metadata):
-        info = info.type
-    if isinstance(raw, dict):
-        return isinstance(info, mi.StructType | mi.DictType)
-    if isinstance(raw, list):
-        return isinstance(info, mi.ListType | mi.TupleType | mi.VarTupleType | mi.SetType | mi.FrozenSetType)
-    return True
-
-
-def _first_bad_key(raw: dict[str, Any], value_type: Any) -> str | None:
-    for key, value in raw.items():
-        try:
-            msgspec.convert(value, _python_type(value_type))
-        except msgspec.ValidationError:
-            return str(key)
-        except TypeError:
-            return None
-    return None
-
-
-def _python_type(info: Any) -> Any:
-    info = info.type if isinstance(info, mi.Metadata) else info
-    if isinstance(info, mi.StructType):
-        return info.cls
-    raise TypeError("only entries declared as Structs are located")
+def _pick(kinds: list[Any], raw: Any) -> Any:
+    """Of a union's members, the one `raw` was meant as (a string for a Literal or str, ...)."""
+    for k in kinds:
+        inner = k.type if isinstance(k, mi.Metadata) else k
+        if isinstance(raw, str) and isinstance(inner, mi.LiteralType | mi.StrType):
+            return k
+        if isinstance(raw, dict) and isinstance(inner, mi.StructType | mi.DictType):
+            return k
+        if isinstance(raw, list) and isinstance(inner, mi.ListType | mi.TupleType):
+            return k
+    return kinds[0]
 
 
 def _problem(msg: str, info: Any, title: str | None, last: str | None, raw: Any) -> str:
-    name = f"'{last}'" if last else "the value"
+    if msg.startswith("Object "):  # about the object itself (a missing or unknown field)
+        doc = (info.cls.__doc__ or "").strip().split("\n")[0] if isinstance(info, mi.StructType) else ""
+        return msg[0].lower() + msg[1:] + (f" ({doc})" if doc else "")
     if msg.startswith("Invalid enum value") and isinstance(info, mi.LiteralType | mi.EnumType):
-        values = info.values if isinstance(info, mi.LiteralType) else [m.value for m in info.cls]
-        return f"{last or 'value'} {raw!r} is not one of {', '.join(map(str, values))}"
+        values = [
+            str(v) for v in (info.values if isinstance(info, mi.LiteralType) else [m.value for m in info.cls])
+        ]
+        choices = " or ".join(filter(None, (", ".join(values[:-1]), values[-1])))
+        name = last or "the value"
+        return f"{name} {raw!r} is not allowed; {name} must be {choices}"
     if "matching regex" in msg:
         if f"'{NOT_BLANK}'" in msg.replace("\\\\", "\\"):
             return f"missing {last or 'text'}: it must not be blank"
         if title:
             return f"bad {title} {raw!r}"
-    return f"{name}: {msg}" if last else msg[0].lower() + msg[1:]
+    return f"'{last}': {msg}" if last else msg[0].lower() + msg[1:]

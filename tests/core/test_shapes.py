@@ -26,6 +26,13 @@ class Rule(msgspec.Struct, forbid_unknown_fields=True):
 class Doc(msgspec.Struct):
     rules: list[Rule] = []
     named: dict[str, Rule] = {}
+    groups: dict[str, list[Rule]] = {}
+
+
+class Explained(msgspec.Struct, forbid_unknown_fields=True):
+    """A thing that needs a name."""
+
+    name: str
 
 
 def _rule(**over: object) -> dict[str, object]:
@@ -50,7 +57,10 @@ def test_a_list_entry_is_named_by_its_id(position: int) -> None:
     e = _error({"rules": rules})
     assert e.entry == f"r{position}"
     assert e.path == f"$.rules[{position}].bands[0].op"
-    assert str(e) == f"r{position}: op '=>' is not one of <, >= (at $.rules[{position}].bands[0].op)"
+    assert (
+        str(e)
+        == f"r{position}: op '=>' is not allowed; op must be < or >= (at $.rules[{position}].bands[0].op)"
+    )
 
 
 @pytest.mark.parametrize("bad", ["a", "m", "z"])
@@ -80,7 +90,7 @@ def test_missing_and_unknown_fields_are_named() -> None:
 
 def test_an_optional_struct_is_walked_into() -> None:
     e = _error({"rules": [_rule(extra={"op": "!", "value": 1})]})
-    assert e.path == "$.rules[0].extra.op" and "op '!' is not one of" in str(e)
+    assert e.path == "$.rules[0].extra.op" and "op '!' is not allowed; op must be < or >=" in str(e)
 
 
 def test_json_text_that_is_not_json_or_not_the_shape() -> None:
@@ -102,3 +112,16 @@ def test_strict_false_converts_text_from_the_environment() -> None:
     assert (got.port, got.ratio, got.flag) == (8080, 0.5, True)
     with pytest.raises(ShapeError, match="'port': Expected `int`, got `str`"):
         convert({"port": "80a", "ratio": "1", "flag": "0"}, Numbers, strict=False)
+
+
+def test_entries_on_the_way_are_all_named() -> None:
+    groups = {"g1": [_rule(id="a")], "g2": [_rule(id="b"), _rule(id="c", code="x")]}
+    e = _error({"groups": groups})
+    assert e.entry == "g2 c" and e.path == "$.groups['g2'][1].code" and "bad code 'x'" in str(e)
+
+
+def test_an_object_problem_adds_what_the_object_is_for() -> None:
+    with pytest.raises(
+        ShapeError, match=r"^object missing required field `name` \(A thing that needs a name\.\)$"
+    ):
+        convert({}, Explained)

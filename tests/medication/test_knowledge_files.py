@@ -24,6 +24,7 @@ FILES = {
     "labs.json": kf.LabsFile,
     "allergy_cross.json": kf.AllergyFile,
     "scoring.json": kf.ScoringFile,
+    "dosing.json": kf.DosingFile,
 }
 
 
@@ -76,7 +77,7 @@ def test_a_bad_severity_lists_the_allowed_ones(tmp_path: Path, name: str) -> Non
     with pytest.raises(KnowledgeError) as e:
         load_knowledge(d)
     assert str(e.value) == (
-        f"{name}: {rid}: severity 'severe' is not one of contraindicated, major, minor, moderate "
+        f"{name}: {rid}: severity 'severe' is not allowed; severity must be contraindicated, major, minor or moderate "
         f"(at $.rules[{i}].severity)"
     )
 
@@ -99,19 +100,23 @@ def test_an_entry_keyed_by_id_is_named_by_its_key(tmp_path: Path) -> None:
         (
             "renal.json",
             lambda d: d["rules"][0]["bands"][0].update(action="stop"),
-            "action 'stop' is not one of",
+            "action 'stop' is not allowed; action must be avoid, monitor or reduce",
         ),
         (
             "renal.json",
             lambda d: d["rules"][0].update(measure="bsa"),
-            "measure 'bsa' is not one of crcl, egfr",
+            "measure 'bsa' is not allowed; measure must be crcl or egfr",
         ),
         ("renal.json", lambda d: d["rules"][0].update(bands=[]), "Expected `array` of length >= 1"),
-        ("interactions.json", lambda d: d["rules"][0].update(onc="urgent"), "onc 'urgent' is not one of"),
-        ("interactions.json", lambda d: d["rules"][0].update(factors=["bmi"]), "'bmi' is not one of"),
+        ("interactions.json", lambda d: d["rules"][0].update(onc="urgent"), "onc 'urgent' is not allowed"),
+        (
+            "interactions.json",
+            lambda d: d["rules"][0].update(factors=["bmi"]),
+            "factors[0] 'bmi' is not allowed; factors[0] must be age, count or renal",
+        ),
         ("interactions.json", lambda d: d["rules"][0].update(a=[]), "'a': Expected `array` of length >= 1"),
         ("interactions.json", lambda d: d["rules"][0].update(problem=" "), "missing problem"),
-        ("labs.json", lambda d: d["labs"]["inr"]["bands"][0].update(op="=>"), "inr: op '=>' is not one of"),
+        ("labs.json", lambda d: d["labs"]["inr"]["bands"][0].update(op="=>"), "inr: op '=>' is not allowed"),
         ("manifest.json", lambda d: d.update(date="29/11/2026"), "bad date (YYYY-MM-DD) '29/11/2026'"),
         (
             "manifest.json",
@@ -124,13 +129,17 @@ def test_an_entry_keyed_by_id_is_named_by_its_key(tmp_path: Path) -> None:
             "'max_cards_per_order': Expected `int` >= 1",
         ),
         ("scoring.json", lambda d: d["thresholds"].pop("info"), "missing required field `info`"),
-        ("allergy_cross.json", lambda d: d.update(ingredient_severity="bad"), "ingredient_severity 'bad'"),
+        (
+            "allergy_cross.json",
+            lambda d: d.update(ingredient_severity="bad"),
+            "ingredient_severity 'bad' is not allowed",
+        ),
         (
             "scoring.json",
             lambda d: d["escalations"]["rules"][1].update(indicator="urgent"),
-            "qt-drug-at-qtc-500: indicator 'urgent' is not one of critical, info, warning",
+            "qt-drug-at-qtc-500: indicator 'urgent' is not allowed; indicator must be critical, info or warning",
         ),
-        ("scoring.json", lambda d: d["escalations"]["rules"][0].update(op="=="), "op '==' is not one of"),
+        ("scoring.json", lambda d: d["escalations"]["rules"][0].update(op="=="), "op '==' is not allowed"),
         ("scoring.json", lambda d: d["documentation"]["levels"][0].update(prefixes=[]), "'prefixes'"),
         ("scoring.json", lambda d: d["change_first"].update(ordr=[]), "unknown field `ordr`"),
     ],
@@ -149,7 +158,8 @@ def test_a_bad_cell_in_a_csv_names_the_line(tmp_path: Path) -> None:
     lines[5] = lines[5].replace(",SCD,", ",XYZ,").replace(",SBD,", ",XYZ,")
     (d / "products.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(
-        KnowledgeError, match=r"^products\.csv line 6: tty 'XYZ' is not one of BPCK, GPCK, SBD, SCD"
+        KnowledgeError,
+        match=r"^products\.csv line 6: tty 'XYZ' is not allowed; tty must be BPCK, GPCK, SBD or SCD",
     ):
         load_knowledge(d)
 

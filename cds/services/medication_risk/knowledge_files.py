@@ -8,7 +8,7 @@ What one file says about another (a class, an ingredient, a lab, a citation) is 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -346,3 +346,86 @@ class ScoringFile(_Shape):
     escalations: Escalations = msgspec.field(default_factory=Escalations)
     change_first: ChangeFirst = msgspec.field(default_factory=ChangeFirst)
     documentation: Documentation = msgspec.field(default_factory=Documentation)
+
+
+# --- dosing.json --------------------------------------------------------------------------------
+DoseOp = Literal["<", "<=", ">", ">=", "=="]
+
+
+class IndicationEntry(_Shape):
+    name: Text
+    citation: list[str] = []
+    icd10_prefixes: list[str] = []
+    snomed: list[str] = []
+    note: str | None = None
+
+
+class DosingProduct(_Shape):
+    """A product a one-click dose change may order: it needs an RxCUI, a display and a source."""
+
+    rxcui: RxCUI
+    display: Text
+    mg: Number
+    source: Text
+
+
+class RegimenEntry(_Shape):
+    """An ordered regimen and the indications it fits: dose_mg is [operator, mg]."""
+
+    indication: str | list[str]
+    dose_mg: tuple[DoseOp, Number] | None = None
+    per_day: Number | None = None
+
+
+class CriterionEntry(_Shape):
+    fact: Literal["age", "weight", "creatinine"]
+    op: DoseOp
+    value: Number
+    text: Text
+
+
+class CriteriaEntry(_Shape):
+    of: list[CriterionEntry] = []
+    at_least: int = 0
+
+
+class TargetEntry(_Shape):
+    mg: Number | None = None
+    mg_per_kg: Number | None = None
+    per_day: Number | None = None
+    text: str = ""
+
+
+class DoseBandEntry(_Shape):
+    severity: Severity
+    advice: Text
+    below: Number | None = None
+    at_most: Number | None = None
+    above: Number | None = None
+    criteria: CriteriaEntry | None = None
+    target: TargetEntry | None = None
+    products: list[str] = []  # ids in the file's `products`
+    max_daily_mg: Number | None = None
+    avoid: bool = False
+    review: bool = False
+    new_only: bool = False
+
+
+class DrugDosingEntry(_Shape):
+    id: Text
+    ingredient: RxCUI
+    measure: Literal["crcl", "egfr"]
+    mechanism: Text
+    consequence: Text
+    citation: list[str] = []
+    regimens: list[RegimenEntry] = []
+    indications: dict[str, list[DoseBandEntry]] = {}  # indication id (or "any") -> bands
+    route: dict[str, Any] | None = None  # a FHIR CodeableConcept written into the dosage
+
+
+class DosingFile(_Shape):
+    tolerance: Number = 0.1
+    indications: dict[str, IndicationEntry] = {}
+    products: dict[str, DosingProduct] = {}
+    drugs: list[DrugDosingEntry] = []
+    explanation: str = ""
