@@ -18,7 +18,7 @@ import msgspec.inspect as mi
 
 T = TypeVar("T")
 
-_AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>\$[^`]*)`)?$", re.S)
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at (?P<key>`key` in )?`(?P<path>\$[^`]*)`)?$", re.S)
 _SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+)\]|\[\.\.\.\]")
 NOT_BLANK = r"\S"  # the pattern of a required, non-blank text
 
@@ -83,6 +83,11 @@ def explain(error: msgspec.ValidationError, raw: Any, type_: Any) -> ShapeError:
             raw, last = (raw.get(key) if key is not None else None), None
             entries += [key] if key is not None else []
             out_path = f"{out_path}[{key!r}]" if key is not None else f"{out_path}[...]"
+    if m.group("key"):  # a bad key of an object: its key type, and the first key that is not one
+        args = get_args(_container(typ, raw))
+        typ = args[0] if len(args) == 2 else Any
+        raw = next((k for k in raw or () if not _converts(k, typ)), None) if isinstance(raw, dict) else None
+        last = f"key of {last}" if last else "key"
     problem = _problem(msg, *_unwrap(mi.type_info(typ), raw), last, raw)
     return ShapeError(problem, out_path, " ".join(entries) or None)
 
@@ -115,12 +120,15 @@ def _fits(typ: Any, raw: Any) -> bool:
 
 
 def _first_bad_key(raw: dict[str, Any], value_type: Any) -> str | None:
-    for key, value in raw.items():
-        try:
-            msgspec.convert(value, value_type)
-        except msgspec.ValidationError:
-            return str(key)
-    return None
+    return next((str(k) for k, v in raw.items() if not _converts(v, value_type)), None)
+
+
+def _converts(value: Any, typ: Any) -> bool:
+    try:
+        msgspec.convert(value, typ)
+    except msgspec.ValidationError:
+        return False
+    return True
 
 
 def _unwrap(info: Any, raw: Any) -> tuple[Any, str | None]:

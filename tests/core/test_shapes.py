@@ -125,3 +125,12 @@ def test_an_object_problem_adds_what_the_object_is_for() -> None:
         ShapeError, match=r"^object missing required field `name` \(A thing that needs a name\.\)$"
     ):
         convert({}, Explained)
+
+
+def test_a_bad_key_is_named_with_what_keys_may_be() -> None:
+    class Scores(msgspec.Struct):
+        points: dict[Literal["A", "C"], int]
+
+    with pytest.raises(ShapeError) as e:
+        convert({"points": {"A": 1, "X": 2}}, Scores)
+    assert str(e.value) == "key of points 'X' is not allowed; key of points must be A or C (at $.points)"
