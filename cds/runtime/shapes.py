@@ -10,6 +10,8 @@ constrained string stands for (a `Meta(title=...)`, e.g. "bad RxCUI '12ab'"). Cr
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
@@ -49,6 +51,23 @@ def decode_json(data: bytes | str, type_: type[T]) -> T:
         raise explain(e, msgspec.json.decode(data), type_) from None
     except msgspec.DecodeError as e:
         raise ShapeError(f"not valid JSON ({e})") from None
+
+
+def checked_json(path: Path, shape: Any, check: Callable[[Any], None] | None = None) -> Any:
+    """A JSON file's data, as plain Python, once it fits `shape` and passes `check` (the rules
+    between fields); ShapeError whose message starts with the file's name otherwise."""
+    try:
+        data = path.read_bytes()
+        raw = msgspec.json.decode(data)
+    except (OSError, msgspec.DecodeError) as e:
+        raise ShapeError(f"{path.name}: cannot be read ({e})") from None
+    try:
+        decoded = convert(raw, shape)
+        if check is not None:
+            check(decoded)
+    except ShapeError as e:
+        raise ShapeError(f"{path.name}: {e}") from None
+    return raw
 
 
 def explain(error: msgspec.ValidationError, raw: Any, type_: Any) -> ShapeError:

@@ -8,7 +8,6 @@ open-ended, thresholds in order) are the small functions below.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -16,7 +15,7 @@ import msgspec
 from msgspec import Meta
 
 from cds.hooks.service import ServiceLoadError
-from cds.runtime.shapes import NOT_BLANK, ShapeError, convert
+from cds.runtime.shapes import NOT_BLANK, ShapeError, checked_json
 
 Text = Annotated[str, Meta(pattern=NOT_BLANK)]
 Points = Annotated[int, Meta(ge=0, le=3)]  # NEWS2 gives 0-3 points per parameter
@@ -184,16 +183,9 @@ class ResponseFile(_Shape):
 
 
 def load(path: Path, shape: type[Any], check: Any = None) -> dict[str, Any]:
-    """A knowledge file as data, after checking it against `shape` (and `check`, if given);
-    ServiceLoadError naming the file otherwise."""
+    """A knowledge file as data, once it fits `shape` (and `check`); ServiceLoadError otherwise."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ServiceLoadError(f"{path.name}: cannot be read ({e})") from None
-    try:
-        decoded = convert(raw, shape)
-        if check is not None:
-            check(decoded)
+        data: dict[str, Any] = checked_json(path, shape, check)
     except ShapeError as e:
-        raise ServiceLoadError(f"{path.name}: {e}") from None
-    return raw
+        raise ServiceLoadError(str(e)) from None
+    return data
