@@ -71,7 +71,8 @@ def checked_json(path: Path, shape: Any, check: Callable[[Any], None] | None = N
 
 
 def explain(error: msgspec.ValidationError, raw: Any, type_: Any) -> ShapeError:
-    """A ShapeError for msgspec's error on `raw`: entry ids, enum values and titles filled in."""
+    """A ShapeError for msgspec's error on `raw`: entry ids (or names) and keys, enum values and
+    titles filled in."""
     m = _AT.match(str(error))
     assert m is not None
     msg, path = m.group("msg"), m.group("path") or "$"
@@ -93,8 +94,13 @@ def explain(error: msgspec.ValidationError, raw: Any, type_: Any) -> ShapeError:
             raw = raw[int(index)] if isinstance(raw, list) and int(index) < len(raw) else None
             last = f"{last}[{index}]" if last else None
             out_path = f"{out_path}[{index}]"
-            if isinstance(raw, dict) and isinstance(raw.get("id"), str):
-                entries.append(raw["id"])
+            label = (
+                next((raw[k] for k in ("id", "name") if isinstance(raw.get(k), str)), None)
+                if isinstance(raw, dict)
+                else None
+            )
+            if label:  # a list entry is named by its id (or name)
+                entries.append(label)
         else:  # a value in an object keyed by id: msgspec does not say which; find the first bad one
             args = get_args(typ)
             typ = args[1] if len(args) == 2 else Any

@@ -17,6 +17,8 @@ FILES = {
     "news2.json": (kf.News2Chart, kf.check_news2),
     "deterioration_sepsis.json": (kf.SepsisRules, kf.check_sepsis),
     "deterioration_response.json": (kf.ResponseFile, None),
+    "deterioration_features.json": (kf.FeaturesFile, kf.check_features),
+    "deterioration_conditions.json": (kf.ConditionsFile, kf.check_conditions),
 }
 
 
@@ -55,6 +57,15 @@ def _swap_bands(d: dict[str, Any]) -> None:
         ("deterioration_response.json", lambda d: d["responses"]["urgent"].update(priority="soon"), "priority 'soon'"),
         ("deterioration_response.json", lambda d: d["responses"].pop("urgent-ward"), "field `urgent-ward`"),
         ("deterioration_response.json", lambda d: d["responses"]["ward"].update(lable="x"), "unknown field `lable`"),
+        ("deterioration_features.json", lambda d: d["features"][0].update(worst="median"), "heart_rate: worst 'median'"),
+        ("deterioration_features.json", lambda d: d["features"][0].update(codes=["8867-44"]), "bad LOINC code '8867-44'"),
+        ("deterioration_features.json", lambda d: d["features"][0].update(plausible=[350, 1]), "heart_rate: plausible must be"),
+        ("deterioration_features.json", lambda d: d["features"][0].pop("reference"), "heart_rate: worst 'furthest' needs"),
+        ("deterioration_features.json", lambda d: d["features"].append(d["features"][0]), "names must be unique"),
+        ("deterioration_features.json", lambda d: d["model"]["groups"]["trend"]["features"].update(systolic_trend=2), "must be -1, 0 or 1"),
+        ("deterioration_conditions.json", lambda d: d["categories"]["cirrhosis"].update(group="chronic"), "cirrhosis: group 'chronic'"),
+        ("deterioration_conditions.json", lambda d: d["vasoactive"]["rxnorm"].update({"x7": "y"}), "bad RxCUI 'x7'"),
+        ("deterioration_conditions.json", lambda d: d["categories"]["cirrhosis"].update(icd10=[], snomed=[]), "cirrhosis: a category needs"),
     ],
 )  # fmt: skip
 def test_a_broken_file_is_refused_naming_the_field(

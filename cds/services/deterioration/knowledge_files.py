@@ -182,6 +182,129 @@ class ResponseFile(_Shape):
     note: str = ""
 
 
+# --- deterioration_features.json (the model's inputs) -------------------------------------------
+class FeatureEntry(_Shape):
+    name: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]*$", title="feature name")]
+    label: Text
+    unit: Text  # UCUM
+    category: Literal["vital", "lab"]
+    worst: Literal["max", "min", "furthest", "sum"]
+    codes: Annotated[
+        list[Annotated[str, Meta(pattern=r"^[0-9]{1,7}-[0-9]$", title="LOINC code")]], Meta(min_length=1)
+    ]
+    plausible: tuple[float, float]  # (low, high): values outside are charting errors
+    reference: float | None = None  # the APACHE III normal mid-point, for "furthest"
+    molar_mass: float | None = None
+    derived_from_panel: str | None = None
+    fraction_heuristic: str | None = None
+    from_components: str | None = None
+    molar_note: str | None = None
+
+
+class ModelGroup(_Shape):
+    label: Text
+    features: dict[str, Literal[-1, 0, 1]]  # feature -> monotone constraint
+
+
+class ModelInputs(_Shape):
+    note: Text
+    groups: dict[str, ModelGroup]
+
+
+class ConsciousnessValue(_Shape):
+    snomed: list[str] = []
+    words: list[str] = []
+
+
+class FeatureConsciousness(_Shape):
+    codes: Annotated[list[str], Meta(min_length=1)]
+    values: dict[AVPU, ConsciousnessValue]
+    note: str = ""
+    gcs_rule: str = ""
+
+
+class ProcedureEntry(_Shape):
+    label: Text
+    snomed: Annotated[list[str], Meta(min_length=1)]
+
+
+class DemographicEntry(_Shape):
+    label: Text
+    unit: Text
+
+
+class FeaturesFile(_Shape):
+    name: Text
+    version: Text
+    source: Text
+    window_hours: Annotated[int, Meta(gt=0)]
+    stale_hours: Annotated[int, Meta(gt=0)]
+    valid_statuses: Annotated[list[str], Meta(min_length=1)]
+    worst_rules: dict[str, Text]
+    features: Annotated[list[FeatureEntry], Meta(min_length=1)]
+    model: ModelInputs
+    consciousness: FeatureConsciousness
+    procedures: dict[str, ProcedureEntry]
+    demographics: dict[str, DemographicEntry]
+    stale_source: str = ""
+
+
+def check_features(f: FeaturesFile) -> None:
+    """Names are unique, plausible ranges are ranges, "furthest" has its reference value, every
+    worst rule used is explained, and each model input is a feature, a procedure or a demographic."""
+    names = [x.name for x in f.features]
+    if len(set(names)) != len(names):
+        raise ShapeError("feature names must be unique", "$.features")
+    for i, x in enumerate(f.features):
+        where = f"$.features[{i}]"
+        if not x.plausible[0] < x.plausible[1]:
+            raise ShapeError("plausible must be (low, high) with low < high", where, x.name)
+        if x.worst == "furthest" and x.reference is None:
+            raise ShapeError("worst 'furthest' needs the reference value", where, x.name)
+        if x.worst not in f.worst_rules:
+            raise ShapeError(f"worst {x.worst!r} is not explained in worst_rules", where, x.name)
+
+
+# --- deterioration_conditions.json ----------------------------------------------------------------
+class ConditionCategory(_Shape):
+    label: Text
+    group: Literal["comorbidity", "acute"]
+    icd10: list[str] = []
+    snomed: list[str] = []
+    eicu_pasthistory: list[str] = []
+
+
+class InfectionCodes(_Shape):
+    label: Text
+    recent_days: Annotated[int, Meta(gt=0)]
+    icd10: list[str] = []
+    snomed: list[str] = []
+    note: str = ""
+
+
+class VasoactiveDrugs(_Shape):
+    label: Text
+    source: Text
+    rxnorm: dict[Annotated[str, Meta(pattern=r"^[1-9][0-9]{0,8}$", title="RxCUI")], Text]
+    feature: str = ""
+
+
+class ConditionsFile(_Shape):
+    name: Text
+    version: Text
+    source: Text
+    categories: dict[str, ConditionCategory]
+    infection: InfectionCodes
+    vasoactive: VasoactiveDrugs
+    matching: str = ""
+
+
+def check_conditions(c: ConditionsFile) -> None:
+    for cid, cat in c.categories.items():
+        if not (cat.icd10 or cat.snomed):
+            raise ShapeError("a category needs ICD-10 or SNOMED codes", f"$.categories[{cid!r}]", cid)
+
+
 def load(path: Path, shape: type[Any], check: Any = None) -> dict[str, Any]:
     """A knowledge file as data, once it fits `shape` (and `check`); ServiceLoadError otherwise."""
     try:
