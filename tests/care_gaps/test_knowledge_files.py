@@ -13,7 +13,15 @@ from cds.hooks.service import ServiceLoadError
 from cds.knowledge import KNOWLEDGE_DIR
 from cds.runtime.shapes import ShapeError, checked_json
 from cds.services.care_gaps import knowledge_files as kf
-from cds.services.care_gaps.measures.spec import MEASURES_DIR, MeasureFile, check_measure, load_spec
+from cds.services.care_gaps.measures.common import LIBRARIES_FILE
+from cds.services.care_gaps.measures.spec import (
+    MEASURES_DIR,
+    LibrariesFile,
+    MeasureFile,
+    check_libraries,
+    check_measure,
+    load_spec,
+)
 
 MEASURES = sorted(p.stem for p in MEASURES_DIR.glob("CMS*.json"))
 POC = KNOWLEDGE_DIR / "care_gaps_point_of_care.json"
@@ -78,3 +86,24 @@ def test_the_point_of_care_file_fits_and_a_broken_one_stops_the_service(tmp_path
     (tmp_path / POC.name).write_text(json.dumps(doc))
     with pytest.raises(ServiceLoadError, match=r"missing required field `as` \(at \$\.egfr\)"):
         kf.load(tmp_path / POC.name, kf.PointOfCareFile)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["Hospice"]["valuesets"].update({"Hospice Encounter": "hospice"}), "bad value set OID 'hospice'"),
+        (lambda d: d["AdvancedIllnessandFrailty"].pop("age_at_least"), "missing required field `age_at_least`"),
+        (lambda d: d["AdvancedIllnessandFrailty"].update(age_at_least=90), "age_at_least must be below"),
+        (lambda d: d.update(NewLibrary={}), "unknown field `NewLibrary`"),
+    ],
+)  # fmt: skip
+def test_the_shared_libraries_file_is_checked(tmp_path: Path, edit: Any, message: str) -> None:
+    assert checked_json(LIBRARIES_FILE, LibrariesFile, check_libraries) == json.loads(
+        LIBRARIES_FILE.read_text()
+    )
+    doc = json.loads(LIBRARIES_FILE.read_text())
+    edit(doc)
+    (tmp_path / LIBRARIES_FILE.name).write_text(json.dumps(doc))
+    with pytest.raises(ShapeError) as e:
+        checked_json(tmp_path / LIBRARIES_FILE.name, LibrariesFile, check_libraries)
+    assert str(e.value).startswith("ecqm-libraries.json: ") and message in str(e.value), str(e.value)

@@ -143,6 +143,35 @@ class MeasureSpec:
         return self.data.get(key, default)
 
 
+# --- ecqm-libraries.json: the shared CQL libraries the measures include ------------------------------
+class Library(_Shape):
+    version: Text
+    valuesets: dict[str, Oid]
+    codes: dict[str, CodeRef] = {}
+
+
+class FrailtyLibrary(Library, kw_only=True):
+    age_at_least: int
+    frailty_only_age_at_least: int
+    advanced_illness_lookback_years: Annotated[int, Meta(ge=1)]
+
+
+class LibrariesFile(_Shape):
+    source: Text
+    Hospice: Library
+    PalliativeCare: Library
+    AdvancedIllnessandFrailty: FrailtyLibrary
+    AdultOutpatientEncounters: Library
+
+
+def check_libraries(f: LibrariesFile) -> None:
+    frailty = f.AdvancedIllnessandFrailty
+    if not frailty.age_at_least < frailty.frailty_only_age_at_least:
+        raise ShapeError(
+            "age_at_least must be below frailty_only_age_at_least", "$.AdvancedIllnessandFrailty"
+        )
+
+
 @lru_cache(maxsize=32)
 def load_spec(measure_id: str) -> MeasureSpec:
     """A measure's parameters, checked against MeasureFile; ShapeError naming the file otherwise."""
