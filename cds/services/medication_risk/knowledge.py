@@ -328,15 +328,16 @@ def _rows(directory: Path, name: str, shape: type[S]) -> list[tuple[str, S]]:
             raw = list(reader)
     except FileNotFoundError:
         raise KnowledgeError(f"{name}: file missing from {directory}") from None
-    out = []
-    for n, row in enumerate(raw, start=2):
-        where = f"{name} line {n}"
-        cells = {k: (v or "").strip() for k, v in row.items() if k is not None}
-        try:
-            out.append((where, convert(cells, shape)))
-        except ShapeError as e:
-            raise KnowledgeError(f"{where}: {e}") from None
-    return out
+    cells = [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in raw]
+    try:
+        rows: list[S] = convert(cells, list[shape])  # type: ignore[valid-type]  # one pass
+    except ShapeError as e:
+        at = re.match(r"^\$\[(\d+)\]\.?(.*)$", e.path)  # $[i].field: row i is line i + 2
+        line, field = (int(at.group(1)) + 2, at.group(2)) if at else (0, e.path)
+        raise KnowledgeError(
+            f"{name} line {line}: {e.problem}" + (f" (at $.{field})" if field else "")
+        ) from None
+    return [(f"{name} line {n}", row) for n, row in enumerate(rows, start=2)]
 
 
 def _split(cell: str) -> list[str]:
