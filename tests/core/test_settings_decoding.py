@@ -102,3 +102,62 @@ def test_toml_numbers_and_paths(tmp_path: Path) -> None:
     s = load_settings(config, dev=True)
     assert s.port == 9000 and s.fhir_timeout_seconds == 3.0 and isinstance(s.fhir_timeout_seconds, float)
     assert s.data_dir == Path("d")
+
+
+def _bounds() -> list[tuple[str, float, float]]:
+    """(setting, lowest allowed, highest allowed or inf) of every numeric setting with a constraint."""
+    import math
+
+    import msgspec.inspect as mi
+
+    hints = get_type_hints(Settings, include_extras=True)
+    out = []
+    for name, typ in hints.items():
+        info = mi.type_info(typ)
+        info = info.type if isinstance(info, mi.Metadata) else info
+        if isinstance(info, mi.IntType | mi.FloatType) and (info.ge is not None or info.gt is not None):
+            low = info.ge if info.ge is not None else info.gt
+            high = info.le if getattr(info, "le", None) is not None else math.inf
+            out.append(
+                (name, low, high) if info.ge is not None else (name, math.nextafter(low, math.inf), high)
+            )
+    return out
+
+
+BOUNDS = _bounds()
+
+
+def test_the_numeric_constraints_are_declared() -> None:
+    names = {n for n, _, _ in BOUNDS}
+    assert {"port", "workers", "max_body_bytes", "fhir_timeout_seconds", "replay_db_timeout_seconds"} <= names
+
+
+@pytest.mark.parametrize(("name", "low", "high"), BOUNDS)
+def test_a_numeric_setting_takes_its_bounds_and_refuses_beyond(name: str, low: float, high: float) -> None:
+    import math
+
+    kind = int if get_type_hints(Settings)[name] is int else float
+    inside = [low] + ([high] if math.isfinite(high) else [])
+    for value in inside:
+        assert getattr(load_settings(dev=True, **{name: kind(value)}), name) == kind(value)
+    below = low - 1 if kind is int else (0.0 if low > 0 else low - 1)
+    outside = [below] + ([high + 1] if math.isfinite(high) else [])
+    for value in outside:
+        with pytest.raises(SettingsError, match=rf"^setting {name} must be .+, not {kind(value)!r}$"):
+            load_settings(dev=True, **{name: kind(value)})
+        with pytest.raises(SettingsError, match=rf"^setting {name} must be "):
+            Settings(**{name: kind(value)}).validate()  # built directly: the same declaration
+
+
+@pytest.mark.parametrize(
+    ("name", "good", "bad"),
+    [
+        ("log_level", "WARNING", "loud"),
+        ("public_base_url", "https://cds.example.org", "cds.example.org"),
+        ("database_url", "postgresql://db/cds", "mysql://db/cds"),
+    ],
+)
+def test_text_settings_follow_their_declared_pattern(name: str, good: str, bad: str) -> None:
+    assert getattr(load_settings(dev=True, **{name: good}), name) == good
+    with pytest.raises(SettingsError, match=rf"^setting {name} must be .+, not '{bad}'$"):
+        load_settings(dev=True, **{name: bad})
