@@ -23,11 +23,15 @@ At least one of jku, jwks_url, jwks_file. Anything invalid stops start-up with a
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
+
+import msgspec
+from msgspec import Meta
 
 from cds.auth.jwks import VerifyKey, load_jwks_file
 from cds.auth.urls import normalize_base_url
@@ -35,11 +39,10 @@ from cds.runtime.outbound import Reach, Target
 from cds.runtime.settings import Settings, SettingsError
 from cds.smart.backend import BackendClient, parse_backend
 
-DEFAULT_ALGORITHMS = ("ES384", "RS384")
 # Asymmetric JWS algorithms a client may be configured for; none and HMAC are never accepted.
-SUPPORTED_ALGORITHMS = frozenset(
-    {"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
-)
+Algorithm = Literal["ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]
+SUPPORTED_ALGORITHMS: frozenset[str] = frozenset(get_args(Algorithm))
+DEFAULT_ALGORITHMS: tuple[Algorithm, ...] = ("ES384", "RS384")
 # Stricter than CDS Hooks requires (it only recommends short-lived tokens): the official sandbox
 # and common EHRs sign 5-minute tokens, and the lifetime bounds how long a captured token could be
 # replayed if replay protection ever fell back to one process, and how long seen-set rows live.
@@ -51,18 +54,61 @@ BUILTIN_JWKS = {"builtin:cds-hooks-sandbox": Path(__file__).with_name("sandbox-j
 SANDBOX_ISSUER = "https://sandbox.cds-hooks.org"
 SANDBOX_JKU = "https://sandbox.cds-hooks.org/.well-known/jwks.json"
 
-_KEYS = {
-    "iss",
-    "jku",
-    "jwks_url",
-    "jwks_file",
-    "algorithms",
-    "tenant",
-    "fhir_servers",
-    "max_token_lifetime_seconds",
-    "allow_local_fhir",
-    "backend",
+
+class ClientEntry(msgspec.Struct, forbid_unknown_fields=True):
+    """One `[[trusted_clients]]` table as written (see the module docstring); URLs, reach and key
+    files are checked by `_parse_one`, the backend table by cds.smart.backend."""
+
+    iss: Annotated[str, Meta(pattern=r"^\S(.*\S)?$")]
+    jku: str | list[str] = []
+    jwks_url: str | None = None
+    jwks_file: Annotated[str, Meta(min_length=1)] | None = None
+    algorithms: Annotated[list[Algorithm], Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: list(DEFAULT_ALGORITHMS)
+    )
+    tenant: (
+        Annotated[str, Meta(min_length=1)]
+        | Annotated[list[Annotated[str, Meta(min_length=1)]], Meta(min_length=1)]
+        | None
+    ) = None
+    fhir_servers: list[str] = []
+    max_token_lifetime_seconds: Annotated[int, Meta(ge=1, le=86400)] = DEFAULT_MAX_TOKEN_LIFETIME
+    allow_local_fhir: bool = False
+    backend: Any = None
+
+
+# What each key must be, said so that the site's administrator can fix the table.
+_HINTS = {
+    "iss": "iss must be a non-empty string (the issuer exactly as it appears in the tokens)",
+    "jku": "jku must be a list of URLs",
+    "jwks_url": "jwks_url must be a URL",
+    "jwks_file": "jwks_file must be a path to a JWK Set file",
+    "algorithms": 'algorithms must be a non-empty list such as ["ES384", "RS384"]',
+    "tenant": "tenant must be a string or a non-empty list of strings",
+    "fhir_servers": "fhir_servers must be a list of FHIR base URLs",
+    "max_token_lifetime_seconds": "max_token_lifetime_seconds must be an integer between 1 and 86400",
+    "allow_local_fhir": "allow_local_fhir must be true or false",
 }
+_KEYS = sorted(f.encode_name for f in msgspec.structs.fields(ClientEntry))
+
+
+def _entry_problem(error: msgspec.ValidationError, entry: Any) -> str:
+    """The declaration's complaint about one table, in the words of _HINTS."""
+    text = str(error)
+    at = re.search(r" - at `\$\.?([A-Za-z_]*)(?:\[(\d+)\])?", text)
+    key = at.group(1) if at else ""
+    unknown = re.match(r"Object contains unknown field `([^`]+)`", text)
+    if unknown:
+        return f"unknown key(s) {unknown.group(1)}; allowed: {', '.join(_KEYS)}"
+    if key == "algorithms" and at and at.group(2) is not None and text.startswith("Invalid enum value"):
+        return (
+            f"algorithm(s) {entry['algorithms'][int(at.group(2))]} not accepted; choose from "
+            f"{', '.join(sorted(SUPPORTED_ALGORITHMS))} (none and HMAC are forbidden by CDS Hooks)"
+        )
+    missing = re.match(r"Object missing required field `([^`]+)`", text)
+    if missing:
+        key = missing.group(1)
+    return _HINTS.get(key, text)
 
 
 _UNREACHABLE = (
@@ -109,34 +155,25 @@ def parse_trusted_clients(settings: Settings) -> list[TrustedClient]:
 
 
 def _parse_one(entry: Any, i: int, *, dev: bool, max_jwks_bytes: int) -> TrustedClient:
-    if not isinstance(entry, dict):
-        raise SettingsError(f"trusted_clients[{i}] must be a table, not {type(entry).__name__}")
-    iss = entry.get("iss")
+    iss = entry.get("iss") if isinstance(entry, dict) else None
     where = f"trusted_clients[{i}]" + (f" ({iss})" if isinstance(iss, str) else "")
 
     def fail(msg: str) -> SettingsError:
         return SettingsError(f"{where}: {msg}")
 
-    unknown = set(entry) - _KEYS
-    if unknown:
-        raise fail(f"unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_KEYS))}")
-    if not isinstance(iss, str) or not iss.strip() or iss != iss.strip():
-        raise fail("iss must be a non-empty string (the issuer exactly as it appears in the tokens)")
+    if not isinstance(entry, dict):
+        raise SettingsError(f"trusted_clients[{i}] must be a table, not {type(entry).__name__}")
+    try:
+        c = msgspec.convert(entry, ClientEntry)
+    except msgspec.ValidationError as e:
+        raise fail(_entry_problem(e, entry)) from None
 
-    allow_local = entry.get("allow_local_fhir", False)
-    if not isinstance(allow_local, bool):
-        raise fail("allow_local_fhir must be true or false")
-    reach = Reach.for_caller(dev=dev, allow_local=allow_local)
-    jku = tuple(_url_list(entry.get("jku", []), "jku", fail, reach=reach))
-    jwks_url = entry.get("jwks_url")
-    if jwks_url is not None:
-        jwks_url = _key_url(jwks_url, "jwks_url", fail, reach=reach)
+    reach = Reach.for_caller(dev=dev, allow_local=c.allow_local_fhir)
+    jku = tuple(_key_url(u, "jku", fail, reach=reach) for u in ([c.jku] if isinstance(c.jku, str) else c.jku))
+    jwks_url = _key_url(c.jwks_url, "jwks_url", fail, reach=reach) if c.jwks_url is not None else None
     local_keys: dict[str, VerifyKey] = {}
-    jwks_file = entry.get("jwks_file")
-    if jwks_file is not None:
-        if not isinstance(jwks_file, str | Path) or not str(jwks_file):
-            raise fail("jwks_file must be a path to a JWK Set file")
-        path = BUILTIN_JWKS.get(str(jwks_file), Path(jwks_file))
+    if c.jwks_file is not None:
+        path = BUILTIN_JWKS.get(c.jwks_file, Path(c.jwks_file))
         try:
             local_keys = load_jwks_file(path, max_jwks_bytes)
         except FileNotFoundError:
@@ -146,29 +183,8 @@ def _parse_one(entry: Any, i: int, *, dev: bool, max_jwks_bytes: int) -> Trusted
     if not (jku or jwks_url or local_keys):
         raise fail("needs at least one key source: jku (allow-listed URLs), jwks_url or jwks_file")
 
-    algs = entry.get("algorithms", list(DEFAULT_ALGORITHMS))
-    if not isinstance(algs, list) or not algs or not all(isinstance(a, str) for a in algs):
-        raise fail('algorithms must be a non-empty list such as ["ES384", "RS384"]')
-    bad = [a for a in algs if a not in SUPPORTED_ALGORITHMS]
-    if bad:
-        raise fail(
-            f"algorithm(s) {', '.join(bad)} not accepted; choose from "
-            f"{', '.join(sorted(SUPPORTED_ALGORITHMS))} (none and HMAC are forbidden by CDS Hooks)"
-        )
-
-    tenant = entry.get("tenant")
-    tenants: frozenset[str] | None = None
-    if tenant is not None:
-        values = [tenant] if isinstance(tenant, str) else tenant
-        if not isinstance(values, list) or not values or not all(isinstance(t, str) and t for t in values):
-            raise fail("tenant must be a string or a non-empty list of strings")
-        tenants = frozenset(values)
-
-    servers = entry.get("fhir_servers", [])
-    if not isinstance(servers, list) or not all(isinstance(s, str) for s in servers):
-        raise fail("fhir_servers must be a list of FHIR base URLs")
     fhir_servers: set[str] = set()
-    for s in servers:
+    for s in c.fhir_servers:
         norm = normalize_base_url(s)
         if norm is None:
             raise fail(f"fhir_servers entry {s!r} is not a plain http(s) base URL")
@@ -182,26 +198,24 @@ def _parse_one(entry: Any, i: int, *, dev: bool, max_jwks_bytes: int) -> Trusted
             raise fail(f"fhir_servers entry {s!r} names {problem}, {_UNREACHABLE}")
         fhir_servers.add(norm)
 
-    lifetime = entry.get("max_token_lifetime_seconds", DEFAULT_MAX_TOKEN_LIFETIME)
-    if not isinstance(lifetime, int) or isinstance(lifetime, bool) or not 0 < lifetime <= 86400:
-        raise fail("max_token_lifetime_seconds must be an integer between 1 and 86400")
-
     backend = None
-    if "backend" in entry:
-        backend = parse_backend(entry["backend"], where, reach)
+    if c.backend is not None:
+        backend = parse_backend(c.backend, where, reach)
         if not fhir_servers:
             raise fail("backend credentials need fhir_servers: the servers they are used for")
 
     return TrustedClient(
-        iss=iss,
-        algorithms=frozenset(algs),
+        iss=c.iss,
+        algorithms=frozenset(c.algorithms),
         jku=jku,
         jwks_url=jwks_url,
         local_keys=local_keys,
-        tenants=tenants,
+        tenants=None
+        if c.tenant is None
+        else frozenset([c.tenant] if isinstance(c.tenant, str) else c.tenant),
         fhir_servers=frozenset(fhir_servers),
-        max_token_lifetime_seconds=lifetime,
-        allow_local_fhir=allow_local,
+        max_token_lifetime_seconds=c.max_token_lifetime_seconds,
+        allow_local_fhir=c.allow_local_fhir,
         backend=backend,
     )
 
@@ -214,13 +228,6 @@ def _literal_problem(url: str, reach: Reach) -> str | None:
     except ValueError:
         return None
     return reach.address_problem(host)
-
-
-def _url_list(value: Any, name: str, fail: Any, *, reach: Reach) -> list[str]:
-    values = [value] if isinstance(value, str) else value
-    if not isinstance(values, list):
-        raise fail(f"{name} must be a list of URLs")
-    return [_key_url(v, name, fail, reach=reach) for v in values]
 
 
 def _key_url(url: Any, name: str, fail: Any, *, reach: Reach) -> str:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeGuard
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 from cds.feedback.records import FeedbackRecord, IssuedCard
 
@@ -20,12 +24,136 @@ MAX_ENTRIES = 1000
 MAX_SUGGESTIONS = 100
 # Clocks of EHR workstations drift; a timestamp further ahead than this is an error, not drift.
 FUTURE_TOLERANCE_MS = 3600 * 1000
-_ENTRY_KEYS = frozenset(
-    {"card", "outcome", "acceptedSuggestions", "overrideReason", "outcomeTimestamp", "extension"}
-)
-_REASON_KEYS = frozenset({"reason", "userComment", "extension"})
-_CODING_KEYS = frozenset({"system", "code", "display", "version", "userSelected"})
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_TEXT = r"^[^\x00]*[^\s\x00][^\x00]*$"  # not blank, no NUL (a database would refuse or cut it)
+
+
+Uuid = Annotated[str, Meta(pattern=_TEXT, min_length=1, max_length=128)]
+
+
+# --- the body, declared once (CDS Hooks 2.0.1 "Feedback"); the OpenAPI components come from here ---
+class FeedbackCoding(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """The override reason chosen: one of the card's `overrideReasons` (system and code)."""
+
+    system: Annotated[
+        str, Meta(pattern=_TEXT, min_length=1, max_length=512, description="A code system URI.")
+    ]
+    code: Annotated[str, Meta(pattern=_TEXT, min_length=1, max_length=256)]
+    display: str | UnsetType = UNSET
+    version: str | UnsetType = UNSET
+    userSelected: bool | UnsetType = UNSET
+
+
+class OverrideReason(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Why the card was overridden: a coded reason and/or a comment (never stored, only whether any)."""
+
+    reason: FeedbackCoding | UnsetType = UNSET
+    userComment: str | UnsetType = UNSET
+    extension: Any = UNSET
+
+
+class AcceptedSuggestion(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    id: Annotated[Uuid, Meta(description="The suggestion's uuid.")]
+    extension: Any = UNSET
+
+
+class Feedback(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One card's outcome. `acceptedSuggestions` goes with `accepted`, `overrideReason` with `overridden`."""
+
+    card: Annotated[Uuid, Meta(description="The card's uuid.")]
+    outcome: Literal["accepted", "overridden"]
+    outcomeTimestamp: Annotated[
+        str,
+        Meta(
+            pattern=_RFC3339.pattern,
+            extra_json_schema={"format": "date-time"},
+            description="RFC 3339 section 5.6 date-time, with a zone.",
+        ),
+    ]
+    acceptedSuggestions: (
+        Annotated[list[AcceptedSuggestion], Meta(min_length=1, max_length=MAX_SUGGESTIONS)] | UnsetType
+    ) = UNSET
+    overrideReason: OverrideReason | UnsetType = UNSET
+    extension: Any = UNSET
+
+
+# Not records.FeedbackRequest (a batch the store commits): this is what the EHR sends.
+class FeedbackRequest(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """The body of `POST /cds-services/{id}/feedback`."""
+
+    feedback: Annotated[list[Feedback], Meta(min_length=1, max_length=MAX_ENTRIES)]
+    extension: Any = UNSET
+
+
+class FeedbackResponse(Struct):
+    """The answer to a committed feedback request."""
+
+    received: Annotated[int, Meta(ge=1)]
+    stored: Annotated[int, Meta(ge=0, description="New entries (repeats are stored once).")]
+
+
+class SummaryQuery(Struct, forbid_unknown_fields=True):
+    """The query of `GET /feedback/summary`: a time range (see report.time_range) and a service id."""
+
+    since: str | None = None
+    until: str | None = None
+    service: str | None = None
+
+
+def parse_summary_query(params: Mapping[str, str]) -> SummaryQuery:
+    """The summary query from URL parameters (empty means absent), or FeedbackError for an unknown one."""
+    allowed = [f.encode_name for f in msgspec.structs.fields(SummaryQuery)]
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise FeedbackError(f"unknown query parameter(s) {', '.join(unknown)}; use {', '.join(allowed)}")
+    return msgspec.convert({k: v or None for k, v in params.items()}, SummaryQuery)
+
+
+# The cross-field rules `_entry` enforces, in JSON Schema for the OpenAPI components.
+CROSS_FIELD_SCHEMA: dict[str, dict[str, Any]] = {
+    "Feedback": {
+        "allOf": [
+            {
+                "if": {"properties": {"outcome": {"const": "accepted"}}},
+                "then": {"required": ["acceptedSuggestions"], "not": {"required": ["overrideReason"]}},
+                "else": {"not": {"required": ["acceptedSuggestions"]}},
+            }
+        ]
+    },
+    "OverrideReason": {"anyOf": [{"required": ["reason"]}, {"required": ["userComment"]}]},
+}
+
+# What each field must be, said the way an EHR developer can fix it (path with [] for any index).
+_HINTS = {
+    "": 'the body must be a JSON object {"feedback": [...]}',
+    "feedback": "required, a non-empty array of Feedback objects",
+    "feedback[]": "must be an object",
+    "feedback[].card": "required, the uuid of a card this service returned",
+    "feedback[].outcome": "must be 'accepted' or 'overridden', not {value!r}",
+    "feedback[].outcomeTimestamp": (
+        "required, an RFC 3339 date-time with a zone (e.g. 2021-12-11T10:05:31Z), not {value!r}"
+    ),
+    "feedback[].acceptedSuggestions": 'must be a non-empty array of {"id": uuid}',
+    "feedback[].acceptedSuggestions[]": "must be an object with an id (suggestion uuid)",
+    "feedback[].acceptedSuggestions[].id": "must be an object with an id (suggestion uuid)",
+    "feedback[].overrideReason": "must be an object with reason and/or userComment",
+    "feedback[].overrideReason.reason": "must be a Coding object",
+    "feedback[].overrideReason.reason.system": "required, a code system URI",
+    "feedback[].overrideReason.reason.code": "required, a non-empty string",
+    "feedback[].overrideReason.reason.display": "must be a string",
+    "feedback[].overrideReason.reason.version": "must be a string",
+    "feedback[].overrideReason.reason.userSelected": "must be a boolean",
+    "feedback[].overrideReason.userComment": "must be a string",
+}
+_OBJECTS: dict[str, type[Struct]] = {
+    "": FeedbackRequest,
+    "feedback[]": Feedback,
+    "feedback[].acceptedSuggestions[]": AcceptedSuggestion,
+    "feedback[].overrideReason": OverrideReason,
+    "feedback[].overrideReason.reason": FeedbackCoding,
+}
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$\.?(?P<path>[^`]*)`)?$", re.S)
+_FIELD = re.compile(r"`([^`]+)`")
 
 
 class FeedbackError(ValueError):
@@ -82,92 +210,78 @@ def parse_rfc3339(value: Any) -> datetime | None:
         return None
 
 
-def _nonempty_str(value: Any, limit: int) -> TypeGuard[str]:
-    return isinstance(value, str) and len(value.strip()) > 0 and len(value) <= limit and "\x00" not in value
-
-
-def _unknown(obj: dict[str, Any], allowed: frozenset[str], where: str) -> None:
-    extra = sorted(set(obj) - allowed)
-    if extra:
-        raise FeedbackError(
-            f"{where}: unknown field(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})"
+def _shape_error(error: msgspec.ValidationError, body: Any) -> FeedbackError:
+    """msgspec's first problem, said with the entry's index and the field's hint."""
+    m = _AT.match(str(error))
+    assert m is not None
+    msg, path = m.group("msg"), m.group("path") or ""
+    general = re.sub(r"\[\d+\]", "[]", path)
+    field = _FIELD.search(msg)
+    if msg.startswith("Object contains unknown field") and field and general in _OBJECTS:
+        allowed = sorted(f.encode_name for f in msgspec.structs.fields(_OBJECTS[general]))
+        if general == "":
+            return FeedbackError(f'unknown field(s) {field.group(1)}; the body is {{"feedback": [...]}}')
+        return FeedbackError(f"{path}: unknown field(s) {field.group(1)} (allowed: {', '.join(allowed)})")
+    if msg.startswith("Object missing required field") and field:
+        path = f"{path}.{field.group(1)}" if path else field.group(1)
+        general = f"{general}.{field.group(1)}" if general else field.group(1)
+    if general == "feedback" and "length <=" in msg:
+        return FeedbackError(
+            f"feedback: at most {MAX_ENTRIES} entries per request ({len(body['feedback'])} sent)"
         )
+    if general == "feedback[].acceptedSuggestions" and "length <=" in msg:
+        return FeedbackError(f"{path}: more than {MAX_SUGGESTIONS} entries")
+    hint = _HINTS.get(general, msg)
+    value = _value(body, path)
+    text = hint.format(value=value) if "{value" in hint else hint
+    return FeedbackError(f"{path}: {text}" if path else text)
 
 
-def _entry(i: int, raw: Any, now_ms: int) -> FeedbackEntry:
+def _value(body: Any, path: str) -> Any:
+    """The value at a path like feedback[1].outcome (None if absent): for messages only."""
+    node = body
+    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path):
+        if index:
+            node = node[int(index)] if isinstance(node, list) and int(index) < len(node) else None
+        else:
+            node = node.get(name) if isinstance(node, dict) else None
+    return node
+
+
+def _entry(i: int, f: Feedback, now_ms: int) -> FeedbackEntry:
+    """The cross-field rules of one decoded entry (the declaration checked everything else)."""
     where = f"feedback[{i}]"
-    if not isinstance(raw, dict):
-        raise FeedbackError(f"{where}: must be an object")
-    _unknown(raw, _ENTRY_KEYS, where)
-    card = raw.get("card")
-    if not _nonempty_str(card, 128):
-        raise FeedbackError(f"{where}.card: required, the uuid of a card this service returned")
-    outcome = raw.get("outcome")
-    if outcome not in OUTCOMES:
-        raise FeedbackError(f"{where}.outcome: must be 'accepted' or 'overridden', not {outcome!r}")
-    ts = raw.get("outcomeTimestamp")
-    when = parse_rfc3339(ts)
-    if when is None:
+    when = parse_rfc3339(f.outcomeTimestamp)
+    if when is None:  # matches the pattern but is no date (month 13, ...)
         raise FeedbackError(
             f"{where}.outcomeTimestamp: required, an RFC 3339 date-time with a zone "
-            f"(e.g. 2021-12-11T10:05:31Z), not {ts!r}"
+            f"(e.g. 2021-12-11T10:05:31Z), not {f.outcomeTimestamp!r}"
         )
     outcome_ms = int(when.timestamp() * 1000)
     if outcome_ms > now_ms + FUTURE_TOLERANCE_MS:
-        raise FeedbackError(f"{where}.outcomeTimestamp: {ts} is in the future")
-
-    accepted: list[str] = []
-    if "acceptedSuggestions" in raw:
-        items = raw["acceptedSuggestions"]
-        if outcome != "accepted":
-            raise FeedbackError(f"{where}.acceptedSuggestions: only allowed with outcome 'accepted'")
-        if not isinstance(items, list) or not items:
-            raise FeedbackError(f'{where}.acceptedSuggestions: must be a non-empty array of {{"id": uuid}}')
-        if len(items) > MAX_SUGGESTIONS:
-            raise FeedbackError(f"{where}.acceptedSuggestions: more than {MAX_SUGGESTIONS} entries")
-        for j, item in enumerate(items):
-            if not isinstance(item, dict) or not _nonempty_str(item.get("id"), 128):
-                raise FeedbackError(
-                    f"{where}.acceptedSuggestions[{j}]: must be an object with an id (suggestion uuid)"
-                )
-            _unknown(item, frozenset({"id", "extension"}), f"{where}.acceptedSuggestions[{j}]")
-            accepted.append(item["id"])
-    elif outcome == "accepted":
+        raise FeedbackError(f"{where}.outcomeTimestamp: {f.outcomeTimestamp} is in the future")
+    if f.acceptedSuggestions is not UNSET and f.outcome != "accepted":
+        raise FeedbackError(f"{where}.acceptedSuggestions: only allowed with outcome 'accepted'")
+    if f.acceptedSuggestions is UNSET and f.outcome == "accepted":
         raise FeedbackError(f"{where}.acceptedSuggestions: required when the outcome is 'accepted'")
-
+    accepted = tuple(s.id for s in f.acceptedSuggestions or ())
     system = code = None
     has_comment = False
-    if "overrideReason" in raw:
-        reason = raw["overrideReason"]
-        if outcome != "overridden":
+    reason = f.overrideReason
+    if reason is not UNSET:
+        if f.outcome != "overridden":
             raise FeedbackError(f"{where}.overrideReason: only allowed with outcome 'overridden'")
-        if not isinstance(reason, dict):
-            raise FeedbackError(f"{where}.overrideReason: must be an object with reason and/or userComment")
-        _unknown(reason, _REASON_KEYS, f"{where}.overrideReason")
-        if "reason" not in reason and "userComment" not in reason:
+        if reason.reason is UNSET and reason.userComment is UNSET:
             raise FeedbackError(f"{where}.overrideReason: needs a reason (Coding) and/or a userComment")
-        if "reason" in reason:
-            coding = reason["reason"]
-            if not isinstance(coding, dict):
-                raise FeedbackError(f"{where}.overrideReason.reason: must be a Coding object")
-            _unknown(coding, _CODING_KEYS, f"{where}.overrideReason.reason")
-            if not _nonempty_str(coding.get("system"), 512):
-                raise FeedbackError(f"{where}.overrideReason.reason.system: required, a code system URI")
-            if not _nonempty_str(coding.get("code"), 256):
-                raise FeedbackError(f"{where}.overrideReason.reason.code: required, a non-empty string")
-            if "display" in coding and not isinstance(coding["display"], str):
-                raise FeedbackError(f"{where}.overrideReason.reason.display: must be a string")
-            system, code = coding["system"], coding["code"]
-        if "userComment" in reason:
-            if not isinstance(reason["userComment"], str):
-                raise FeedbackError(f"{where}.overrideReason.userComment: must be a string")
-            has_comment = bool(reason["userComment"].strip())
+        if reason.reason is not UNSET:
+            system, code = reason.reason.system, reason.reason.code
+        has_comment = reason.userComment is not UNSET and bool(reason.userComment.strip())
     return FeedbackEntry(
         index=i,
-        card=card,
-        outcome=outcome,
+        card=f.card,
+        outcome=f.outcome,
         outcome_ms=outcome_ms,
-        accepted_suggestions=tuple(accepted),
+        accepted_suggestions=accepted,
         reason_system=system,
         reason_code=code,
         has_comment=has_comment,
@@ -176,17 +290,11 @@ def _entry(i: int, raw: Any, now_ms: int) -> FeedbackEntry:
 
 def parse_feedback(body: Any, now_ms: int) -> list[FeedbackEntry]:
     """The entries of a feedback request body, or FeedbackError naming the first bad entry."""
-    if not isinstance(body, dict):
-        raise FeedbackError('the body must be a JSON object {"feedback": [...]}')
-    extra = sorted(set(body) - {"feedback", "extension"})
-    if extra:
-        raise FeedbackError(f'unknown field(s) {", ".join(extra)}; the body is {{"feedback": [...]}}')
-    items = body.get("feedback")
-    if not isinstance(items, list) or not items:
-        raise FeedbackError("feedback: required, a non-empty array of Feedback objects")
-    if len(items) > MAX_ENTRIES:
-        raise FeedbackError(f"feedback: at most {MAX_ENTRIES} entries per request ({len(items)} sent)")
-    return [_entry(i, raw, now_ms) for i, raw in enumerate(items)]
+    try:
+        request = msgspec.convert(body, FeedbackRequest)
+    except msgspec.ValidationError as e:
+        raise _shape_error(e, body) from None
+    return [_entry(i, f, now_ms) for i, f in enumerate(request.feedback)]
 
 
 def match_cards(

@@ -7,12 +7,17 @@ Per-service options live under `[services.<id>]` in the TOML file; trusted EHRs 
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
+from functools import cache
 from pathlib import Path
-from typing import Any, get_type_hints
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
+
+import msgspec
+import msgspec.inspect as mi
+from msgspec import Meta
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 REPO_ROOT = PACKAGE_ROOT.parent
@@ -27,51 +32,70 @@ def _default_models_dir() -> Path:
     return env_free if env_free.is_dir() else Path("/app/models")
 
 
+# Declared constraints: load_settings and validate() check every value against its field's type.
+Positive = Annotated[int, Meta(ge=1, description="a positive number")]
+Seconds = Annotated[float, Meta(gt=0, description="positive")]
+
+
 @dataclass
 class Settings:
     # --- server -----------------------------------------------------------------------------
     host: str = "127.0.0.1"
-    port: int = 8080
-    workers: int = 1
-    log_level: str = "info"
+    port: Annotated[int, Meta(ge=1, le=65535, description="a TCP port, 1-65535")] = 8080
+    workers: Annotated[int, Meta(ge=1, description="at least 1")] = 1
+    log_level: Annotated[
+        str, Meta(pattern="(?i)^(debug|info|warning|error)$", description="debug, info, warning or error")
+    ] = "info"
     data_dir: Path = Path(".cds-data")
     models_dir: Path = field(default_factory=_default_models_dir)
     hooks_file: Path = REPO_ROOT / "hooks.json"
     # The URL EHRs use to reach this service (behind a proxy); None: taken from each request.
-    public_base_url: str | None = None
+    public_base_url: (
+        Annotated[str, Meta(pattern="^https?://", description="a URL starting with http:// or https://")]
+        | None
+    ) = None
     # --- limits -----------------------------------------------------------------------------
-    max_body_bytes: int = 5 * 1024 * 1024  # hook calls and their feedback (prefetch is large)
-    max_other_body_bytes: int = 64 * 1024  # every other endpoint: sandbox API, operations
-    max_json_depth: int = 64
-    max_prefetch_resources: int = 20_000
-    max_draft_orders: int = 100
+    max_body_bytes: Positive = 5 * 1024 * 1024  # hook calls and their feedback (prefetch is large)
+    max_other_body_bytes: Positive = 64 * 1024  # every other endpoint: sandbox API, operations
+    max_json_depth: Positive = 64
+    max_prefetch_resources: Positive = 20_000
+    max_draft_orders: Positive = 100
     # --- front door (cds/web/frontdoor.py; per worker) -----------------------------------------
-    max_header_bytes: int = 16 * 1024  # request line + header fields: 431 above
-    header_timeout_seconds: float = 10.0  # to send the headers, from connect or last answer: 408
-    body_timeout_seconds: float = 30.0  # to send the whole body, from the end of the headers: 408
-    max_connections: int = 500  # open connections per worker (503 above); below `ulimit -n` 1024
-    keep_alive_seconds: float = 5.0  # idle time between requests on one connection (uvicorn)
+    max_header_bytes: Positive = 16 * 1024  # request line + header fields: 431 above
+    header_timeout_seconds: Seconds = 10.0  # to send the headers, from connect or last answer: 408
+    body_timeout_seconds: Seconds = 30.0  # to send the whole body, from the end of the headers: 408
+    max_connections: Positive = 500  # open connections per worker (503 above); below `ulimit -n` 1024
+    keep_alive_seconds: Seconds = 5.0  # idle time between requests on one connection (uvicorn)
     # --- FHIR fallback ----------------------------------------------------------------------
-    fhir_timeout_seconds: float = 2.0
-    fhir_max_pages: int = 5
+    fhir_timeout_seconds: Seconds = 2.0
+    fhir_max_pages: Positive = 5
     # --- security ---------------------------------------------------------------------------
     dev: bool = False
     trusted_clients: list[dict[str, Any]] = field(default_factory=list)
     clock_skew_seconds: int = 60
     jwks_cache_seconds: int = 3600
     jwks_timeout_seconds: float = 2.0
-    jwks_max_bytes: int = 1024 * 1024  # a JWK Set larger than this is refused, never cut short
+    jwks_max_bytes: Positive = 1024 * 1024  # a JWK Set larger than this is refused, never cut short
     cors_origins: list[str] = field(default_factory=list)
     # Key for HMAC of patient ids (feedback, suppression): hmac_secret (e.g. CDS_HMAC_SECRET), else
     # read from hmac_key_file, by default <data_dir>-keys/hmac.key, generated (0600) when absent.
     hmac_secret: str | None = None
     hmac_key_file: Path | None = None
     # --- feedback store ---------------------------------------------------------------------
-    database_url: str | None = None
+    database_url: (
+        Annotated[
+            str,
+            Meta(
+                pattern="^(sqlite:|postgresql://|postgres://)",
+                description="sqlite:///PATH or postgresql://...",
+            ),
+        ]
+        | None
+    ) = None
     retention_days: int = 365
     db_write_timeout_seconds: float = 0.05
     # Longest a call waits on the replay seen-set before trusting this process's cache alone.
-    replay_db_timeout_seconds: float = 0.2
+    replay_db_timeout_seconds: Annotated[float, Meta(gt=0, le=10, description="between 0 and 10")] = 0.2
     # --- sandbox ----------------------------------------------------------------------------
     sandbox: bool | None = None
     # --- terminology ------------------------------------------------------------------------
@@ -88,49 +112,16 @@ class Settings:
         return self.services.get(service_id, {})
 
     def validate(self) -> Settings:
-        if not (0 < self.port < 65536):
-            raise SettingsError(f"port must be 1-65535, not {self.port}")
-        if self.workers < 1:
-            raise SettingsError("workers must be at least 1")
-        for name in (
-            "max_body_bytes",
-            "max_json_depth",
-            "max_prefetch_resources",
-            "max_draft_orders",
-            "fhir_max_pages",
-            "max_other_body_bytes",
-            "max_header_bytes",
-            "max_connections",
-            "jwks_max_bytes",
-        ):
-            if getattr(self, name) < 1:
-                raise SettingsError(f"{name} must be a positive number")
-        for name in ("header_timeout_seconds", "body_timeout_seconds", "keep_alive_seconds"):
-            if not getattr(self, name) > 0:
-                raise SettingsError(f"{name} must be positive")
+        """Every value checked against its declared type and constraints, then the rules between
+        settings; SettingsError naming the setting otherwise."""
+        hints = _hints()
+        for f in fields(self):
+            _coerce(f.name, hints[f.name], getattr(self, f.name))
         if self.sandbox and not self.dev and not self.trusted_clients:
             raise SettingsError(
                 "sandbox = true outside development mode puts /sandbox/api/* behind the JWT check, and no "
                 "trusted_clients are configured to sign for it: add a trusted client, use --dev on a "
                 "workstation, or turn the sandbox off"
-            )
-        if not 0 < self.replay_db_timeout_seconds <= 10:
-            raise SettingsError("replay_db_timeout_seconds must be between 0 and 10")
-        if self.fhir_timeout_seconds <= 0:
-            raise SettingsError("fhir_timeout_seconds must be positive")
-        if self.public_base_url and not self.public_base_url.startswith(("http://", "https://")):
-            raise SettingsError("public_base_url must start with http:// or https://")
-        if self.database_url and not self.database_url.startswith(
-            ("sqlite:", "postgresql://", "postgres://")
-        ):
-            raise SettingsError("database_url must be sqlite:///PATH or postgresql://...")
-        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
-            raise SettingsError("log_level must be debug, info, warning or error")
-        if not isinstance(self.trusted_clients, list) or not all(
-            isinstance(c, dict) for c in self.trusted_clients
-        ):
-            raise SettingsError(
-                "trusted_clients must be a list of tables ({iss, jku|jwks_url|jwks_file, ...})"
             )
         if self.trusted_clients and not self.dev and not self.public_base_url:
             # Otherwise each token's `aud` would be checked against a URL built from the Host
@@ -147,28 +138,69 @@ class Settings:
         return self
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def _path(typ: type, raw: Any) -> Any:
+    """msgspec's hook for the one declared type it does not know: a path, from text."""
+    if typ is Path and isinstance(raw, str | os.PathLike):
+        return Path(raw)
+    raise NotImplementedError
+
+
+@cache
+def _hints() -> dict[str, Any]:
+    """Each setting's declared type, constraints included."""
+    return get_type_hints(Settings, include_extras=True)
+
+
+@cache
+def _kinds(typ: Any) -> set[type]:
+    """The kinds of value a declared type accepts (msgspec's view: BoolType, ListType, ...)."""
+    info = mi.type_info(typ)
+    kinds = info.types if isinstance(info, mi.UnionType) else (info,)
+    return {type(t.type if isinstance(t, mi.Metadata) else t) for t in kinds}
+
+
 def _coerce(name: str, typ: Any, raw: Any) -> Any:
-    text = typ.__name__ if isinstance(typ, type) else str(typ)  # "int", not "<class 'int'>"
+    """A setting's value as its declared type: text (environment, TOML strings) is converted,
+    everything else checked. Lists and tables come from the environment as JSON."""
+    kinds = _kinds(typ)
     try:
         if isinstance(raw, str):
-            if "bool" in text and raw.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
-                return raw.lower() in ("1", "true", "yes", "on")
-            if text == "int":
-                return int(raw)
-            if text == "float":
-                return float(raw)
-            if "Path" in text:
-                return Path(raw)
-            if text.startswith(("list", "dict")):
-                return json.loads(raw)
-            return raw
-        if "Path" in text and isinstance(raw, str | os.PathLike):
-            return Path(raw)
-        if text == "float" and isinstance(raw, int):
-            return float(raw)
-        return raw
-    except (ValueError, json.JSONDecodeError) as e:
-        raise SettingsError(f"setting {name}: cannot read {raw!r} as {text} ({e})") from None
+            if mi.BoolType in kinds and raw.lower() in _TRUE + _FALSE:
+                raw = raw.lower() in _TRUE
+            elif kinds & {mi.ListType, mi.DictType}:
+                raw = msgspec.json.decode(raw)
+        return msgspec.convert(raw, typ, strict=False, dec_hook=_path)
+    except msgspec.ValidationError as e:
+        hint = _description(typ)
+        if hint and "`, got `" not in str(e):  # the right type, outside its declared constraint
+            raise SettingsError(f"setting {name} must be {hint}, not {raw!r}") from None
+        raise SettingsError(f"setting {name}: cannot read {raw!r} as {_type_text(typ)} ({e})") from None
+    except msgspec.DecodeError as e:
+        raise SettingsError(f"setting {name}: cannot read {raw!r} as {_type_text(typ)} ({e})") from None
+
+
+def _description(typ: Any) -> str | None:
+    """The human description of a declared constraint (`Meta(description=...)`), if any."""
+    info = mi.type_info(typ)
+    for t in info.types if isinstance(info, mi.UnionType) else (info,):
+        if isinstance(t, mi.Metadata) and t.extra_json_schema and "description" in t.extra_json_schema:
+            return str(t.extra_json_schema["description"])
+    return None
+
+
+def _type_text(typ: Any) -> str:
+    """`int`, `str | None`, `list[str]`: the declared type without its constraints."""
+    origin, args = get_origin(typ), get_args(typ)
+    if origin is Annotated:
+        return _type_text(args[0])
+    if origin in (Union, UnionType):
+        return " | ".join(_type_text(a) for a in args)
+    if isinstance(typ, type) and not args:
+        return "None" if typ is type(None) else typ.__name__
+    return str(typ).replace("typing.", "")
 
 
 def _check_misplaced_keys(data: dict[str, Any], names: set[str], path: str | Path) -> None:
@@ -195,7 +227,7 @@ def _check_misplaced_keys(data: dict[str, Any], names: set[str], path: str | Pat
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Settings from defaults, `config_file` (or `CDS_CONFIG`), `CDS_*` env, then overrides."""
-    hints = get_type_hints(Settings)
+    hints = _hints()
     names = {f.name for f in fields(Settings)}
     values: dict[str, Any] = {}
     path = config_file or os.environ.get("CDS_CONFIG")

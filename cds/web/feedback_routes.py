@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import msgspec
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,13 +19,12 @@ from starlette.routing import Route
 
 from cds.feedback.report import build_report, time_range
 from cds.feedback.store import FeedbackStore, to_ms
-from cds.feedback.validate import FeedbackError, parse_feedback
+from cds.feedback.validate import FeedbackError, FeedbackResponse, parse_feedback, parse_summary_query
 from cds.runtime.errors import HTTPProblem, operation_outcome, problem_response
 from cds.runtime.settings import Settings
 from cds.web.body import read_json
 
 StoreRef = FeedbackStore | Callable[[], FeedbackStore | None]
-SUMMARY_PARAMS = ("since", "until", "service")
 
 
 def _service_ids(settings: Settings) -> frozenset[str]:
@@ -88,10 +88,8 @@ def feedback_routes(store: StoreRef) -> list[Route]:
             return problem_response(e)
         except FeedbackError as e:
             return _error(e)
-        return Response(
-            orjson.dumps({"received": result.received, "stored": result.stored}),
-            media_type="application/json",
-        )
+        answer = FeedbackResponse(received=result.received, stored=result.stored)
+        return Response(msgspec.json.encode(answer), media_type="application/json")
 
     async def summary(request: Request) -> Response:
         s = get_store()
@@ -100,17 +98,15 @@ def feedback_routes(store: StoreRef) -> list[Route]:
         owner = _owner(request)
         if owner is None:
             return _no_caller()
-        params = request.query_params
-        unknown = sorted(set(params) - set(SUMMARY_PARAMS))
-        if unknown:
-            return operation_outcome(
-                400, f"unknown query parameter(s) {', '.join(unknown)}; use since, until, service"
-            )
-        service = params.get("service") or None
+        try:
+            query = parse_summary_query(request.query_params)
+        except FeedbackError as e:
+            return operation_outcome(400, e.message)
+        service = query.service
         if service is not None and service not in services(s):
             return operation_outcome(400, f"service: no CDS service with id {service!r}", ["service"])
         try:
-            since, until = time_range(params.get("since"), params.get("until"), datetime.now(UTC))
+            since, until = time_range(query.since, query.until, datetime.now(UTC))
         except ValueError as e:
             return operation_outcome(400, f"since/until: {e}", ["since", "until"])
         try:

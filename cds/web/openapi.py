@@ -13,12 +13,14 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import msgspec
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from cds import __version__
+from cds.feedback.validate import CROSS_FIELD_SCHEMA, FeedbackRequest, FeedbackResponse
 from cds.hooks.cards import INDICATORS
 from cds.hooks.discovery import Discovery, ServiceEntry
 from cds.hooks.validation import _USER_TYPES, HOOK_CONTEXT
@@ -62,6 +64,17 @@ FHIR_RESOURCE = {
     "required": ["resourceType"],
     "properties": {"resourceType": {"type": "string", "minLength": 1}},
 }
+
+
+def _feedback_schemas() -> dict[str, Any]:
+    """Feedback, FeedbackRequest, FeedbackResponse and their parts: from the declarations the
+    feedback endpoint decodes with, plus the cross-field rules it checks in code."""
+    _, components = msgspec.json.schema_components(
+        [FeedbackRequest, FeedbackResponse], ref_template="#/components/schemas/{name}"
+    )
+    for name, rules in CROSS_FIELD_SCHEMA.items():
+        components[name].update(rules)
+    return components
 
 
 def _schemas() -> dict[str, Any]:
@@ -198,63 +211,6 @@ def _schemas() -> dict[str, Any]:
             },
         },
     }
-    feedback = {
-        "type": "object",
-        "required": ["card", "outcome", "outcomeTimestamp"],
-        "properties": {
-            "card": {"type": "string", "minLength": 1, "maxLength": 128, "description": "The card's uuid."},
-            "outcome": {"type": "string", "enum": ["accepted", "overridden"]},
-            "acceptedSuggestions": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": 100,
-                "items": {
-                    "type": "object",
-                    "required": ["id"],
-                    "properties": {
-                        "id": {"type": "string", "minLength": 1, "maxLength": 128},
-                        "extension": {},
-                    },
-                    "additionalProperties": False,
-                },
-            },
-            "overrideReason": {
-                "type": "object",
-                "minProperties": 1,
-                "properties": {
-                    "reason": {
-                        "type": "object",
-                        "required": ["system", "code"],
-                        "properties": {
-                            "system": {"type": "string", "minLength": 1, "maxLength": 512},
-                            "code": {"type": "string", "minLength": 1, "maxLength": 256},
-                            "display": {"type": "string"},
-                            "version": {},
-                            "userSelected": {},
-                        },
-                        "additionalProperties": False,
-                    },
-                    "userComment": {"type": "string"},
-                    "extension": {},
-                },
-                "additionalProperties": False,
-            },
-            "outcomeTimestamp": {
-                "type": "string",
-                "format": "date-time",
-                "description": "RFC 3339 section 5.6 date-time, with a zone.",
-            },
-            "extension": {},
-        },
-        "additionalProperties": False,
-        "allOf": [
-            {
-                "if": {"properties": {"outcome": {"const": "accepted"}}},
-                "then": {"required": ["acceptedSuggestions"], "not": {"required": ["overrideReason"]}},
-                "else": {"not": {"required": ["acceptedSuggestions"]}},
-            }
-        ],
-    }
     operation_outcome = {
         "type": "object",
         "description": "FHIR OperationOutcome: what the caller must fix.",
@@ -303,28 +259,7 @@ def _schemas() -> dict[str, Any]:
         "FhirAuthorization": fhir_authorization,
         "FhirResource": FHIR_RESOURCE,
         "Bundle": bundle,
-        "Feedback": feedback,
-        "FeedbackRequest": {
-            "type": "object",
-            "required": ["feedback"],
-            "properties": {
-                "feedback": {"type": "array", "items": _ref("Feedback"), "minItems": 1, "maxItems": 1000},
-                "extension": {},
-            },
-            "additionalProperties": False,
-        },
-        "FeedbackResponse": {
-            "type": "object",
-            "required": ["received", "stored"],
-            "properties": {
-                "received": {"type": "integer", "minimum": 1},
-                "stored": {
-                    "type": "integer",
-                    "minimum": 0,
-                    "description": "New entries (repeats are stored once).",
-                },
-            },
-        },
+        **_feedback_schemas(),
         "OperationOutcome": operation_outcome,
         "CdsService": service,
         "Discovery": {

@@ -415,7 +415,12 @@ def test_malformed_dosing_entry_is_a_clean_load_error(tmp_path) -> None:
     d = _broken_dosing(
         tmp_path, lambda doc: doc["drugs"][1]["indications"]["af"][0]["criteria"]["of"][0].pop("op")
     )
-    with pytest.raises(ServiceLoadError, match=r"dosing.json: malformed entry \(KeyError"):
+    # Decoded against its declaration (knowledge_files.DosingFile): the message names the entry and path.
+    with pytest.raises(
+        ServiceLoadError,
+        match=r"dosing.json: apixaban af: object missing required field `op` "
+        r"\(at \$\.drugs\[1\]\.indications\['af'\]\[0\]\.criteria\.of\[0\]\)",
+    ):
         MedicationRiskService.from_settings(
             Settings(services={"medication-risk": {"knowledge_dir": str(d)}})
         ).load()

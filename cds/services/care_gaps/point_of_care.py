@@ -17,7 +17,6 @@ their sources are data: cds/knowledge/care_gaps_point_of_care.json.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +27,7 @@ from cds.fhir.record import PatientRecord
 from cds.fhir.terminology import LOINC, CodeSet
 from cds.fhir.value import as_dict, as_list, dicts
 from cds.knowledge import KNOWLEDGE_DIR
+from cds.services.care_gaps import knowledge_files
 from cds.services.care_gaps.measures.period import Period
 from cds.services.care_gaps.measures.qicore import day, period_interval
 
@@ -43,7 +43,9 @@ ARRIVED = frozenset({"arrived", "triaged", "in-progress", "onleave", "finished"}
 
 @lru_cache(maxsize=1)
 def knowledge() -> dict[str, Any]:
-    return json.loads(KNOWLEDGE.read_text(encoding="utf-8"))
+    return knowledge_files.load(
+        KNOWLEDGE, knowledge_files.PointOfCareFile, knowledge_files.check_point_of_care
+    )
 
 
 @dataclass

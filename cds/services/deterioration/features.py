@@ -23,7 +23,6 @@ Rules, in one place:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from cds.fhir.record import PatientRecord
 from cds.fhir.terminology import ICD10, ICD10CM, LOINC, RXNORM, SNOMED, codings
 from cds.fhir.units import quantity_in
 from cds.knowledge import KNOWLEDGE_DIR
+from cds.services.deterioration import knowledge_files
 from cds.services.deterioration.news2 import News2Inputs
 
 KNOWLEDGE = KNOWLEDGE_DIR / "deterioration_features.json"
@@ -45,7 +45,7 @@ CONDITIONS = KNOWLEDGE_DIR / "deterioration_conditions.json"
 TREND_HOURS = 6.0
 
 # The GCS parts are summed when no total is charted; their codes are data beside the features'.
-_GCS_PARTS = json.loads(KNOWLEDGE.read_text())["consciousness"]["gcs_components"]
+_GCS_PARTS = knowledge_files.load(KNOWLEDGE, knowledge_files.FeaturesFile)["consciousness"]["gcs_components"]
 GCS_EYE: str = _GCS_PARTS["gcs_eye"]
 GCS_VERBAL: str = _GCS_PARTS["gcs_verbal"]
 GCS_MOTOR: str = _GCS_PARTS["gcs_motor"]
@@ -83,13 +83,13 @@ class Finding:
 @lru_cache(maxsize=1)
 def knowledge() -> dict[str, Any]:
     """The feature definitions (codes, units, worst rules, sources) as data."""
-    return json.loads(KNOWLEDGE.read_text())
+    return knowledge_files.load(KNOWLEDGE, knowledge_files.FeaturesFile, knowledge_files.check_features)
 
 
 @lru_cache(maxsize=1)
 def conditions_knowledge() -> dict[str, Any]:
     """Comorbidity, acute-problem, infection and vasoactive-drug code lists (with sources) as data."""
-    return json.loads(CONDITIONS.read_text())
+    return knowledge_files.load(CONDITIONS, knowledge_files.ConditionsFile, knowledge_files.check_conditions)
 
 
 @lru_cache(maxsize=1)

@@ -6,7 +6,6 @@ Parameters that are missing are named, never scored as normal: a partial NEWS2 i
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from cds.knowledge import KNOWLEDGE_DIR
+from cds.services.deterioration import knowledge_files
 
 KNOWLEDGE = KNOWLEDGE_DIR / "news2.json"
 
@@ -26,7 +26,7 @@ CONSCIOUSNESS_LEVELS = ("A", "C", "V", "P", "U")
 @lru_cache(maxsize=1)
 def chart() -> dict[str, Any]:
     """The NEWS2 chart as data (bands, oxygen, consciousness, thresholds) with its source."""
-    return json.loads(KNOWLEDGE.read_text())
+    return knowledge_files.load(KNOWLEDGE, knowledge_files.News2Chart, knowledge_files.check_news2)
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,12 @@ these explicit rules, not the deterioration model (the training data has no lact
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
 from cds.knowledge import KNOWLEDGE_DIR
+from cds.services.deterioration import knowledge_files
 from cds.services.deterioration.features import DeteriorationFeatures, Finding
 from cds.services.deterioration.news2 import News2
 
@@ -21,7 +21,7 @@ Risk = Literal["low", "moderate", "high"]
 
 @lru_cache(maxsize=1)
 def rules() -> dict[str, Any]:
-    return json.loads(KNOWLEDGE.read_text())
+    return knowledge_files.load(KNOWLEDGE, knowledge_files.SepsisRules, knowledge_files.check_sepsis)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ model risk at/above its warning threshold alone. A separate sepsis card follows 
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -21,6 +20,7 @@ import msgspec
 from cds.hooks.cards import Action, Card, Link, Source, Suggestion, override_reason, truncate_summary
 from cds.hooks.service import CDSService, ServiceLoadError
 from cds.knowledge import KNOWLEDGE_DIR
+from cds.services.deterioration import knowledge_files
 from cds.services.deterioration.features import Finding, knowledge
 from cds.services.deterioration.model import NAME, Assessment, DeteriorationModel, spo2_scale
 from cds.services.deterioration.news2 import chart
@@ -61,7 +61,7 @@ NEWS2_ROWS = (
 
 @lru_cache(maxsize=1)
 def _response() -> dict[str, Any]:
-    return json.loads(RESPONSE.read_text())
+    return knowledge_files.load(RESPONSE, knowledge_files.ResponseFile)
 
 
 def _value(f: Finding) -> str:

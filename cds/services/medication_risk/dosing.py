@@ -11,7 +11,6 @@ says so, and the suggestion is a review.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,11 +20,18 @@ from typing import Any
 from cds.fhir.record import PatientRecord
 from cds.fhir.terminology import ICD10, ICD10CM, SNOMED, codings
 from cds.fhir.value import as_dict
-from cds.services.medication_risk.knowledge import SEVERITIES, Dosage, Knowledge, KnowledgeError, compare
+from cds.services.medication_risk import knowledge_files as kf
+from cds.services.medication_risk.knowledge import (
+    SEVERITIES,
+    Dosage,
+    Knowledge,
+    KnowledgeError,
+    compare,
+    read_knowledge_file,
+)
 from cds.services.medication_risk.patient import PatientFacts, kidney_number
 from cds.services.medication_risk.resolve import Med, as_list
 
-_OPS = {"<", "<=", ">", ">=", "=="}
 _CODE_PER_DAY = {
     "QD": 1.0, "QOD": 0.5, "BID": 2.0, "TID": 3.0, "QID": 4.0, "AM": 1.0, "PM": 1.0, "HS": 1.0,
     "Q4H": 6.0, "Q6H": 4.0, "Q8H": 3.0, "Q12H": 2.0, "Q24H": 1.0,
@@ -185,72 +191,47 @@ class Dosing:
     """The dosing knowledge (dosing.json), validated against the knowledge base at load."""
 
     def __init__(self, kb: Knowledge, path: Path | None = None) -> None:
-        try:
-            self._load(kb, path or kb.directory / "dosing.json")
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            if isinstance(e, KnowledgeError):
-                raise
-            raise KnowledgeError(f"dosing.json: malformed entry ({type(e).__name__}: {e})") from None
-
-    def _load(self, kb: Knowledge, path: Path) -> None:
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise KnowledgeError(f"dosing.json: cannot be read ({e})") from None
-        self.tolerance = float(doc.get("tolerance", 0.1))
+        path = path or kb.directory / "dosing.json"
+        doc = read_knowledge_file(path.parent, path.name, kf.DosingFile)
+        self.tolerance = float(doc.tolerance)
         self.names = {k: v.name for k, v in kb.ingredients.items()}
         self.indications: dict[str, Indication] = {}
-        for iid, ind in (doc.get("indications") or {}).items():
-            self._cite(kb, ind.get("citation"), f"dosing.json: indication {iid}")
+        for iid, ind in doc.indications.items():
+            self._cite(kb, ind.citation, f"dosing.json: indication {iid}")
             self.indications[iid] = Indication(
-                iid,
-                str(ind["name"]),
-                tuple(ind.get("icd10_prefixes") or ()),
-                frozenset(ind.get("snomed") or ()),
+                iid, ind.name, tuple(ind.icd10_prefixes), frozenset(ind.snomed)
             )
-        products: dict[str, Product] = {}
-        for pid, p in (doc.get("products") or {}).items():
-            where = f"dosing.json: product {pid}"
-            if not str(p.get("rxcui", "")).isdigit() or not p.get("display") or not p.get("source"):
-                raise KnowledgeError(f"{where}: needs an RxCUI, a display and a source")
-            products[pid] = Product(pid, str(p["rxcui"]), str(p["display"]), float(p["mg"]))
-        self.products = products
+        self.products = {
+            pid: Product(pid, p.rxcui, p.display, float(p.mg)) for pid, p in doc.products.items()
+        }
         self.by_ingredient: dict[str, DrugDosing] = {}
-        for drug in doc.get("drugs") or []:
-            where = f"dosing.json: drug {drug.get('id')}"
-            ing = str(drug.get("ingredient", ""))
-            if ing not in kb.ingredients:
-                raise KnowledgeError(f"{where}: ingredient {ing!r} is not in ingredients.csv")
-            if drug.get("measure") not in ("crcl", "egfr"):
-                raise KnowledgeError(f"{where}: measure must be crcl or egfr")
+        for drug in doc.drugs:
+            where = f"dosing.json: drug {drug.id}"
+            if drug.ingredient not in kb.ingredients:
+                raise KnowledgeError(f"{where}: ingredient {drug.ingredient!r} is not in ingredients.csv")
             regimens = []
-            for r in drug.get("regimens") or []:
-                op, mg = (r.get("dose_mg") or [None, None])[:2]
-                if op is not None and op not in _OPS:
-                    raise KnowledgeError(f"{where}: regimen operator {op!r}")
-                if op is not None and (isinstance(mg, bool) or not isinstance(mg, int | float)):
-                    raise KnowledgeError(f"{where}: regimen dose_mg needs a number after {op!r}")
-                ids = r.get("indication")
-                ids = tuple(ids) if isinstance(ids, list) else (ids,)
+            for r in drug.regimens:
+                op, mg = r.dose_mg or (None, None)
+                ids = tuple(r.indication) if isinstance(r.indication, list) else (r.indication,)
                 for i in ids:
                     if i not in self.indications:
                         raise KnowledgeError(f"{where}: unknown indication {i!r}")
-                regimens.append((op, mg, r.get("per_day"), ids))
+                regimens.append((op, mg, r.per_day, ids))
             bands: dict[str, tuple[Band, ...]] = {}
-            for iid, raw_bands in (drug.get("indications") or {}).items():
+            for iid, raw_bands in drug.indications.items():
                 if iid != "any" and iid not in self.indications:
                     raise KnowledgeError(f"{where}: unknown indication {iid!r}")
-                bands[iid] = tuple(self._band(b, products, f"{where} {iid}") for b in raw_bands)
-            self.by_ingredient[ing] = DrugDosing(
-                str(drug["id"]),
-                ing,
-                drug["measure"],
-                self._cite(kb, drug.get("citation"), where),
-                str(drug["mechanism"]),
-                str(drug["consequence"]),
+                bands[iid] = tuple(self._band(b, self.products, f"{where} {iid}") for b in raw_bands)
+            self.by_ingredient[drug.ingredient] = DrugDosing(
+                drug.id,
+                drug.ingredient,
+                drug.measure,
+                self._cite(kb, drug.citation, where),
+                drug.mechanism,
+                drug.consequence,
                 tuple(regimens),
                 bands,
-                drug.get("route"),
+                drug.route,
             )
 
     def product_ingredients(self) -> dict[str, frozenset[str]]:
@@ -265,42 +246,35 @@ class Dosing:
         return out
 
     @staticmethod
-    def _cite(kb: Knowledge, c: Any, where: str) -> tuple[str, ...]:
-        if not isinstance(c, list) or not c or any(s not in kb.sources for s in c):
+    def _cite(kb: Knowledge, c: list[str], where: str) -> tuple[str, ...]:
+        if not c or any(s not in kb.sources for s in c):
             raise KnowledgeError(f"{where}: citation missing or not in manifest.json")
         return tuple(c)
 
     @staticmethod
-    def _band(b: Mapping[str, Any], products: Mapping[str, Product], where: str) -> Band:
-        if b.get("severity") not in SEVERITIES or not b.get("advice"):
-            raise KnowledgeError(f"{where}: band needs a severity and advice")
-        crit = b.get("criteria") or {}
-        criteria = tuple((c["fact"], c["op"], float(c["value"]), c["text"]) for c in crit.get("of") or [])
-        for fact, op, _, _ in criteria:
-            if fact not in ("age", "weight", "creatinine") or op not in _OPS:
-                raise KnowledgeError(f"{where}: criterion {fact} {op}")
-        target = b.get("target") or {}
-        try:
-            prods = tuple(products[p] for p in b.get("products") or ())
-        except KeyError as e:
-            raise KnowledgeError(f"{where}: unknown product {e}") from None
+    def _band(b: kf.DoseBandEntry, products: Mapping[str, Product], where: str) -> Band:
+        crit = b.criteria or kf.CriteriaEntry()
+        target = b.target or kf.TargetEntry()
+        unknown = [p for p in b.products if p not in products]
+        if unknown:
+            raise KnowledgeError(f"{where}: unknown product {unknown[0]!r}")
         return Band(
-            b["severity"],
-            b["advice"],
-            b.get("below"),
-            b.get("at_most"),
-            b.get("above"),
-            criteria,
-            int(crit.get("at_least", 0)),
-            target.get("mg"),
-            target.get("mg_per_kg"),
-            target.get("per_day"),
-            target.get("text", ""),
-            prods,
-            b.get("max_daily_mg"),
-            bool(b.get("avoid")),
-            bool(b.get("review")),
-            bool(b.get("new_only")),
+            b.severity,
+            b.advice,
+            b.below,
+            b.at_most,
+            b.above,
+            tuple((c.fact, c.op, float(c.value), c.text) for c in crit.of),
+            crit.at_least,
+            target.mg,
+            target.mg_per_kg,
+            target.per_day,
+            target.text,
+            tuple(products[p] for p in b.products),
+            b.max_daily_mg,
+            b.avoid,
+            b.review,
+            b.new_only,
         )
 
     # --- the check ---------------------------------------------------------------------------------

@@ -8,22 +8,22 @@ service at start with a message naming the file and the rule, instead of silentl
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import msgspec
 
 from cds.knowledge import KNOWLEDGE_DIR
+from cds.runtime.shapes import ShapeError, convert, decode_json
+from cds.services.medication_risk import knowledge_files as kf
 from cds.services.medication_risk.names import NameIndex
 
 KB_DIR = KNOWLEDGE_DIR / "medications"
 SEVERITIES = ("minor", "moderate", "major", "contraindicated")
-_RXCUI = re.compile(r"^[1-9][0-9]{0,8}$")
 _LOINC = re.compile(r"^([0-9]{1,7})-([0-9])$")
-_TTYS = {"SCD", "SBD", "GPCK", "BPCK"}
-_OPS = {">=", ">", "<=", "<"}
 # How an ingredient's RxCUI was confirmed: in the VSAC value sets (shared data), in a public reference
 # table (README), or not yet (listed for a pharmacist's review).
 _CHECKS = {"vsac", "ref", "review"}
@@ -301,142 +301,79 @@ class Knowledge:
 
 
 # --- loading ------------------------------------------------------------------------------------
-class _Loader:
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-
-    def json(self, name: str) -> dict[str, Any]:
-        path = self.dir / name
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise KnowledgeError(f"{name}: file missing from {self.dir}") from None
-        except json.JSONDecodeError as e:
-            raise KnowledgeError(f"{name}: not valid JSON ({e})") from None
-        if not isinstance(data, dict):
-            raise KnowledgeError(f"{name}: the top level must be an object")
-        return data
-
-    def csv(self, name: str, columns: Iterable[str]) -> list[dict[str, str]]:
-        path = self.dir / name
-        try:
-            with open(path, newline="", encoding="utf-8") as fh:
-                reader = csv.DictReader(fh)
-                missing = set(columns) - set(reader.fieldnames or ())
-                if missing:
-                    raise KnowledgeError(f"{name}: missing column(s) {', '.join(sorted(missing))}")
-                return list(reader)
-        except FileNotFoundError:
-            raise KnowledgeError(f"{name}: file missing from {self.dir}") from None
+S = TypeVar("S", bound=msgspec.Struct)
 
 
-def _text(entry: Mapping[str, Any], key: str, where: str) -> str:
-    v = entry.get(key)
-    if not isinstance(v, str) or not v.strip():
-        raise KnowledgeError(f"{where}: '{key}' is missing or empty")
-    return v
+def read_knowledge_file(directory: Path, name: str, shape: type[S]) -> S:
+    """One JSON file decoded into its declared shape (knowledge_files), or KnowledgeError."""
+    try:
+        data = (directory / name).read_bytes()
+    except FileNotFoundError:
+        raise KnowledgeError(f"{name}: file missing from {directory}") from None
+    try:
+        return decode_json(data, shape)
+    except ShapeError as e:
+        raise KnowledgeError(f"{name}: {e}") from None
 
 
-def _severity(entry: Mapping[str, Any], where: str, key: str = "severity") -> str:
-    v = entry.get(key)
-    if v not in SEVERITIES:
-        raise KnowledgeError(f"{where}: {key} {v!r} is not one of {', '.join(SEVERITIES)}")
-    return v
-
-
-def load_knowledge(directory: Path | str | None = None) -> Knowledge:
-    """Load and validate the knowledge base; raise KnowledgeError naming what is wrong."""
-    d = Path(directory) if directory else KB_DIR
-    L = _Loader(d)
-
-    manifest = L.json("manifest.json")
-    version = _text(manifest, "version", "manifest.json")
-    date = _text(manifest, "date", "manifest.json")
-    if not re.match(r"^\d{4}-\d{2}-\d{2}$", date):
-        raise KnowledgeError(f"manifest.json: date {date!r} must be YYYY-MM-DD")
-    sources: dict[str, Source] = {}
-    for sid, s in (manifest.get("sources") or {}).items():
-        where = f"manifest.json: source {sid}"
-        if not isinstance(s, dict):
-            raise KnowledgeError(f"{where}: must be an object")
-        url = _text(s, "url", where)
-        if not url.startswith(("http://", "https://")):
-            raise KnowledgeError(f"{where}: url must be absolute")
-        sources[sid] = Source(sid, _text(s, "label", where), _text(s, "citation", where), url)
-    if not sources:
-        raise KnowledgeError("manifest.json: no sources")
-
-    def citations(entry: Mapping[str, Any], where: str, key: str = "citation") -> tuple[str, ...]:
-        c = entry.get(key)
-        if not isinstance(c, list) or not c:
-            raise KnowledgeError(f"{where}: missing citation")
-        for sid in c:
-            if sid not in sources:
-                raise KnowledgeError(f"{where}: citation {sid!r} is not a source in manifest.json")
-        return tuple(c)
-
-    # classes
-    classes_doc = L.json("classes.json").get("classes")
-    if not isinstance(classes_doc, dict) or not classes_doc:
-        raise KnowledgeError("classes.json: 'classes' must be a non-empty object")
-    class_names: dict[str, str] = {}
-    class_citations: dict[str, tuple[str, ...]] = {}
-    for cid, c in classes_doc.items():
-        if not isinstance(c, dict):
-            raise KnowledgeError(f"classes.json: {cid} must be an object")
-        class_names[cid] = _text(c, "name", f"classes.json: {cid}")
-        class_citations[cid] = citations(c, f"classes.json: {cid}")
-
-    # ingredients
-    ingredients: dict[str, Ingredient] = {}
-    names: list[tuple[str, str]] = []
-    members: dict[str, set[str]] = {cid: set() for cid in class_names}
-    for n, row in enumerate(
-        L.csv("ingredients.csv", ("rxcui", "name", "synonyms", "classes", "check")), start=2
-    ):
-        where = f"ingredients.csv line {n}"
-        code = (row.get("rxcui") or "").strip()
-        if not _RXCUI.match(code):
-            raise KnowledgeError(f"{where}: bad RxCUI {code!r}")
-        if code in ingredients:
-            raise KnowledgeError(f"{where}: duplicate RxCUI {code}")
-        name = (row.get("name") or "").strip()
-        if not name:
-            raise KnowledgeError(f"{where}: missing name")
-        cls = frozenset(c for c in (row.get("classes") or "").split("|") if c)
-        for c in cls:
-            if c not in class_names:
-                raise KnowledgeError(f"{where}: unknown class {c!r} for {name}")
-            members[c].add(code)
-        check = frozenset((row.get("check") or "").split("|"))
-        if not check or not check <= _CHECKS or ("review" in check and len(check) > 1):
-            raise KnowledgeError(f"{where}: check {row.get('check')!r} must be vsac and/or ref, or review")
-        ingredients[code] = Ingredient(code, name, cls, check)
-        names.append((name, code))
-        names += [(s, code) for s in (row.get("synonyms") or "").split("|") if s.strip()]
-    class_members = {c: frozenset(m) for c, m in members.items()}
-    empty = sorted(c for c, m in class_members.items() if not m)
-    if empty:
+def _rows(directory: Path, name: str, shape: type[S]) -> list[tuple[str, S]]:
+    """The rows of a CSV file (with "file line n" for messages), each decoded into `shape`."""
+    columns = {f.encode_name for f in msgspec.structs.fields(shape)}
+    try:
+        with open(directory / name, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = columns - set(reader.fieldnames or ())
+            if missing:
+                raise KnowledgeError(f"{name}: missing column(s) {', '.join(sorted(missing))}")
+            raw = list(reader)
+    except FileNotFoundError:
+        raise KnowledgeError(f"{name}: file missing from {directory}") from None
+    cells = [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in raw]
+    try:
+        rows: list[S] = convert(cells, list[shape])  # type: ignore[valid-type]  # one pass
+    except ShapeError as e:
+        at = re.match(r"^\$\[(\d+)\]\.?(.*)$", e.path)  # $[i].field: row i is line i + 2
+        line, field = (int(at.group(1)) + 2, at.group(2)) if at else (0, e.path)
         raise KnowledgeError(
-            f"classes.json: class(es) with no ingredient in ingredients.csv: {', '.join(empty)}"
-        )
+            f"{name} line {line}: {e.problem}" + (f" (at $.{field})" if field else "")
+        ) from None
+    return [(f"{name} line {n}", row) for n, row in enumerate(rows, start=2)]
 
-    def expand(tokens: Any, where: str) -> frozenset[str]:
+
+def _split(cell: str) -> list[str]:
+    return [t for t in cell.split("|") if t.strip()]
+
+
+@dataclass
+class _References:
+    """What rules may refer to, and the checks that they do (the cross-file rules)."""
+
+    sources: dict[str, Source]
+    ingredients: dict[str, Ingredient] = field(default_factory=dict)
+    class_members: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def cite(self, refs: Iterable[str], where: str) -> tuple[str, ...]:
+        """A non-empty citation naming only sources of manifest.json."""
+        out = tuple(refs)
+        if not out:
+            raise KnowledgeError(f"{where}: missing citation")
+        for sid in out:
+            if sid not in self.sources:
+                raise KnowledgeError(f"{where}: citation {sid!r} is not a source in manifest.json")
+        return out
+
+    def drugs(self, tokens: Iterable[str], where: str) -> frozenset[str]:
         """Class ids and RxCUIs -> ingredient RxCUIs; a leading '-' removes a class or RxCUI."""
-        if not isinstance(tokens, list) or not tokens:
-            raise KnowledgeError(f"{where}: drug list is missing or empty")
         plus: set[str] = set()
         minus: set[str] = set()
         for t in tokens:
-            if not isinstance(t, str) or not t:
-                raise KnowledgeError(f"{where}: bad drug reference {t!r}")
             target, tok = (minus, t[1:]) if t.startswith("-") else (plus, t)
             if tok.isdigit():
-                if tok not in ingredients:
+                if tok not in self.ingredients:
                     raise KnowledgeError(f"{where}: RxCUI {tok} is not an ingredient in ingredients.csv")
                 target.add(tok)
-            elif tok in class_members:
-                target |= class_members[tok]
+            elif tok in self.class_members:
+                target |= self.class_members[tok]
             else:
                 raise KnowledgeError(f"{where}: unknown class {tok!r}")
         out = frozenset(plus - minus)
@@ -444,141 +381,165 @@ def load_knowledge(directory: Path | str | None = None) -> Knowledge:
             raise KnowledgeError(f"{where}: the drug list matches no ingredient")
         return out
 
-    # products
-    products: dict[str, frozenset[str]] = {}
-    for n, row in enumerate(
-        L.csv("products.csv", ("rxcui", "tty", "name", "ingredients", "source")), start=2
-    ):
-        where = f"products.csv line {n}"
-        code = (row.get("rxcui") or "").strip()
-        if not _RXCUI.match(code):
-            raise KnowledgeError(f"{where}: bad RxCUI {code!r}")
-        if code in products or code in ingredients:
-            raise KnowledgeError(f"{where}: RxCUI {code} listed twice")
-        if row.get("tty") not in _TTYS:
-            raise KnowledgeError(f"{where}: term type {row.get('tty')!r} is not one of {sorted(_TTYS)}")
-        if not (row.get("source") or "").strip():
-            raise KnowledgeError(f"{where}: missing source")
-        ings = [i for i in (row.get("ingredients") or "").split("|") if i]
-        if not ings:
-            raise KnowledgeError(f"{where}: product {code} has no ingredient")
-        for i in ings:
-            if i not in ingredients:
-                raise KnowledgeError(f"{where}: product {code} references unknown ingredient {i}")
-        products[code] = frozenset(ings)
+    def classes(self, ids: Iterable[str], where: str, what: str) -> frozenset[str]:
+        out = frozenset(ids)
+        for c in out:
+            if c not in self.class_members:
+                raise KnowledgeError(f"{where}: {what} names unknown class {c!r}")
+        return out
 
-    # labs (needed by interactions)
-    labs_doc = L.json("labs.json")
+
+def _known(refs: Iterable[str], pool: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    out = tuple(refs)
+    for r in out:
+        if r not in pool:
+            raise KnowledgeError(f"{where}: {key} references unknown {r!r}")
+    return out
+
+
+def _dosage(d: kf.DosageEntry) -> Dosage:
+    return Dosage(d.text, d.dose, d.dose_unit, d.dose_code, d.frequency, d.period, d.period_unit, d.as_needed)
+
+
+def _lab_band(b: kf.LabBandEntry, where: str, severity: bool = False) -> LabBand:
+    if severity and b.severity is None:
+        raise KnowledgeError(f"{where}: severity is missing")
+    return LabBand(b.op, float(b.value), b.points, b.label, b.severity if severity else None)
+
+
+def _conditions(c: kf.ConditionsEntry | None, where: str) -> ConditionSet | None:
+    if c is None:
+        return None
+    if not (c.icd10_prefixes or c.snomed):
+        raise KnowledgeError(f"{where}: conditions need icd10_prefixes or snomed codes")
+    return ConditionSet(tuple(c.icd10_prefixes), frozenset(c.snomed))
+
+
+def _manifest(d: Path) -> tuple[str, str, dict[str, Source]]:
+    m = read_knowledge_file(d, "manifest.json", kf.ManifestFile)
+    if not m.sources:
+        raise KnowledgeError("manifest.json: no sources")
+    sources = {sid: Source(sid, s.label, s.citation, s.url) for sid, s in m.sources.items()}
+    return m.version, m.date, sources
+
+
+def _ingredients(d: Path, refs: _References, class_ids: Iterable[str]) -> list[tuple[str, str]]:
+    """Fill refs.ingredients and refs.class_members; return the (name or synonym, RxCUI) pairs."""
+    names: list[tuple[str, str]] = []
+    members: dict[str, set[str]] = {cid: set() for cid in class_ids}
+    for where, row in _rows(d, "ingredients.csv", kf.IngredientRow):
+        if row.rxcui in refs.ingredients:
+            raise KnowledgeError(f"{where}: duplicate RxCUI {row.rxcui}")
+        cls = frozenset(_split(row.classes))
+        for c in cls:
+            if c not in members:
+                raise KnowledgeError(f"{where}: unknown class {c!r} for {row.name}")
+            members[c].add(row.rxcui)
+        check = frozenset(row.check.split("|"))
+        if not check <= _CHECKS or ("review" in check and len(check) > 1):
+            raise KnowledgeError(f"{where}: check {row.check!r} must be vsac and/or ref, or review")
+        refs.ingredients[row.rxcui] = Ingredient(row.rxcui, row.name, cls, check)
+        names += [(row.name, row.rxcui), *((s, row.rxcui) for s in _split(row.synonyms))]
+    refs.class_members = {c: frozenset(m) for c, m in members.items()}
+    empty = sorted(c for c, m in refs.class_members.items() if not m)
+    if empty:
+        raise KnowledgeError(
+            f"classes.json: class(es) with no ingredient in ingredients.csv: {', '.join(empty)}"
+        )
+    return names
+
+
+def _products(d: Path, refs: _References) -> dict[str, frozenset[str]]:
+    products: dict[str, frozenset[str]] = {}
+    for where, row in _rows(d, "products.csv", kf.ProductRow):
+        if row.rxcui in products or row.rxcui in refs.ingredients:
+            raise KnowledgeError(f"{where}: RxCUI {row.rxcui} listed twice")
+        ings = _split(row.ingredients)
+        if not ings:
+            raise KnowledgeError(f"{where}: product {row.rxcui} has no ingredient")
+        for i in ings:
+            if i not in refs.ingredients:
+                raise KnowledgeError(f"{where}: product {row.rxcui} references unknown ingredient {i}")
+        products[row.rxcui] = frozenset(ings)
+    return products
+
+
+def _labs(doc: kf.LabsFile, refs: _References) -> tuple[dict[str, LabDef], dict[str, LabOrder]]:
     labs: dict[str, LabDef] = {}
-    for lid, lab in (labs_doc.get("labs") or {}).items():
+    for lid, lab in doc.labs.items():
         where = f"labs.json: lab {lid}"
-        codes = lab.get("loinc")
-        if not isinstance(codes, list) or not codes:
-            raise KnowledgeError(f"{where}: missing LOINC codes")
-        for code in codes:
-            if not isinstance(code, str) or not loinc_ok(code):
+        for code in lab.loinc:
+            if not loinc_ok(code):
                 raise KnowledgeError(f"{where}: bad LOINC code {code!r}")
-        citations(lab, where)
-        bands = tuple(_lab_band(b, f"{where} band", points=True) for b in lab.get("bands") or [])
+        refs.cite(lab.citation, where)
         labs[lid] = LabDef(
             lid,
-            _text(lab, "name", where),
-            tuple(codes),
-            lab.get("unit"),
-            lab.get("display_unit") or lab.get("unit") or "",
-            int(lab.get("decimals", 1)),
-            int(lab.get("max_age_days", 30)),
-            bands,
-            lab.get("molar_mass"),
+            lab.name,
+            tuple(lab.loinc),
+            lab.unit,
+            lab.display_unit or lab.unit or "",
+            lab.decimals,
+            lab.max_age_days,
+            tuple(_lab_band(b, f"{where} band") for b in lab.bands),
+            lab.molar_mass,
         )
     for required in ("potassium", "inr", "qtc", "platelets", "creatinine", "egfr"):
         if required not in labs:
             raise KnowledgeError(f"labs.json: lab {required!r} is required")
-    lab_orders: dict[str, LabOrder] = {}
-    for oid, o in (labs_doc.get("orders") or {}).items():
-        where = f"labs.json: order {oid}"
-        code = _text(o, "loinc", where)
-        if not loinc_ok(code):
-            raise KnowledgeError(f"{where}: bad LOINC code {code!r}")
-        lab_orders[oid] = LabOrder(oid, code, _text(o, "display", where))
+    orders: dict[str, LabOrder] = {}
+    for oid, o in doc.orders.items():
+        if not loinc_ok(o.loinc):
+            raise KnowledgeError(f"labs.json: order {oid}: bad LOINC code {o.loinc!r}")
+        orders[oid] = LabOrder(oid, o.loinc, o.display)
+    return labs, orders
 
-    def dosage(raw: Any, where: str) -> Dosage:
-        if not isinstance(raw, dict):
-            raise KnowledgeError(f"{where}: dosage must be an object")
-        pu = raw.get("period_unit")
-        if pu is not None and pu not in ("h", "d", "wk"):
-            raise KnowledgeError(f"{where}: period_unit {pu!r} must be h, d or wk")
-        return Dosage(
-            _text(raw, "text", where),
-            raw.get("dose"),
-            raw.get("dose_unit"),
-            raw.get("dose_code"),
-            raw.get("frequency"),
-            raw.get("period"),
-            pu,
-            bool(raw.get("as_needed", False)),
-        )
 
-    def lab_refs(entry: Mapping[str, Any], key: str, pool: Mapping[str, Any], where: str) -> tuple[str, ...]:
-        refs = entry.get(key) or []
-        for r in refs:
-            if r not in pool:
-                raise KnowledgeError(f"{where}: {key} references unknown {r!r}")
-        return tuple(refs)
-
-    # interactions
-    interactions: list[Interaction] = []
+def _interactions(
+    doc: kf.InteractionsFile,
+    refs: _References,
+    products: Mapping[str, frozenset[str]],
+    labs: Mapping[str, LabDef],
+    orders: Mapping[str, LabOrder],
+) -> list[Interaction]:
+    out: list[Interaction] = []
     seen: set[str] = set()
-    for rule in L.json("interactions.json").get("rules") or []:
-        rid = rule.get("id")
-        where = f"interactions.json: rule {rid}"
-        if not isinstance(rid, str) or not rid or rid in seen:
+    for r in doc.rules:
+        where = f"interactions.json: rule {r.id}"
+        if r.id in seen:
             raise KnowledgeError(f"{where}: missing or duplicate id")
-        seen.add(rid)
-        onc = rule.get("onc")
-        if onc not in (None, "high-priority", "non-interruptive"):
-            raise KnowledgeError(f"{where}: onc must be high-priority or non-interruptive")
-        factors = tuple(rule.get("factors") or ())
-        for f in factors:
-            if f not in ("age", "renal", "count"):
-                raise KnowledgeError(f"{where}: unknown factor {f!r}")
+        seen.add(r.id)
         alt = None
-        if rule.get("alternative"):
-            a = rule["alternative"]
-            if a.get("replace") not in ("a", "b"):
-                raise KnowledgeError(f"{where}: alternative.replace must be 'a' or 'b'")
-            code = str(a.get("rxcui", ""))
-            if code not in products and code not in ingredients:
+        if r.alternative is not None:
+            a = r.alternative
+            if a.rxcui not in products and a.rxcui not in refs.ingredients:
                 raise KnowledgeError(
-                    f"{where}: alternative RxCUI {code!r} is neither a product nor an ingredient"
+                    f"{where}: alternative RxCUI {a.rxcui!r} is neither a product nor an ingredient"
                 )
-            alt = Alternative(
-                a["replace"],
-                code,
-                _text(a, "display", where),
-                dosage(a.get("dosage"), where),
-                _text(a, "label", where),
-            )
-        interactions.append(
+            alt = Alternative(a.replace, a.rxcui, a.display, _dosage(a.dosage), a.label)
+        out.append(
             Interaction(
-                rid,
-                expand(rule.get("a"), f"{where} (a)"),
-                expand(rule.get("b"), f"{where} (b)"),
-                _severity(rule, where),
-                _text(rule, "problem", where),
-                _text(rule, "mechanism", where),
-                _text(rule, "consequence", where),
-                _text(rule, "management", where),
-                citations(rule, where),
-                onc,
-                lab_refs(rule, "labs", labs, where),
-                lab_refs(rule, "monitor", lab_orders, where),
+                r.id,
+                refs.drugs(r.a, f"{where} (a)"),
+                refs.drugs(r.b, f"{where} (b)"),
+                r.severity,
+                r.problem,
+                r.mechanism,
+                r.consequence,
+                r.management,
+                refs.cite(r.citation, where),
+                r.onc,
+                _known(r.labs, labs, "labs", where),
+                _known(r.monitor, orders, "monitor", where),
                 alt,
-                factors,
+                tuple(r.factors),
             )
         )
-    # ingredient pair -> its rules in file order (a dict keyed by rule id: `rule in list` would
-    # compare whole frozen dataclasses, which dominated load time with class-level rules)
+    return out
+
+
+def _pairs(interactions: Iterable[Interaction]) -> dict[tuple[str, str], tuple[Interaction, ...]]:
+    """Ingredient pair -> its rules in file order (a dict keyed by rule id: `rule in list` would
+    compare whole frozen dataclasses, which dominated load time with class-level rules)."""
     pairs: dict[tuple[str, str], dict[str, Interaction]] = {}
     for rule in interactions:
         for x in rule.a:
@@ -586,168 +547,180 @@ def load_knowledge(directory: Path | str | None = None) -> Knowledge:
                 if x != y:
                     pairs.setdefault((x, y), {})[rule.id] = rule
                     pairs.setdefault((y, x), {})[rule.id] = rule
+    return {k: tuple(v.values()) for k, v in pairs.items()}
 
-    # renal
-    renal: list[RenalRule] = []
-    renal_doc = L.json("renal.json")
-    for rule in renal_doc.get("rules") or []:
-        rid = rule.get("id")
-        where = f"renal.json: rule {rid}"
-        if not isinstance(rid, str) or not rid:
-            raise KnowledgeError(f"{where}: missing id")
-        renal_bands: list[RenalBand] = []
-        for n, b in enumerate(rule.get("bands") or []):
-            bw = f"{where} band {n + 1}"
-            below, above = b.get("below"), b.get("above")
-            if (below is None) == (above is None):
-                raise KnowledgeError(f"{bw}: give exactly one of below/above")
-            if b.get("action") not in ("avoid", "reduce", "monitor"):
-                raise KnowledgeError(f"{bw}: action must be avoid, reduce or monitor")
-            renal_bands.append(
-                RenalBand(
-                    _severity(b, bw),
-                    b["action"],
-                    _text(b, "advice", bw),
-                    float(below) if below is not None else None,
-                    float(above) if above is not None else None,
-                    dosage(b["dose"], bw) if b.get("dose") else None,
-                )
-            )
-        if not renal_bands:
-            raise KnowledgeError(f"{where}: no bands")
-        lows = [b.below for b in renal_bands if b.below is not None]
+
+def _renal(doc: kf.RenalFile, refs: _References) -> list[RenalRule]:
+    out = []
+    for r in doc.rules:
+        where = f"renal.json: rule {r.id}"
+        bands = []
+        for n, b in enumerate(r.bands):
+            if (b.below is None) == (b.above is None):
+                raise KnowledgeError(f"{where} band {n + 1}: give exactly one of below/above")
+            below = float(b.below) if b.below is not None else None
+            above = float(b.above) if b.above is not None else None
+            dose = _dosage(b.dose) if b.dose is not None else None
+            bands.append(RenalBand(b.severity, b.action, b.advice, below, above, dose))
+        lows = [b.below for b in bands if b.below is not None]
         if lows != sorted(lows):
             raise KnowledgeError(f"{where}: 'below' bands must be in increasing order")
-        renal.append(
+        out.append(
             RenalRule(
-                rid,
-                expand(rule.get("drugs"), where),
-                tuple(renal_bands),
-                _text(rule, "mechanism", where),
-                _text(rule, "consequence", where),
-                citations(rule, where),
-                rule.get("note"),
-                _measure(rule, where),
+                r.id,
+                refs.drugs(r.drugs, where),
+                tuple(bands),
+                r.mechanism,
+                r.consequence,
+                refs.cite(r.citation, where),
+                r.note,
+                r.measure,
             )
         )
+    return out
 
-    # Beers
-    beers_doc = L.json("beers.json")
-    beers: list[BeersRule] = []
-    for rule in beers_doc.get("rules") or []:
-        rid = rule.get("id")
-        where = f"beers.json: rule {rid}"
-        if not isinstance(rid, str) or not rid:
-            raise KnowledgeError(f"{where}: missing id")
-        beers.append(
+
+def _beers(doc: kf.BeersFile, refs: _References) -> list[BeersRule]:
+    out = []
+    for r in doc.rules:
+        where = f"beers.json: rule {r.id}"
+        out.append(
             BeersRule(
-                rid,
-                expand(rule.get("drugs"), where),
-                _severity(rule, where),
-                _text(rule, "problem", where),
-                _text(rule, "rationale", where),
-                _text(rule, "recommendation", where),
-                _text(rule, "quality", where),
-                _text(rule, "strength", where),
-                citations(rule, where),
-                tuple(t.lower() for t in rule.get("exclude_text") or ()),
-                _conditions(rule.get("unless_conditions"), where),
-                _conditions(rule.get("only_with_conditions"), where),
-                bool(rule.get("only_new", False)),
+                r.id,
+                refs.drugs(r.drugs, where),
+                r.severity,
+                r.problem,
+                r.rationale,
+                r.recommendation,
+                r.quality,
+                r.strength,
+                refs.cite(r.citation, where),
+                tuple(t.lower() for t in r.exclude_text),
+                _conditions(r.unless_conditions, where),
+                _conditions(r.only_with_conditions, where),
+                r.only_new,
             )
         )
+    return out
 
-    # lab rules
-    lab_rules: list[LabRule] = []
-    for rule in labs_doc.get("rules") or []:
-        rid = rule.get("id")
-        where = f"labs.json: rule {rid}"
-        if not isinstance(rid, str) or not rid:
-            raise KnowledgeError(f"{where}: missing id")
-        if rule.get("lab") not in labs:
-            raise KnowledgeError(f"{where}: unknown lab {rule.get('lab')!r}")
-        bands = tuple(_lab_band(b, f"{where} band", severity=True) for b in rule.get("bands") or [])
-        if not bands:
-            raise KnowledgeError(f"{where}: no bands")
-        lab_rules.append(
+
+def _lab_rules(
+    doc: kf.LabsFile, refs: _References, labs: Mapping[str, LabDef], orders: Mapping[str, LabOrder]
+) -> list[LabRule]:
+    out = []
+    for r in doc.rules:
+        where = f"labs.json: rule {r.id}"
+        if r.lab not in labs:
+            raise KnowledgeError(f"{where}: unknown lab {r.lab!r}")
+        out.append(
             LabRule(
-                rid,
-                expand(rule.get("drugs"), where),
-                rule["lab"],
-                bands,
-                _text(rule, "problem", where),
-                _text(rule, "mechanism", where),
-                _text(rule, "consequence", where),
-                _text(rule, "management", where),
-                citations(rule, where),
-                lab_refs(rule, "monitor", lab_orders, where),
+                r.id,
+                refs.drugs(r.drugs, where),
+                r.lab,
+                tuple(_lab_band(b, f"{where} band", severity=True) for b in r.bands),
+                r.problem,
+                r.mechanism,
+                r.consequence,
+                r.management,
+                refs.cite(r.citation, where),
+                _known(r.monitor, orders, "monitor", where),
             )
         )
+    return out
 
-    # allergies
-    allergy_doc = L.json("allergy_cross.json")
-    groups: list[AllergyGroup] = []
-    for g in allergy_doc.get("groups") or []:
-        gid = g.get("id")
-        where = f"allergy_cross.json: group {gid}"
-        if not isinstance(gid, str) or not gid:
-            raise KnowledgeError(f"{where}: missing id")
+
+def _allergy_groups(doc: kf.AllergyFile, refs: _References) -> list[AllergyGroup]:
+    out = []
+    for g in doc.groups:
+        where = f"allergy_cross.json: group {g.id}"
         cross = []
-        for c in g.get("cross") or []:
-            cw = f"{where} cross {c.get('class')}"
-            if c.get("class") not in class_members:
+        for c in g.cross:
+            cw = f"{where} cross {c.class_}"
+            if c.class_ not in refs.class_members:
                 raise KnowledgeError(f"{cw}: unknown class")
-            cross.append(
-                (
-                    c["class"],
-                    class_members[c["class"]],
-                    _severity(c, cw),
-                    _text(c, "note", cw),
-                    citations(c, cw),
-                )
-            )
-        no_cross = frozenset(g.get("no_cross") or ())
-        for c in no_cross:
-            if c not in class_members:
-                raise KnowledgeError(f"{where}: no_cross names unknown class {c!r}")
+            members = refs.class_members[c.class_]
+            cross.append((c.class_, members, c.severity, c.note, refs.cite(c.citation, cw)))
+        no_cross = refs.classes(g.no_cross, where, "no_cross")
         if no_cross:
-            citations(g, where, "no_cross_citation")
-        groups.append(
+            refs.cite(g.no_cross_citation, where)
+        out.append(
             AllergyGroup(
-                gid,
-                expand(g.get("members"), where),
-                _severity(g, where),
-                citations(g, where),
-                frozenset(g.get("snomed") or ()),
+                g.id,
+                refs.drugs(g.members, where),
+                g.severity,
+                refs.cite(g.citation, where),
+                frozenset(g.snomed),
                 tuple(cross),
                 no_cross,
-                g.get("note"),
+                g.note,
             )
         )
-    allergy_sev = _severity(allergy_doc, "allergy_cross.json", "ingredient_severity")
+    return out
 
-    # duplicates (in classes.json)
-    duplicates: dict[str, DuplicateRule] = {}
-    for cid, c in classes_doc.items():
-        dup = c.get("duplicate")
-        if dup:
-            where = f"classes.json: {cid} duplicate"
-            duplicates[cid] = DuplicateRule(
-                cid,
-                class_names[cid],
-                _severity(dup, where),
-                _text(dup, "consequence", where),
-                _text(dup, "management", where),
-                citations(dup, where),
-            )
 
-    # class names for allergy text ("penicillins", "sulfa")
-    class_name_pairs = [(s, cid) for cid, c in classes_doc.items() for s in c.get("synonyms") or []]
-
-    scoring = replace(
-        _scoring(L.json("scoring.json")),
-        allergy_high_risk_points=int(allergy_doc.get("high_risk_points", 30)),
+def _scoring(doc: kf.ScoringFile, allergy_high_risk_points: int) -> Scoring:
+    t = doc.thresholds
+    if not 0 < t.info < t.warning < t.critical <= 100:
+        raise KnowledgeError("scoring.json: thresholds must satisfy 0 < info < warning < critical <= 100")
+    f = doc.factors
+    return Scoring(
+        msgspec.structs.asdict(doc.severity_points),
+        t.info,
+        t.warning,
+        t.critical,
+        tuple(sorted(((x.min, x.points) for x in f.age), reverse=True)),
+        tuple(sorted((float(x.below), x.points) for x in f.renal)),
+        f.count.per_extra_drug,
+        f.count.max,
+        doc.order_score.per_extra_finding,
+        doc.order_score.max,
+        doc.max_cards_per_order,
+        allergy_high_risk_points,
     )
+
+
+def load_knowledge(directory: Path | str | None = None) -> Knowledge:
+    """Load and validate the knowledge base; raise KnowledgeError naming what is wrong.
+
+    Each file is decoded into its declared shape (knowledge_files); what remains here are the
+    references between files: citations, classes, ingredients, products, labs and lab orders.
+    """
+    d = Path(directory) if directory else KB_DIR
+    version, date, sources = _manifest(d)
+    refs = _References(sources)
+    classes = read_knowledge_file(d, "classes.json", kf.ClassesFile).classes
+    class_names = {cid: c.name for cid, c in classes.items()}
+    class_citations = {cid: refs.cite(c.citation, f"classes.json: {cid}") for cid, c in classes.items()}
+    names = _ingredients(d, refs, classes)
+    products = _products(d, refs)
+    labs_doc = read_knowledge_file(d, "labs.json", kf.LabsFile)
+    labs, lab_orders = _labs(labs_doc, refs)
+    interactions = _interactions(
+        read_knowledge_file(d, "interactions.json", kf.InteractionsFile), refs, products, labs, lab_orders
+    )
+    pairs = _pairs(interactions)
+    renal = _renal(read_knowledge_file(d, "renal.json", kf.RenalFile), refs)
+    beers_doc = read_knowledge_file(d, "beers.json", kf.BeersFile)
+    beers = _beers(beers_doc, refs)
+    lab_rules = _lab_rules(labs_doc, refs, labs, lab_orders)
+    allergy_doc = read_knowledge_file(d, "allergy_cross.json", kf.AllergyFile)
+    groups = _allergy_groups(allergy_doc, refs)
+    duplicates = {
+        cid: DuplicateRule(
+            cid,
+            c.name,
+            c.duplicate.severity,
+            c.duplicate.consequence,
+            c.duplicate.management,
+            refs.cite(c.duplicate.citation, f"classes.json: {cid} duplicate"),
+        )
+        for cid, c in classes.items()
+        if c.duplicate is not None
+    }
+    # class names for allergy text ("penicillins", "sulfa")
+    class_name_pairs = [(s, cid) for cid, c in classes.items() for s in c.synonyms]
+    scoring = _scoring(read_knowledge_file(d, "scoring.json", kf.ScoringFile), allergy_doc.high_risk_points)
+    ingredients, class_members = refs.ingredients, refs.class_members
     kb = Knowledge(
         version=version,
         date=date,
@@ -759,19 +732,19 @@ def load_knowledge(directory: Path | str | None = None) -> Knowledge:
         class_members=class_members,
         class_citations=class_citations,
         interactions=interactions,
-        pairs={k: tuple(v.values()) for k, v in pairs.items()},
+        pairs=pairs,
         renal=renal,
         renal_by_ingredient=_index(renal),
         beers=beers,
         beers_by_ingredient=_index(beers),
-        beers_min_age=int(beers_doc.get("min_age", 65)),
+        beers_min_age=beers_doc.min_age,
         labs=labs,
         lab_orders=lab_orders,
         lab_rules=lab_rules,
         lab_rules_by_ingredient=_index(lab_rules),
         allergy_groups=groups,
-        allergy_ingredient_severity=allergy_sev,
-        allergy_citation=citations(allergy_doc, "allergy_cross.json"),
+        allergy_ingredient_severity=allergy_doc.ingredient_severity,
+        allergy_citation=refs.cite(allergy_doc.citation, "allergy_cross.json"),
         duplicates=duplicates,
         scoring=scoring,
         ingredient_names=NameIndex(names),
@@ -803,69 +776,3 @@ def _index(rules: Iterable[Any]) -> dict[str, tuple[Any, ...]]:
         for code in r.drugs:
             out.setdefault(code, []).append(r)
     return {k: tuple(v) for k, v in out.items()}
-
-
-def _measure(rule: Mapping[str, Any], where: str) -> str:
-    m = rule.get("measure", "egfr")
-    if m not in ("egfr", "crcl"):
-        raise KnowledgeError(f"{where}: measure must be egfr or crcl")
-    return str(m)
-
-
-def _conditions(raw: Any, where: str) -> ConditionSet | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, dict) or not (raw.get("icd10_prefixes") or raw.get("snomed")):
-        raise KnowledgeError(f"{where}: conditions need icd10_prefixes or snomed codes")
-    return ConditionSet(tuple(raw.get("icd10_prefixes") or ()), frozenset(raw.get("snomed") or ()))
-
-
-def _lab_band(b: Any, where: str, points: bool = False, severity: bool = False) -> LabBand:
-    if not isinstance(b, dict) or b.get("op") not in _OPS or not isinstance(b.get("value"), int | float):
-        raise KnowledgeError(f"{where}: needs op (one of {sorted(_OPS)}) and a numeric value")
-    return LabBand(
-        b["op"],
-        float(b["value"]),
-        int(b.get("points", 0)) if points else 0,
-        b.get("label", ""),
-        _severity(b, where) if severity else None,
-    )
-
-
-def _scoring(doc: Mapping[str, Any]) -> Scoring:
-    where = "scoring.json"
-    pts = doc.get("severity_points") or {}
-    for s in SEVERITIES:
-        if not isinstance(pts.get(s), int):
-            raise KnowledgeError(f"{where}: severity_points.{s} must be an integer")
-    t = doc.get("thresholds") or {}
-    try:
-        info, warning, critical = int(t["info"]), int(t["warning"]), int(t["critical"])
-    except (KeyError, TypeError, ValueError):
-        raise KnowledgeError(f"{where}: thresholds need info, warning and critical") from None
-    if not 0 < info < warning < critical <= 100:
-        raise KnowledgeError(f"{where}: thresholds must satisfy 0 < info < warning < critical <= 100")
-    f = doc.get("factors") or {}
-    age = tuple(sorted(((int(x["min"]), int(x["points"])) for x in f.get("age") or []), reverse=True))
-    renal = tuple(sorted((float(x["below"]), int(x["points"])) for x in f.get("renal") or []))
-    count = f.get("count") or {}
-    order = doc.get("order_score") or {}
-    if doc.get("non_interruptive_max") != "info":
-        raise KnowledgeError(f"{where}: non_interruptive_max must be 'info' (ONC non-interruptive list)")
-    cap = int(doc.get("max_cards_per_order", 3))
-    if cap < 1:
-        raise KnowledgeError(f"{where}: max_cards_per_order must be at least 1")
-    return Scoring(
-        dict(pts),
-        info,
-        warning,
-        critical,
-        age,
-        renal,
-        int(count.get("per_extra_drug", 5)),
-        int(count.get("max", 15)),
-        int(order.get("per_extra_finding", 5)),
-        int(order.get("max", 100)),
-        cap,
-        30,
-    )

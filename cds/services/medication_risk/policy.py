@@ -6,18 +6,19 @@ Data with citations, validated at load like the rest of the knowledge base.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from cds.hooks.cards import SEVERITY_RANK
+from cds.services.medication_risk import knowledge_files as kf
 from cds.services.medication_risk.knowledge import (
     SEVERITIES,
     ConditionSet,
     Knowledge,
     KnowledgeError,
     compare,
+    read_knowledge_file,
 )
 from cds.services.medication_risk.patient import PatientFacts
 
@@ -39,75 +40,57 @@ class Escalation:
 class Policy:
     def __init__(self, kb: Knowledge) -> None:
         self.kb = kb
-        try:
-            self._load(json.loads((kb.directory / "scoring.json").read_text(encoding="utf-8")))
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            if isinstance(e, KnowledgeError):
-                raise
-            raise KnowledgeError(f"scoring.json: malformed entry ({type(e).__name__}: {e})") from None
-
-    def _load(self, doc: Mapping[str, Any]) -> None:
-        kb = self.kb
-        self.escalations = tuple(
-            self._escalation(e) for e in (doc.get("escalations") or {}).get("rules") or []
-        )
-        change = doc.get("change_first") or {}
-        self._cite(change.get("citation"), "scoring.json: change_first")
-        order = change.get("order") or []
-        for c in order:
+        doc = read_knowledge_file(kb.directory, "scoring.json", kf.ScoringFile)
+        self.escalations = tuple(self._escalation(e) for e in doc.escalations.rules)
+        change = doc.change_first
+        self._cite(change.citation, "scoring.json: change_first")
+        for c in change.order:
             if c not in kb.class_members:
                 raise KnowledgeError(f"scoring.json: change_first names unknown class {c!r}")
-        self.change_first: tuple[frozenset[str], ...] = tuple(kb.class_members[c] for c in order)
-        self.cautions: tuple[tuple[frozenset[str], ConditionSet, str, tuple[str, ...]], ...] = tuple(
-            (
-                kb.class_members[c["class"]],
-                ConditionSet(tuple(c.get("icd10_prefixes") or ()), frozenset(c.get("snomed") or ())),
-                str(c["text"]),
-                self._cite(c.get("citation"), "scoring.json: change_first caution"),
-            )
-            for c in change.get("cautions") or []
-        )
-        docs = doc.get("documentation") or {}
-        self.doc_levels = tuple(
-            (str(level["label"]), tuple(level["prefixes"])) for level in docs.get("levels") or []
-        )
-        self.doc_default = str(docs.get("default", "Published evidence"))
+        self.change_first: tuple[frozenset[str], ...] = tuple(kb.class_members[c] for c in change.order)
+        cautions = []
+        for caution in change.cautions:
+            if caution.class_ not in kb.class_members:
+                raise KnowledgeError(
+                    f"scoring.json: change_first caution names unknown class {caution.class_!r}"
+                )
+            conditions = ConditionSet(tuple(caution.icd10_prefixes), frozenset(caution.snomed))
+            citation = self._cite(caution.citation, "scoring.json: change_first caution")
+            cautions.append((kb.class_members[caution.class_], conditions, caution.text, citation))
+        self.cautions: tuple[tuple[frozenset[str], ConditionSet, str, tuple[str, ...]], ...] = tuple(cautions)
+        self.doc_levels = tuple((level.label, tuple(level.prefixes)) for level in doc.documentation.levels)
+        self.doc_default = doc.documentation.default
 
-    def _cite(self, c: Any, where: str) -> tuple[str, ...]:
-        if not isinstance(c, list) or not c or any(s not in self.kb.sources for s in c):
+    def _cite(self, c: list[str], where: str) -> tuple[str, ...]:
+        if not c or any(s not in self.kb.sources for s in c):
             raise KnowledgeError(f"{where}: citation missing or not in manifest.json")
         return tuple(c)
 
-    def _escalation(self, e: Mapping[str, Any]) -> Escalation:
-        where = f"scoring.json: escalation {e.get('id')}"
+    def _escalation(self, e: kf.EscalationEntry) -> Escalation:
+        where = f"scoring.json: escalation {e.id}"
         drugs: set[str] = set()
-        for t in e.get("drugs") or []:
+        for t in e.drugs:
             if t in self.kb.class_members:
                 drugs |= self.kb.class_members[t]
             elif t in self.kb.ingredients:
                 drugs.add(t)
             else:
                 raise KnowledgeError(f"{where}: unknown class or ingredient {t!r}")
-        lab = e.get("lab")
-        if lab is not None and (lab not in self.kb.labs or e.get("op") not in (">=", ">", "<=", "<")):
+        if e.lab is not None and (e.lab not in self.kb.labs or e.op is None):
             raise KnowledgeError(f"{where}: unknown lab or operator")
-        if e.get("indicator") not in SEVERITY_RANK:
-            raise KnowledgeError(f"{where}: indicator must be info, warning or critical")
-        if e.get("severity") is not None and e["severity"] not in SEVERITIES:
-            raise KnowledgeError(f"{where}: unknown severity")
-        if not (lab and drugs) and not e.get("kinds"):
+        if not (e.lab and drugs) and not e.kinds:
             raise KnowledgeError(f"{where}: needs drugs and a lab, or kinds")
         return Escalation(
-            str(e["id"]),
+            e.id,
             frozenset(drugs),
-            lab,
-            e.get("op"),
-            float(e["value"]) if e.get("value") is not None else None,
-            frozenset(e.get("kinds") or ()),
-            e["indicator"],
-            e.get("severity"),
-            str(e["reason"]),
-            self._cite(e.get("citation"), where),
+            e.lab,
+            e.op,
+            float(e.value) if e.value is not None else None,
+            frozenset(e.kinds),
+            e.indicator,
+            e.severity,
+            e.reason,
+            self._cite(e.citation, where),
         )
 
     def escalate(self, findings: Iterable[Any], patient: PatientFacts) -> None:

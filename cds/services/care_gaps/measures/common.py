@@ -7,23 +7,25 @@ one evaluation. Value sets and codes come from cds/knowledge/ecqm-libraries.json
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from typing import Any
 
 from cds.fhir.value import as_dict
 from cds.knowledge import KNOWLEDGE_DIR
+from cds.runtime.shapes import checked_json
 from cds.services.care_gaps.measures import qicore as q
 from cds.services.care_gaps.measures.context import MeasureContext
 from cds.services.care_gaps.measures.medication_period import medication_request_period
-from cds.services.care_gaps.measures.spec import MeasureSpec
+from cds.services.care_gaps.measures.spec import LibrariesFile, MeasureSpec, check_libraries
 
 LIBRARIES_FILE = KNOWLEDGE_DIR / "ecqm-libraries.json"
 
 
 @lru_cache(maxsize=1)
 def libraries() -> dict[str, Any]:
-    return json.loads(LIBRARIES_FILE.read_text(encoding="utf-8"))
+    """The shared libraries' value sets, codes and parameters, checked against LibrariesFile."""
+    data: dict[str, Any] = checked_json(LIBRARIES_FILE, LibrariesFile, check_libraries)
+    return data
 
 
 def _vs(library: str, name: str) -> str:

@@ -1,0 +1,79 @@
+"""The shape of the point-of-care readings file (cds/knowledge/care_gaps_point_of_care.json),
+declared once; each measure's parameter file is declared in measures/spec.py.
+
+The file is checked against its Struct when first read, so a typo or a wrong type stops the
+service with a message naming the file, entry and field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+from cds.hooks.service import ServiceLoadError
+from cds.runtime.shapes import NOT_BLANK, ShapeError, checked_json
+
+Text = Annotated[str, Meta(pattern=NOT_BLANK)]
+
+
+class _Shape(msgspec.Struct, forbid_unknown_fields=True):
+    pass
+
+
+# --- care_gaps_point_of_care.json -----------------------------------------------------------------
+About = msgspec.field(name="_about", default="")
+
+
+class PreventiveVisits(_Shape):
+    label: Text
+    snomed: dict[str, Text]
+    cpt_by_age: list[tuple[int, Text]]  # (from age, CPT code), in increasing age
+
+
+class OfficeVisits(_Shape):
+    label: Text
+    snomed: dict[str, Text]
+    cpt: Text
+
+
+class VisitCodes(_Shape):
+    preventive: PreventiveVisits
+    office: OfficeVisits
+    about: str = About
+
+
+class CurrentVisit(_Shape):
+    cpt: Text
+    display: Text
+    about: str = About
+
+
+class Egfr(_Shape):
+    loinc: dict[str, Text]
+    as_: Text = msgspec.field(name="as")
+    about: str = About
+
+
+class PointOfCareFile(_Shape):
+    visit_codes: VisitCodes
+    current_visit: CurrentVisit
+    egfr: Egfr
+    about: str = About
+
+
+def check_point_of_care(p: PointOfCareFile) -> None:
+    ages = [age for age, _ in p.visit_codes.preventive.cpt_by_age]
+    if ages != sorted(set(ages)):
+        raise ShapeError("cpt_by_age must be in increasing age", "$.visit_codes.preventive.cpt_by_age")
+
+
+def load(path: Path, shape: type[Any], check: Any = None) -> dict[str, Any]:
+    """A knowledge file as data, once it fits `shape` (and `check`); ServiceLoadError otherwise."""
+    try:
+        data: dict[str, Any] = checked_json(path, shape, check)
+    except ShapeError as e:
+        raise ServiceLoadError(str(e)) from None
+    return data
