@@ -57,6 +57,14 @@ class CareGapOrder(_Shape):
     min_age: int | None = None
 
 
+class CareGapComponent(_Shape):
+    """One test of a multi-test measure (CMS951): its value set, the LOINC it orders, its short name."""
+
+    valueset: Text
+    order_code: Text
+    short: Text
+
+
 class CareGap(_Shape):
     importance: Annotated[int, Meta(ge=0, le=100)]
     due: Text
@@ -70,6 +78,12 @@ class CareGap(_Shape):
     due_out_of_control: str | None = None
     out_of_control_orders: list[CareGapOrder] = []
     treatment_guideline: Guideline | None = None
+    # The service's card text, as templates ({value}, {date}) and tables rather than code per measure.
+    out_of_control_summary: str | None = None
+    evidence_summaries: dict[str, Text] = {}
+    last_text: str | None = None
+    due_no_reading_values: list[Text] = []
+    components: list[CareGapComponent] = []
 
 
 class MeasureFile(msgspec.Struct):  # measure-specific parameters beside these are allowed
