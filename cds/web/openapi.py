@@ -21,7 +21,8 @@ from starlette.routing import Route
 from cds import __version__
 from cds.hooks.cards import INDICATORS
 from cds.hooks.discovery import Discovery, ServiceEntry
-from cds.hooks.validation import _USER_TYPES, HOOK_CONTEXT
+from cds.hooks.request import HOOK_CONTEXT
+from cds.hooks.request import USER_TYPES as _USER_TYPES
 from cds.runtime.settings import Settings
 
 OPENAPI_VERSION = "3.1.0"
