@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute, Route
 from cds.feedback.store import open_store
 from cds.fhir.record import PatientRecord
 from cds.fhir.terminology.maps import MAX_SYSTEM_LABELS, MapError, TerminologyMaps, unmapped_systems
-from cds.hooks.cards import Card, could_not_evaluate_card
+from cds.hooks.cards import Card, could_not_evaluate_card, encode_response
 from cds.hooks.discovery import Discovery
 from cds.hooks.fhirfetch import FhirFetcher, missing_medication_references
 from cds.hooks.prefetch import missing_keys
@@ -202,7 +202,7 @@ class CDSApp:
                 self.metrics.cards.labels(service=sid, indicator=c.indicator).inc()
                 if c.kind.startswith("not-checked:"):
                     self.metrics.not_checked.labels(service=sid, reason=c.kind[12:]).inc()
-            return Response(orjson.dumps({"cards": [c.to_json() for c in cards]}), media_type=JSON)
+            return Response(encode_response(cards), media_type=JSON)
         except HTTPProblem as e:
             status = e.status
             if status == 412:
