@@ -99,7 +99,16 @@ class Source(_Wire, frozen=True):
     label: NonEmpty
     url: AbsoluteUrl | UnsetType = UNSET
     icon: AbsoluteUrl | UnsetType = UNSET
-    topic: Coding | UnsetType = UNSET
+    topic: (
+        Annotated[
+            Coding,
+            Meta(
+                description="The kind of card (rule, measure or risk band) in "
+                f"{CARD_KIND_SYSTEM}, unless the source names its own topic."
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
 
     def __post_init__(self) -> None:
         if not self.label:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 
 import msgspec
 from msgspec import Meta, Struct
@@ -29,7 +29,15 @@ USER_TYPES: dict[str, tuple[str, ...]] = {
 }
 
 NonEmpty = Annotated[str, Meta(min_length=1)]
-FhirResource: TypeAlias = dict[str, Any]  # a FHIR R4 resource as JSON; its resourceType is checked in code
+# A FHIR R4 resource stays JSON (a dict); its resourceType is checked in code, where the error can
+# name the prefetch key or the draft order.
+FHIR_RESOURCE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "A FHIR R4 resource (JSON).",
+    "required": ["resourceType"],
+    "properties": {"resourceType": {"type": "string", "minLength": 1}},
+}
+FhirResource: TypeAlias = Annotated[dict[str, Any], Meta(extra_json_schema=FHIR_RESOURCE_SCHEMA)]
 PatientId = Annotated[
     str, Meta(min_length=1, pattern="^[^/]+$", description="A Patient id, not a reference.")
 ]
@@ -63,11 +71,15 @@ class BundleEntry(Struct, frozen=True):
     fullUrl: str | None = None
 
 
-class DraftOrders(Struct, frozen=True):
-    """A FHIR Bundle of draft request resources; each must be about `patientId`."""
+class Bundle(Struct, frozen=True):
+    """A FHIR Bundle of resources (as `context.draftOrders`: the draft orders, each about
+    `patientId`)."""
 
     resourceType: Literal["Bundle"]
     entry: list[BundleEntry] = []
+
+
+DraftOrders = Bundle
 
 
 class PatientViewContext(Struct, frozen=True):
@@ -95,6 +107,10 @@ Context: TypeAlias = PatientViewContext | OrderSignContext | OrderSelectContext
 
 
 class _Call(Struct, frozen=True, kw_only=True):
+    """A call of a CDS service (CDS Hooks 2.0.1 "HTTP Request")."""
+
+    # The rule spanning fields, for the OpenAPI document (checked in cds.hooks.validation).
+    JSON_SCHEMA_RULES: ClassVar[dict[str, Any]] = {"dependentRequired": {"fhirAuthorization": ["fhirServer"]}}
     hook: NonEmpty
     hookInstance: HookInstance
     fhirServer: AbsoluteUrl | None = None
