@@ -16,7 +16,7 @@ as `source.topic` so clients and QA scenarios can tell cards apart), and `score`
 from __future__ import annotations
 
 import uuid as _uuid
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias, get_args
 from urllib.parse import urlsplit
 
 import msgspec
@@ -35,6 +35,10 @@ OVERRIDE_SYSTEM = "https://cds.example.org/CodeSystem/override-reason"
 # ordered display"), so EHRs, QA scenarios and analytics can tell cards apart without the summary.
 CARD_KIND_SYSTEM = "https://cds.example.org/CodeSystem/card-kind"
 
+if TYPE_CHECKING:
+    Omitted: TypeAlias = UnsetType | None  # a builder may pass None for an optional field
+else:
+    Omitted = UnsetType  # the wire (and its JSON Schema) knows no null: the field is omitted
 NonEmpty = Annotated[str, Meta(min_length=1)]
 Summary = Annotated[str, Meta(min_length=1, max_length=SUMMARY_MAX, pattern=r"\S")]
 Uuid = Annotated[str, Meta(extra_json_schema={"format": "uuid"})]
@@ -76,7 +80,7 @@ class Coding(_Wire, frozen=True):
 
     code: NonEmpty
     system: NonEmpty
-    display: NonEmpty | UnsetType = UNSET
+    display: NonEmpty | Omitted = UNSET
 
     def __post_init__(self) -> None:
         if not self.code or not self.system:
@@ -97,8 +101,8 @@ class OverrideReason(Coding, frozen=True):
 
 class Source(_Wire, frozen=True):
     label: NonEmpty
-    url: AbsoluteUrl | UnsetType = UNSET
-    icon: AbsoluteUrl | UnsetType = UNSET
+    url: AbsoluteUrl | Omitted = UNSET
+    icon: AbsoluteUrl | Omitted = UNSET
     topic: (
         Annotated[
             Coding,
@@ -107,7 +111,7 @@ class Source(_Wire, frozen=True):
                 f"{CARD_KIND_SYSTEM}, unless the source names its own topic."
             ),
         ]
-        | UnsetType
+        | Omitted
     ) = UNSET
 
     def __post_init__(self) -> None:
@@ -125,8 +129,8 @@ class Action(_Wire, frozen=True):
 
     type: ActionType
     description: NonEmpty
-    resource: FhirResource | UnsetType = UNSET
-    resource_id: ResourceRef | UnsetType = UNSET
+    resource: FhirResource | Omitted = UNSET
+    resource_id: ResourceRef | Omitted = UNSET
 
     JSON_SCHEMA_RULES: ClassVar[dict[str, Any]] = {
         "allOf": [
@@ -158,7 +162,7 @@ SystemAction = Action  # CDS Hooks 2.0 systemActions are Actions the client appl
 class Suggestion(_Wire, frozen=True):
     label: NonEmpty
     actions: Annotated[tuple[Action, ...], Meta(min_length=1)] = ()
-    is_recommended: bool | UnsetType = UNSET
+    is_recommended: bool | Omitted = UNSET
     uuid: Uuid = msgspec.field(default_factory=_new_uuid)
 
     JSON_SCHEMA_RULES: ClassVar[dict[str, Any]] = {}
@@ -174,8 +178,8 @@ class Link(_Wire, frozen=True):
     url: NonEmpty
     # Required on the wire; a builder that names none makes an absolute link (set in __post_init__,
     # so that omit_defaults never drops it).
-    type: Literal["absolute", "smart"] | UnsetType = UNSET
-    app_context: Annotated[str, Meta(description="Only on `smart` links.")] | UnsetType = UNSET
+    type: Literal["absolute", "smart"] | Omitted = UNSET
+    app_context: Annotated[str, Meta(description="Only on `smart` links.")] | Omitted = UNSET
 
     JSON_SCHEMA_RULES: ClassVar[dict[str, Any]] = {
         "required": ["type"],
@@ -238,9 +242,9 @@ class Card(_Wire, frozen=True):
     indicator: Indicator
     source: Source
     kind: str
-    detail: Annotated[str, Meta(min_length=1, description="GitHub Flavored Markdown.")] | UnsetType = UNSET
+    detail: Annotated[str, Meta(min_length=1, description="GitHub Flavored Markdown.")] | Omitted = UNSET
     suggestions: Annotated[tuple[Suggestion, ...], Meta(min_length=1)] = ()
-    selection_behavior: SelectionBehavior | UnsetType = UNSET
+    selection_behavior: SelectionBehavior | Omitted = UNSET
     override_reasons: Annotated[tuple[OverrideReason, ...], Meta(min_length=1)] = ()
     links: Annotated[tuple[Link, ...], Meta(min_length=1)] = ()
     uuid: Annotated[Uuid, Meta(description="Quote it in feedback.")] = msgspec.field(

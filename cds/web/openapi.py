@@ -53,7 +53,13 @@ def _error(status: int) -> dict[str, Any]:
 
 FHIR_RESOURCE = FHIR_RESOURCE_SCHEMA
 # Declarations whose JSON Schema becomes a component (the types they use come along).
-DECLARED = (*WIRE_TYPES, FhirAuthorization, Bundle, OperationOutcome, *REQUEST_TYPES.values())
+DECLARED: tuple[type[Any], ...] = (
+    *WIRE_TYPES,
+    FhirAuthorization,
+    Bundle,
+    OperationOutcome,
+    *REQUEST_TYPES.values(),
+)
 
 
 def _clean(schema: Any) -> Any:
@@ -240,7 +246,7 @@ def _responses(ok: dict[str, Any], errors: tuple[int, ...]) -> dict[str, Any]:
 
 def build_openapi(discovery: Discovery, settings: Settings) -> dict[str, Any]:
     """The OpenAPI 3.1 document for these services and settings."""
-    secured = [{"cdsClientJwt": []}]
+    secured: list[dict[str, list[str]]] = [{"cdsClientJwt": []}]
     paths: dict[str, Any] = {
         "/cds-services": {
             "get": {
