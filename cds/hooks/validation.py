@@ -203,7 +203,7 @@ def flatten_about(
 
     Hot path (every resource of every call): the common `subject` reference to the context
     patient is recognised by one comparison, everything else is read by `patient_of`."""
-    full_urls = bundle_patient_urls(values.values())
+    full_urls = _FullUrls(values)
     # patient_of reads "Patient/<id>" as <id> exactly when <id> is a valid FHIR id.
     own = f"Patient/{patient_id}" if _FHIR_ID.fullmatch(patient_id) else None
     out: list[tuple[str, int, dict[str, Any], str | None]] = []
@@ -241,6 +241,24 @@ def flatten_about(
             else:
                 out.append((key, i, res, patient_of(res, full_urls)))
     return out
+
+
+class _FullUrls(dict[str, str]):
+    """`bundle_patient_urls` of the values, read only when a `urn:uuid:` reference needs it (most
+    calls have none, and the scan visits every entry)."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        super().__init__()
+        self._values: Mapping[str, Any] | None = values
+
+    def __bool__(self) -> bool:
+        return True
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if self._values is not None:
+            self.update(bundle_patient_urls(self._values.values()))
+            self._values = None
+        return super().get(key, default)
 
 
 def is_about(resource: dict[str, Any], patient_id: str, full_urls: dict[str, str] | None = None) -> bool:
