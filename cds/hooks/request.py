@@ -255,7 +255,10 @@ def shape_error(e: msgspec.ValidationError, hook: str, base: str = "") -> BadReq
     at = (f".{base}" if base else "") + path
     missing = _MISSING.match(what)
     field_path = (at + (f".{missing['name']}" if missing else "")).lstrip(".")
-    sentence = _sentence(field_path, hook, missing is not None or "got `null`" in what)
+    if what.startswith("Number out of range"):  # e.g. 1e999, anywhere in the body
+        sentence = "request body holds a number out of range (a JSON number must fit a 64-bit float)"
+    else:
+        sentence = _sentence(field_path, hook, missing is not None or "got `null`" in what)
     return BadRequest(f"{sentence} ({what} at `${at}`)", expression=[field_path] if field_path else None)
 
 

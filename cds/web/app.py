@@ -1,6 +1,7 @@
 """The Starlette application: discovery, hook calls, operations endpoints.
 
-Request flow: CORS -> AuthGate (JWT) -> route. A hook call: read (limits) -> decode and validate (msgspec, cds.hooks.request) ->
+Request flow: CORS -> AuthGate (JWT) -> route. A hook call: read (limits) -> decode and validate
+(msgspec, cds.hooks.request; cross-field rules in cds.hooks.validation) ->
 prefetch (+ FHIR fallback for missing keys) -> PatientRecord -> service.evaluate -> repeat-alert
 suppression and card memory -> cards.
 """

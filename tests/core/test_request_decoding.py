@@ -223,3 +223,9 @@ def test_any_value_anywhere_is_a_request_or_a_4xx_that_both_paths_agree_on(
     if not isinstance(outcome, HookRequest):
         status, message, _ = outcome
         assert status in (400, 413) and message
+
+
+def test_a_number_out_of_range_is_a_400_not_an_error(cfg: Settings) -> None:
+    raw = orjson.dumps(order_sign(draft(0))).replace(b'"intent":"order"', b'"intent":"order","x":1e999')
+    with pytest.raises(BadRequest, match="number out of range"):
+        decode_hook_request(raw, "medication-risk", "order-sign", cfg, "http://x")
