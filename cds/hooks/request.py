@@ -2,10 +2,11 @@
 
 The msgspec `Struct`s below are the wire contract of a hook call (CDS Hooks 2.0.1 "Calling a CDS
 Service" and the hook pages in ../shared/reference: patient-view 1.0, order-sign 1.1, order-select
-1.0). Decoding and shape validation happen in one pass (`cds.hooks.validation.decode_hook_request`
-from the raw body); the OpenAPI components
-are generated from the same declarations (`cds.web.openapi`); `cds.hooks.validation` keeps only the
-rules that span fields (hook vs service, the patient check, the limits). FHIR resources stay plain
+1.0). The raw body is decoded and its shape validated in one pass
+(`cds.hooks.validation.decode_hook_request`); the OpenAPI components are generated from the same
+declarations (`cds.web.openapi`); `cds.hooks.validation` keeps only the rules that span fields
+(hook vs service, `fhirServer` with a token, the limits, the patient check). A body that does not
+match is a 400 naming the field, with msgspec's path (`shape_error`). FHIR resources stay plain
 dicts, read through `cds.fhir.value` and `cds.fhir.patientref`.
 
 `HookRequest` is what a service sees: the decoded call plus the prefetch flattened and checked.
