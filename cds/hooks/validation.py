@@ -35,7 +35,7 @@ from cds.runtime.settings import Settings
 
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # R4 datatypes, "id"
 
-__all__ = ["HOOK_CONTEXT", "decode_hook_request", "flatten_about", "is_about", "validate_hook_request"]
+__all__ = ["HOOK_CONTEXT", "decode_hook_request", "flatten_about", "validate_hook_request"]
 
 
 def decode_hook_request(
@@ -259,10 +259,3 @@ class _FullUrls(dict[str, str]):
             self.update(bundle_patient_urls(self._values.values()))
             self._values = None
         return super().get(key, default)
-
-
-def is_about(resource: dict[str, Any], patient_id: str, full_urls: dict[str, str] | None = None) -> bool:
-    """True when a resource is about this patient or about no patient (Medication...). A resource
-    whose patient reference cannot be read is not this patient's."""
-    pid = patient_of(resource, full_urls)
-    return pid is None or pid == patient_id
