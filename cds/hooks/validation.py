@@ -171,76 +171,83 @@ def _check_prefetch(
             raise BadRequest(
                 f"prefetch.{key} must be a FHIR resource or null", expression=[f"prefetch.{key}"]
             )
-    resources: list[dict[str, Any]] = []
     skipped: list[tuple[str, int, str]] = []
-    for key, i, res, pid in flatten_about(prefetch, patient_id, skipped):
+    resources, others = flatten_about(prefetch, patient_id, skipped)
+    for key, i, res, pid in others:
         if pid is UNREADABLE:
             skipped.append((key, i, "unreadable-patient-reference"))
             continue
-        if pid is not None and pid != patient_id:
-            what = (
-                "a Patient other than"
-                if res["resourceType"] == "Patient"
-                else (f"a {res['resourceType']} of another patient than")
-            )
-            raise BadRequest(f"prefetch.{key} holds {what} context.patientId", expression=[f"prefetch.{key}"])
-        resources.append(res)
-        if len(resources) > settings.max_prefetch_resources:
-            raise PayloadTooLarge(
-                f"prefetch holds more than {settings.max_prefetch_resources} resources (the configured limit)"
-            )
+        what = (
+            "a Patient other than"
+            if res["resourceType"] == "Patient"
+            else (f"a {res['resourceType']} of another patient than")
+        )
+        raise BadRequest(f"prefetch.{key} holds {what} context.patientId", expression=[f"prefetch.{key}"])
+    if len(resources) > settings.max_prefetch_resources:
+        raise PayloadTooLarge(
+            f"prefetch holds more than {settings.max_prefetch_resources} resources (the configured limit)"
+        )
     return prefetch, resources, skipped
 
 
 def flatten_about(
     values: Mapping[str, Any], patient_id: str, skipped: list[tuple[str, int, str]]
-) -> list[tuple[str, int, dict[str, Any], str | None]]:
-    """The resources of prefetch-like values (key -> resource or Bundle) as (key, entry index,
-    resource, the patient it is about: None for none, UNREADABLE when its reference cannot be
-    read; see `cds.fhir.patientref.patient_of`). The one flatten-and-check of the hook path:
-    prefetch answers and data fetched from `fhirServer` both go through it. Entries holding no
-    resource are recorded in `skipped` as (key, index, reason); OperationOutcomes are dropped.
+) -> tuple[list[dict[str, Any]], list[tuple[str, int, dict[str, Any], str | None]]]:
+    """The resources of prefetch-like values (key -> resource or Bundle), split in those about
+    this patient or about no patient (Medication...), and the others as (key, entry index,
+    resource, patient id, or UNREADABLE when its reference cannot be read; see
+    `cds.fhir.patientref.patient_of`). The one flatten-and-check of the hook path: prefetch
+    answers and data fetched from `fhirServer` both go through it. Entries holding no resource are
+    recorded in `skipped` as (key, index, reason); OperationOutcomes are dropped.
 
     Hot path (every resource of every call): the common `subject` reference to the context
     patient is recognised by one comparison, everything else is read by `patient_of`."""
     full_urls = _FullUrls(values)
     # patient_of reads "Patient/<id>" as <id> exactly when <id> is a valid FHIR id.
     own = f"Patient/{patient_id}" if _FHIR_ID.fullmatch(patient_id) else None
-    out: list[tuple[str, int, dict[str, Any], str | None]] = []
+    ours: list[dict[str, Any]] = []
+    others: list[tuple[str, int, dict[str, Any], str | None]] = []
+
+    def place(key: str, i: int, res: dict[str, Any]) -> None:
+        pid = patient_of(res, full_urls)
+        if pid is None or pid == patient_id:
+            ours.append(res)
+        else:
+            others.append((key, i, res, pid))
+
     for key, value in values.items():
         if value is None:
             continue
         if value.get("resourceType") != "Bundle":
-            found = [(0, r) for r in resources_of(value)]
-        else:
-            entries = value.get("entry")
-            if entries is None:
+            for r in resources_of(value):
+                place(key, 0, r)
+            continue
+        entries = value.get("entry")
+        if entries is None:
+            continue
+        if not isinstance(entries, list):
+            skipped.append((key, 0, "entry-not-a-list"))
+            continue
+        for i, entry in enumerate(entries):
+            res = entry.get("resource") if type(entry) is dict else None
+            rtype = res.get("resourceType") if type(res) is dict else None
+            if type(rtype) is not str:
+                skipped.append((key, i, "not-a-resource"))
                 continue
-            if not isinstance(entries, list):
-                skipped.append((key, 0, "entry-not-a-list"))
-                continue
-            found = []
-            for i, entry in enumerate(entries):
-                res = entry.get("resource") if isinstance(entry, dict) else None
-                rtype = res.get("resourceType") if isinstance(res, dict) else None
-                if not isinstance(rtype, str):
-                    skipped.append((key, i, "not-a-resource"))
-                elif rtype == "Bundle":
-                    found += [(i, r) for r in resources_of(res)]  # a nested Bundle shares its entry's index
-                elif rtype != "OperationOutcome":
-                    found.append((i, res))  # type: ignore[arg-type]
-        for i, res in found:
-            subject = res.get("subject")
+            subject = res.get("subject")  # type: ignore[union-attr]
             if (
                 own is not None
                 and type(subject) is dict
                 and subject.get("reference") == own
-                and res["resourceType"] != "Patient"
+                and rtype != "Patient"
             ):
-                out.append((key, i, res, patient_id))
-            else:
-                out.append((key, i, res, patient_of(res, full_urls)))
-    return out
+                ours.append(res)  # type: ignore[arg-type]
+            elif rtype == "Bundle":
+                for r in resources_of(res):  # a nested Bundle shares its entry's index
+                    place(key, i, r)
+            elif rtype != "OperationOutcome":
+                place(key, i, res)  # type: ignore[arg-type]
+    return ours, others
 
 
 class _FullUrls(dict[str, str]):

@@ -175,11 +175,10 @@ class CDSApp:
                 # A server answering with another patient's data (or an unreadable patient
                 # reference) must not reach a card.
                 unread: list[tuple[str, int, str]] = []
-                for key, i, r, pid in flatten_about(fetched, req.patient_id, unread):
-                    if pid is None or pid == req.patient_id:
-                        resources.append(r)
-                    else:
-                        self._skipped(sid, f"fetched.{key}", i, "not-this-patient")
+                ours, others = flatten_about(fetched, req.patient_id, unread)
+                resources += ours
+                for key, i, _, _ in others:
+                    self._skipped(sid, f"fetched.{key}", i, "not-this-patient")
                 for key, i, reason in unread:
                     self._skipped(sid, f"fetched.{key}", i, reason)
             resources += await self._referenced_medications(request, req, resources)
