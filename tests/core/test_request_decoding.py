@@ -229,3 +229,85 @@ def test_a_number_out_of_range_is_a_400_not_an_error(cfg: Settings) -> None:
     raw = orjson.dumps(order_sign(draft(0))).replace(b'"intent":"order"', b'"intent":"order","x":1e999')
     with pytest.raises(BadRequest, match="number out of range"):
         decode_hook_request(raw, "medication-risk", "order-sign", cfg, "http://x")
+
+
+# --- the one flatten-and-check, against the plain reading it speeds up ------------------------------
+
+_SUBJECTS = st.sampled_from(
+    [
+        None,
+        {"reference": "Patient/p1"},
+        {"reference": "Patient/p2"},
+        {"reference": "patient/p1"},
+        {"reference": "https://ehr.example/fhir/Patient/p1"},
+        {"reference": "urn:uuid:abc"},
+        {"reference": "urn:uuid:nobody"},
+        "Patient/p1",
+        {"display": "no reference"},
+    ]
+)
+_RESOURCES = st.builds(
+    lambda rtype, field, subject, rid: {
+        "resourceType": rtype,
+        **({"id": rid} if rid is not None else {}),
+        **({field: subject} if subject is not None else {}),
+    },
+    st.sampled_from(
+        ["Observation", "Condition", "Patient", "Medication", "OperationOutcome", "AllergyIntolerance"]
+    ),
+    st.sampled_from(["subject", "patient"]),
+    _SUBJECTS,
+    st.sampled_from([None, "p1", "p2", 5]),
+)
+_ENTRIES = st.one_of(
+    st.builds(lambda r: {"resource": r}, _RESOURCES),
+    st.just({"fullUrl": "urn:uuid:abc", "resource": {"resourceType": "Patient", "id": "p1"}}),
+    st.just({"resource": "not a resource"}),
+    st.just("not an entry"),
+    st.builds(
+        lambda rs: {"resource": {"resourceType": "Bundle", "entry": [{"resource": r} for r in rs]}},
+        st.lists(_RESOURCES, max_size=3),
+    ),
+)
+_VALUES = st.one_of(
+    st.none(),
+    _RESOURCES,
+    st.builds(lambda es: {"resourceType": "Bundle", "entry": es}, st.lists(_ENTRIES, max_size=6)),
+    st.just({"resourceType": "Bundle", "entry": {"not": "a list"}}),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from(["a", "b", "c"]), _VALUES, max_size=3),
+    st.sampled_from(["p1", "p 1", "p2"]),
+)
+def test_flatten_about_is_patient_of_over_every_resource(values: dict[str, Any], patient_id: str) -> None:
+    from cds.fhir.patientref import bundle_patient_urls, patient_of
+    from cds.fhir.record import resources_of
+    from cds.hooks.validation import flatten_about
+
+    full_urls = bundle_patient_urls(values.values())
+    expected_ours, expected_others = [], []
+    for key, value in values.items():
+        if value is None:
+            continue
+        if value.get("resourceType") == "Bundle" and isinstance(value.get("entry"), list):
+            found = [
+                (i, r)
+                for i, e in enumerate(value["entry"])
+                if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+                for r in resources_of(e["resource"])
+            ]
+        else:
+            found = [(0, r) for r in resources_of(value)] if value.get("resourceType") != "Bundle" else []
+        for i, r in found:
+            pid = patient_of(r, full_urls)
+            if pid is None or pid == patient_id:
+                expected_ours.append(r)
+            else:
+                expected_others.append((key, i, r, pid))
+    skipped: list[tuple[str, int, str]] = []
+    ours, others = flatten_about(values, patient_id, skipped)
+    assert ours == expected_ours
+    assert others == expected_others
