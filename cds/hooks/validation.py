@@ -234,6 +234,12 @@ def flatten_about(
             if type(rtype) is not str:
                 skipped.append((key, i, "not-a-resource"))
                 continue
+            if rtype == "Bundle":
+                for r in resources_of(res):  # a nested Bundle shares its entry's index
+                    place(key, i, r)
+                continue
+            if rtype == "OperationOutcome":
+                continue
             subject = res.get("subject")  # type: ignore[union-attr]
             if (
                 own is not None
@@ -242,10 +248,7 @@ def flatten_about(
                 and rtype != "Patient"
             ):
                 ours.append(res)  # type: ignore[arg-type]
-            elif rtype == "Bundle":
-                for r in resources_of(res):  # a nested Bundle shares its entry's index
-                    place(key, i, r)
-            elif rtype != "OperationOutcome":
+            else:
                 place(key, i, res)  # type: ignore[arg-type]
     return ours, others
 

@@ -277,7 +277,7 @@ _VALUES = st.one_of(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(
     st.dictionaries(st.sampled_from(["a", "b", "c"]), _VALUES, max_size=3),
     st.sampled_from(["p1", "p 1", "p2"]),
