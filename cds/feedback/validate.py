@@ -44,7 +44,7 @@ class FeedbackCoding(Struct, forbid_unknown_fields=True, omit_defaults=True):
     userSelected: bool | UnsetType = UNSET
 
 
-class OverrideReason(Struct, forbid_unknown_fields=True, omit_defaults=True):
+class FeedbackOverrideReason(Struct, forbid_unknown_fields=True, omit_defaults=True):
     """Why the card was overridden: a coded reason and/or a comment (never stored, only whether any)."""
 
     reason: FeedbackCoding | UnsetType = UNSET
@@ -73,7 +73,7 @@ class Feedback(Struct, forbid_unknown_fields=True, omit_defaults=True):
     acceptedSuggestions: (
         Annotated[list[AcceptedSuggestion], Meta(min_length=1, max_length=MAX_SUGGESTIONS)] | UnsetType
     ) = UNSET
-    overrideReason: OverrideReason | UnsetType = UNSET
+    overrideReason: FeedbackOverrideReason | UnsetType = UNSET
     extension: Any = UNSET
 
 
@@ -120,7 +120,7 @@ CROSS_FIELD_SCHEMA: dict[str, dict[str, Any]] = {
             }
         ]
     },
-    "OverrideReason": {"anyOf": [{"required": ["reason"]}, {"required": ["userComment"]}]},
+    "FeedbackOverrideReason": {"anyOf": [{"required": ["reason"]}, {"required": ["userComment"]}]},
 }
 
 # What each field must be, said the way an EHR developer can fix it (path with [] for any index).
@@ -149,7 +149,7 @@ _OBJECTS: dict[str, type[Struct]] = {
     "": FeedbackRequest,
     "feedback[]": Feedback,
     "feedback[].acceptedSuggestions[]": AcceptedSuggestion,
-    "feedback[].overrideReason": OverrideReason,
+    "feedback[].overrideReason": FeedbackOverrideReason,
     "feedback[].overrideReason.reason": FeedbackCoding,
 }
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$\.?(?P<path>[^`]*)`)?$", re.S)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import orjson
+from msgspec import UNSET, Meta, Struct, UnsetType
 from starlette.responses import Response
 
 # FHIR issue-type codes per status.
@@ -31,6 +32,46 @@ class ServiceLoadError(RuntimeError):
     Defined here, below every layer that raises it (the model manifest among them); services
     import it through `cds.hooks.service`, the service contract.
     """
+
+
+# The error statuses each kind of endpoint answers with besides its success, and what each means:
+# the one table the OpenAPI document (cds.web.openapi) and the tests read. A new status raised by
+# an endpoint is added here (its row), not in the document.
+ENDPOINT_ERRORS: dict[str, tuple[int, ...]] = {
+    # body (cds.web.body): 413, 415, 400; request (cds.hooks.validation): 400, 413; auth gate: 401;
+    # unknown service: 404; method: 405; prefetch unavailable: 412; not ready or draining: 503.
+    "hook": (400, 401, 404, 405, 412, 413, 415, 503),
+    # cds.web.feedback_routes: the body, the feedback shape, the auth gate, the store.
+    "feedback": (400, 401, 404, 405, 413, 415, 503),
+    "discovery": (401,),
+    "feedback-summary": (400, 401, 503),
+    "care-gaps": (400, 401, 413, 415),
+    "model-card": (404,),
+}
+ERROR_TEXT: dict[int, str] = {
+    400: "The request is malformed or violates CDS Hooks 2.0; the OperationOutcome names the field.",
+    401: "No valid signed JWT from a trusted CDS client for this exact URL (`WWW-Authenticate: Bearer`).",
+    404: "No such service (or endpoint).",
+    405: "Method not allowed on this path.",
+    412: "Required FHIR data could be had neither from prefetch nor from `fhirServer`; names the keys.",
+    413: "The body, the prefetch or the draft orders exceed the configured limits.",
+    415: "The body is not JSON (`Content-Type` must be `application/json`).",
+    503: "The service is not ready (model not loaded), shutting down, or its store is unavailable.",
+}
+
+
+class OperationOutcomeIssue(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    severity: Literal["fatal", "error", "warning", "information"]
+    code: Annotated[str, Meta(min_length=1)]
+    diagnostics: Annotated[str, Meta(min_length=1)]
+    expression: Annotated[list[str], Meta(min_length=1)] | UnsetType = UNSET
+
+
+class OperationOutcome(Struct, forbid_unknown_fields=True):
+    """FHIR OperationOutcome: what the caller must fix."""
+
+    resourceType: Literal["OperationOutcome"]
+    issue: Annotated[list[OperationOutcomeIssue], Meta(min_length=1)]
 
 
 class HTTPProblem(Exception):

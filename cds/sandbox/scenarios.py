@@ -27,14 +27,16 @@ A file holds one scenario, a list of them, or `{scenarios: [...]}`. One scenario
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+import msgspec
 import orjson
 import yaml
 
-from cds.hooks.cards import CARD_KIND_SYSTEM, INDICATORS
+from cds.hooks.cards import CARD_KIND_SYSTEM, INDICATORS, ActionType, WireCard
 
 
 class ScenarioError(ValueError):
@@ -128,7 +130,7 @@ def _parse_card(raw: Any, where: str) -> ExpectedCard:
                 )
             actions = s.get("actions")
             if actions is not None and not (
-                isinstance(actions, list) and all(a in ("create", "update", "delete") for a in actions)
+                isinstance(actions, list) and all(a in get_args(ActionType) for a in actions)
             ):
                 raise ScenarioError(f"{sw}.actions: a list of create, update or delete")
             parsed.append(
@@ -244,25 +246,48 @@ def describe_card(card: dict[str, Any]) -> str:
     return f'[{card.get("indicator")}] kind={card_kind(card) or "?"} "{card.get("summary")}"'
 
 
+# Plain words for the commonest breaks (the declaration's own message is used for the rest).
+_SAYS: dict[str, Callable[[Any], str | None]] = {
+    "summary": lambda v: (
+        "summary is missing"
+        if not isinstance(v, str) or not v.strip()
+        else f"summary is {len(v)} characters (must be under 140)"
+    ),
+    "indicator": lambda v: f"indicator {v!r} is not info, warning or critical",
+    "source": lambda v: None if isinstance(v, dict) and v.get("label") else "source.label is missing",
+    "uuid": lambda v: "no uuid (feedback impossible)",
+    "selectionBehavior": lambda v: "suggestions without a valid selectionBehavior",
+}
+_CARD_FIELDS = {f.encode_name: f for f in msgspec.structs.fields(WireCard)}
+
+
 def spec_problems(card: dict[str, Any]) -> list[str]:
-    """CDS Hooks 2.0 rules a card breaks (what would make an EHR or the official sandbox fail)."""
+    """CDS Hooks 2.0 rules a card breaks (what would make an EHR or the official sandbox fail):
+    each field decoded against the card declaration (`cds.hooks.cards.WireCard`), then the card as
+    a whole for the rules that span fields; plus raw HTML in `detail`, which the official sandbox
+    passes through."""
     problems = []
-    summary = card.get("summary")
-    if not isinstance(summary, str) or not summary.strip():
-        problems.append("summary is missing")
-    elif len(summary) >= 140:
-        problems.append(f"summary is {len(summary)} characters (must be under 140)")
-    if card.get("indicator") not in INDICATORS:
-        problems.append(f"indicator {card.get('indicator')!r} is not info, warning or critical")
-    if not isinstance(card.get("source"), dict) or not card["source"].get("label"):
-        problems.append("source.label is missing")
-    if card.get("suggestions") and card.get("selectionBehavior") not in ("at-most-one", "any"):
-        problems.append("suggestions without a valid selectionBehavior")
-    if not card.get("uuid"):
-        problems.append("no uuid (feedback impossible)")
-    for key, value in card.items():
-        if value is None or value == [] or value == {}:
-            problems.append(f"{key} is empty/null (optional fields must be omitted)")
+    for name, f in _CARD_FIELDS.items():
+        if name not in card:
+            if f.required:
+                problems.append(_SAYS.get(name, lambda v: None)(None) or f"{name} is missing")
+            continue
+        value = card[name]
+        if value is None or value == [] or value == {} or value == "":
+            problems.append(f"{name} is empty/null (optional fields must be omitted)")
+            continue
+        try:
+            msgspec.convert(value, f.type)
+        except msgspec.ValidationError as e:
+            problems.append(_SAYS.get(name, lambda v: None)(value) or f"{name}: {e}")
+    problems += [f"{key} is not a card field" for key in card if key not in _CARD_FIELDS]
+    if not problems:
+        try:
+            msgspec.convert(card, WireCard)
+        except msgspec.ValidationError as e:
+            problems.append(
+                "suggestions without a valid selectionBehavior" if "selectionBehavior" in str(e) else str(e)
+            )
     if isinstance(card.get("detail"), str) and _HTML.search(card["detail"]):
         problems.append(
             "detail contains HTML markup (detail is Markdown; some clients pass raw HTML through)"

@@ -1,6 +1,7 @@
 """The Starlette application: discovery, hook calls, operations endpoints.
 
-Request flow: CORS -> AuthGate (JWT) -> route. A hook call: parse (orjson, limits) -> validate ->
+Request flow: CORS -> AuthGate (JWT) -> route. A hook call: read (limits) -> decode and validate
+(msgspec, cds.hooks.request; cross-field rules in cds.hooks.validation) ->
 prefetch (+ FHIR fallback for missing keys) -> PatientRecord -> service.evaluate -> repeat-alert
 suppression and card memory -> cards.
 """
@@ -27,15 +28,15 @@ from starlette.routing import BaseRoute, Route
 
 from cds.feedback.store import open_store
 from cds.feedback.suppression import OPTION_KEYS as SUPPRESSION_OPTIONS
-from cds.fhir.record import PatientRecord, resources_of
+from cds.fhir.record import PatientRecord
 from cds.fhir.terminology.maps import MAX_SYSTEM_LABELS, MapError, TerminologyMaps, unmapped_systems
-from cds.hooks.cards import Card, could_not_evaluate_card
+from cds.hooks.cards import Card, could_not_evaluate_card, encode_response
 from cds.hooks.discovery import Discovery
 from cds.hooks.fhirfetch import FhirFetcher, missing_medication_references
 from cds.hooks.prefetch import missing_keys
 from cds.hooks.registry import load_service
 from cds.hooks.service import Service, ServiceLoadError
-from cds.hooks.validation import is_about, validate_hook_request
+from cds.hooks.validation import decode_hook_request, flatten_about
 from cds.runtime.errors import HTTPProblem, PreconditionFailed, operation_outcome, problem_response
 from cds.runtime.gcpolicy import collect_periodically, freeze_startup_state
 from cds.runtime.metrics import Metrics
@@ -46,7 +47,7 @@ from cds.smart.backend import public_jwks
 from cds.smart.scopes import system_scope
 from cds.smart.tokens import BackendTokens
 from cds.web.authgate import AuthGate
-from cds.web.body import read_json
+from cds.web.body import read_body
 from cds.web.care_gaps_operation import care_gaps_routes
 from cds.web.feedback_routes import feedback_routes
 from cds.web.frontdoor import BodyLimit
@@ -157,8 +158,8 @@ class CDSApp:
         try:
             if self.draining:
                 raise HTTPProblem("the service is shutting down; retry on another instance", status=503)
-            body = await read_json(request, self.settings.max_body_bytes, self.settings.max_json_depth)
-            req = validate_hook_request(body, sid, entry.hook, self.settings, self.base_url(request))
+            raw = await read_body(request, self.settings.max_body_bytes, self.settings.max_json_depth)
+            req = decode_hook_request(raw, sid, entry.hook, self.settings, self.base_url(request))
             hook_instance = req.hook_instance
             service = self.services.get(sid)
             if service is None:
@@ -176,12 +177,13 @@ class CDSApp:
                 fetched = await self._fallback(request, req, entry.prefetch, missing)
                 # A server answering with another patient's data (or an unreadable patient
                 # reference) must not reach a card.
-                for key, value in fetched.items():
-                    for i, r in enumerate(resources_of(value)):
-                        if is_about(r, req.patient_id):
-                            resources.append(r)
-                        else:
-                            self._skipped(sid, f"fetched.{key}", i, "not-this-patient")
+                unread: list[tuple[str, int, str]] = []
+                ours, others = flatten_about(fetched, req.patient_id, unread)
+                resources += ours
+                for key, i, _, _ in others:
+                    self._skipped(sid, f"fetched.{key}", i, "not-this-patient")
+                for key, i, reason in unread:
+                    self._skipped(sid, f"fetched.{key}", i, reason)
             resources += await self._referenced_medications(request, req, resources)
             record = PatientRecord.from_resources(
                 resources, patient_id=req.patient_id, terminology=self.terminology
@@ -203,7 +205,7 @@ class CDSApp:
                 self.metrics.cards.labels(service=sid, indicator=c.indicator).inc()
                 if c.kind.startswith("not-checked:"):
                     self.metrics.not_checked.labels(service=sid, reason=c.kind[12:]).inc()
-            return Response(orjson.dumps({"cards": [c.to_json() for c in cards]}), media_type=JSON)
+            return Response(encode_response(cards), media_type=JSON)
         except HTTPProblem as e:
             status = e.status
             if status == 412:

@@ -50,8 +50,9 @@ def _openers(raw: bytes) -> int:
     return raw.count(b"[") + raw.count(b"{")
 
 
-async def read_json(request: Request, max_bytes: int, max_depth: int) -> Any:
-    """The parsed JSON body, or an HTTPProblem (413 too big, 415 not JSON, 400 malformed/too deep)."""
+async def read_body(request: Request, max_bytes: int, max_depth: int) -> bytes:
+    """The raw JSON body, checked before any decoding: 415 not JSON, 413 too big, 400 empty or
+    nested deeper than `max_depth` (so no decoder recurses that deep)."""
     ctype = request.headers.get("content-type", "")
     media = ctype.split(";", 1)[0].strip().lower()
     if media not in ("application/json", "application/fhir+json") and not media.endswith("+json"):
@@ -73,11 +74,16 @@ async def read_json(request: Request, max_bytes: int, max_depth: int) -> Any:
     raw = b"".join(chunks)
     if not raw:
         raise BadRequest("request body is empty; expected a JSON object")
+    # No text nests deeper than it has brackets: small bodies (feedback) skip the scan.
+    if _openers(raw) > max_depth and json_depth(raw) > max_depth:
+        raise BadRequest(f"JSON nesting is deeper than the limit of {max_depth}")
+    return raw
+
+
+async def read_json(request: Request, max_bytes: int, max_depth: int) -> Any:
+    """The parsed JSON body, or an HTTPProblem (413 too big, 415 not JSON, 400 malformed/too deep)."""
+    raw = await read_body(request, max_bytes, max_depth)
     try:
-        data = orjson.loads(raw)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         raise BadRequest(f"request body is not valid JSON: {e}") from None
-    # No text nests deeper than it has brackets: small bodies (feedback) skip the scan.
-    if isinstance(data, dict | list) and _openers(raw) > max_depth and json_depth(raw) > max_depth:
-        raise BadRequest(f"JSON nesting is deeper than the limit of {max_depth}")
-    return data

@@ -1,16 +1,20 @@
-"""The OpenAPI 3.1 description of this service, built from the code's own definitions.
+"""The OpenAPI 3.1 description of this service, built from the code's own declarations.
 
 Paths come from the discovery document (hooks.json via `Discovery`): one POST path per service,
-with the request schema of its hook (context fields from `cds.hooks.validation.HOOK_CONTEXT`, prefetch
-keys from the service's prefetch templates). The card schema states the rules `cds.hooks.cards`
-enforces, the feedback schema those of CDS Hooks 2.0.1 "Feedback", errors are OperationOutcome.
-Served at `GET /openapi.json`; `python -m cds.web.openapi > openapi.json` writes the committed copy,
-which a test keeps equal to what this module generates.
+with the request schema of its hook. The request, card and error components are the JSON Schema
+msgspec generates from the declarations the service decodes and encodes with (`cds.hooks.request`,
+`cds.hooks.cards`, `cds.runtime.errors`), plus the cross-field rules each declaration states in
+`JSON_SCHEMA_RULES`; the error statuses per endpoint come from `cds.runtime.errors.ENDPOINT_ERRORS`.
+The feedback schema states the rules of CDS Hooks 2.0.1 "Feedback". Served at `GET /openapi.json`;
+`python -m cds.web.openapi > openapi.json` writes the committed copy, which a test keeps equal to
+what this module generates.
 """
 
 from __future__ import annotations
 
+import copy
 import sys
+from functools import cache
 from typing import Any
 
 import msgspec
@@ -21,28 +25,19 @@ from starlette.routing import Route
 
 from cds import __version__
 from cds.feedback.validate import CROSS_FIELD_SCHEMA, FeedbackRequest, FeedbackResponse
-from cds.hooks.cards import INDICATORS
+from cds.hooks.cards import SUMMARY_MAX, WIRE_TYPES
 from cds.hooks.discovery import Discovery, ServiceEntry
-from cds.hooks.validation import _USER_TYPES, HOOK_CONTEXT
+from cds.hooks.request import CONTEXT_TYPES, FHIR_RESOURCE_SCHEMA, REQUEST_TYPES, Bundle, FhirAuthorization
+from cds.runtime.errors import ENDPOINT_ERRORS, ERROR_TEXT, OperationOutcome
 from cds.runtime.settings import Settings
 
 OPENAPI_VERSION = "3.1.0"
 SPEC = "https://cds-hooks.hl7.org/2.0/"
-SUMMARY_MAX = 139  # CDS Hooks: "<140-character summary"; enforced by cds.hooks.cards.Card
-# The statuses each kind of operation can answer with besides its success (cds.runtime.errors, cds.web.body,
-# cds.hooks.validation, cds.web.authgate, cds.web.feedback_routes).
-HOOK_ERRORS = (400, 401, 404, 405, 412, 413, 415, 503)
-FEEDBACK_ERRORS = (400, 401, 404, 405, 413, 415, 503)
-_ERROR_TEXT = {
-    400: "The request is malformed or violates CDS Hooks 2.0; the OperationOutcome names the field.",
-    401: "No valid signed JWT from a trusted CDS client for this exact URL (`WWW-Authenticate: Bearer`).",
-    404: "No such service (or endpoint).",
-    405: "Method not allowed on this path.",
-    412: "Required FHIR data could be had neither from prefetch nor from `fhirServer`; names the keys.",
-    413: "The body, the prefetch or the draft orders exceed the configured limits.",
-    415: "The body is not JSON (`Content-Type` must be `application/json`).",
-    503: "The service is not ready (model not loaded), shutting down, or its store is unavailable.",
-}
+__all__ = ["HOOK_ERRORS", "SUMMARY_MAX", "build_openapi", "default_document", "openapi_route"]
+HOOK_ERRORS = ENDPOINT_ERRORS["hook"]
+FEEDBACK_ERRORS = ENDPOINT_ERRORS["feedback"]
+_ERROR_TEXT = ERROR_TEXT
+REF = "#/components/schemas/{name}"
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -57,13 +52,44 @@ def _error(status: int) -> dict[str, Any]:
     return {"$ref": f"#/components/responses/E{status}"}
 
 
-ABSOLUTE_URL = {"type": "string", "format": "uri", "pattern": "^https?://[^/?#]+"}
-FHIR_RESOURCE = {
-    "type": "object",
-    "description": "A FHIR R4 resource (JSON).",
-    "required": ["resourceType"],
-    "properties": {"resourceType": {"type": "string", "minLength": 1}},
-}
+FHIR_RESOURCE = FHIR_RESOURCE_SCHEMA
+# Declarations whose JSON Schema becomes a component (the types they use come along).
+DECLARED: tuple[type[Any], ...] = (
+    *WIRE_TYPES,
+    FhirAuthorization,
+    Bundle,
+    OperationOutcome,
+    *REQUEST_TYPES.values(),
+)
+
+
+def _clean(schema: Any) -> Any:
+    """msgspec's schema without `title` (the component's name says it) and `default` (a field at
+    its default is omitted from the JSON, so a default says nothing to a client); descriptions
+    (docstrings) on one line."""
+    if isinstance(schema, dict):
+        return {
+            k: " ".join(v.split()) if k == "description" and isinstance(v, str) else _clean(v)
+            for k, v in schema.items()
+            if k not in ("title", "default")
+        }
+    if isinstance(schema, list):
+        return [_clean(v) for v in schema]
+    return schema
+
+
+@cache
+def declared_components() -> dict[str, dict[str, Any]]:
+    """JSON Schema of every declaration, by name, with each one's cross-field rules merged in."""
+    _, components = msgspec.json.schema_components(DECLARED, ref_template=REF)
+    by_name = {t.__name__: t for t in (*DECLARED, *CONTEXT_TYPES.values())}
+    out = {}
+    for name, schema in components.items():
+        schema = _clean(schema)
+        for key, value in getattr(by_name.get(name), "JSON_SCHEMA_RULES", {}).items():
+            schema[key] = sorted({*schema.get(key, []), *value}) if key == "required" else value
+        out[name] = schema
+    return out
 
 
 def _feedback_schemas() -> dict[str, Any]:
@@ -78,163 +104,8 @@ def _feedback_schemas() -> dict[str, Any]:
 
 
 def _schemas() -> dict[str, Any]:
-    """Components shared by every service: cards, actions, feedback, errors, FHIR basics."""
-    coding = {
-        "type": "object",
-        "description": "CDS Hooks Coding (a trimmed FHIR Coding).",
-        "required": ["system", "code"],
-        "properties": {
-            "system": {"type": "string", "minLength": 1},
-            "code": {"type": "string", "minLength": 1},
-            "display": {"type": "string"},
-        },
-    }
-    action = {
-        "type": "object",
-        "description": "A change the CDS client applies: `create`/`update` carry the full resource, "
-        "`delete` the relative reference `Type/id` of the resource in `resourceId`.",
-        "required": ["type", "description"],
-        "properties": {
-            "type": {"type": "string", "enum": ["create", "update", "delete"]},
-            "description": {"type": "string", "minLength": 1},
-            "resource": FHIR_RESOURCE,
-            "resourceId": {"type": "string", "pattern": "^[A-Za-z]+/.+"},
-        },
-        "allOf": [
-            {
-                "if": {"properties": {"type": {"enum": ["create", "update"]}}},
-                "then": {"required": ["resource"]},
-            },
-            {"if": {"properties": {"type": {"const": "delete"}}}, "then": {"required": ["resourceId"]}},
-        ],
-    }
-    suggestion = {
-        "type": "object",
-        "required": ["label"],
-        "properties": {
-            "label": {"type": "string", "minLength": 1},
-            "uuid": {"type": "string", "format": "uuid"},
-            "isRecommended": {"type": "boolean"},
-            "actions": {"type": "array", "items": _ref("Action"), "minItems": 1},
-        },
-    }
-    link = {
-        "type": "object",
-        "required": ["label", "url", "type"],
-        "properties": {
-            "label": {"type": "string", "minLength": 1},
-            "url": {"type": "string", "minLength": 1},
-            "type": {"type": "string", "enum": ["absolute", "smart"]},
-            "appContext": {"type": "string", "description": "Only on `smart` links."},
-        },
-        "allOf": [
-            {
-                "if": {"properties": {"type": {"const": "absolute"}}},
-                "then": {"properties": {"url": ABSOLUTE_URL}, "not": {"required": ["appContext"]}},
-            }
-        ],
-    }
-    source = {
-        "type": "object",
-        "required": ["label"],
-        "properties": {
-            "label": {"type": "string", "minLength": 1},
-            "url": ABSOLUTE_URL,
-            "icon": ABSOLUTE_URL,
-            "topic": {
-                **_ref("Coding"),
-                "description": "The kind of card (rule, measure or risk band) in "
-                "https://cds.example.org/CodeSystem/card-kind, unless the source names its own topic.",
-            },
-        },
-    }
-    card = {
-        "type": "object",
-        "description": "A CDS Hooks card. Optional fields are omitted, never null or empty.",
-        "required": ["uuid", "summary", "indicator", "source"],
-        "properties": {
-            "uuid": {"type": "string", "format": "uuid", "description": "Quote it in feedback."},
-            "summary": {"type": "string", "minLength": 1, "maxLength": SUMMARY_MAX, "pattern": r"\S"},
-            "detail": {"type": "string", "minLength": 1, "description": "GitHub Flavored Markdown."},
-            "indicator": {"type": "string", "enum": list(INDICATORS)},
-            "source": _ref("Source"),
-            "suggestions": {"type": "array", "items": _ref("Suggestion"), "minItems": 1},
-            "selectionBehavior": {"type": "string", "enum": ["at-most-one", "any"]},
-            "overrideReasons": {
-                "type": "array",
-                "minItems": 1,
-                "items": {
-                    "allOf": [_ref("Coding")],
-                    "required": ["display"],
-                    "properties": {"display": {"minLength": 1}},
-                },
-            },
-            "links": {"type": "array", "items": _ref("Link"), "minItems": 1},
-        },
-        "dependentRequired": {"suggestions": ["selectionBehavior"], "selectionBehavior": ["suggestions"]},
-        "additionalProperties": False,
-    }
-    response = {
-        "type": "object",
-        "required": ["cards"],
-        "properties": {
-            "cards": {"type": "array", "items": _ref("Card")},
-            "systemActions": {"type": "array", "items": _ref("Action")},
-        },
-        "additionalProperties": False,
-    }
-    fhir_authorization = {
-        "type": "object",
-        "description": "OAuth 2.0 bearer token for `fhirServer`; used only to fetch missing prefetch, never stored or logged.",
-        "required": ["access_token", "token_type", "expires_in", "scope", "subject"],
-        "properties": {
-            "access_token": {"type": "string", "minLength": 1},
-            "token_type": {"type": "string", "pattern": "^[Bb][Ee][Aa][Rr][Ee][Rr]$"},
-            "expires_in": {"type": "number"},
-            "scope": {"type": "string", "minLength": 1},
-            "subject": {"type": "string", "minLength": 1},
-            "patient": {"type": "string"},
-        },
-    }
-    bundle = {
-        "type": "object",
-        "required": ["resourceType"],
-        "properties": {
-            "resourceType": {"const": "Bundle"},
-            "entry": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["resource"],
-                    "properties": {"resource": FHIR_RESOURCE},
-                },
-            },
-        },
-    }
-    operation_outcome = {
-        "type": "object",
-        "description": "FHIR OperationOutcome: what the caller must fix.",
-        "required": ["resourceType", "issue"],
-        "properties": {
-            "resourceType": {"const": "OperationOutcome"},
-            "issue": {
-                "type": "array",
-                "minItems": 1,
-                "items": {
-                    "type": "object",
-                    "required": ["severity", "code", "diagnostics"],
-                    "properties": {
-                        "severity": {"enum": ["fatal", "error", "warning", "information"]},
-                        "code": {"type": "string", "minLength": 1},
-                        "diagnostics": {"type": "string", "minLength": 1},
-                        "expression": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-                    },
-                    "additionalProperties": False,
-                },
-            },
-        },
-        "additionalProperties": False,
-    }
+    """Components shared by every service: the declared ones (cards, request parts, errors), and
+    feedback, discovery and FHIR basics."""
     service = {
         "type": "object",
         "required": ["hook", "description", "id"],
@@ -248,19 +119,15 @@ def _schemas() -> dict[str, Any]:
         },
         "additionalProperties": False,
     }
+    declared = {
+        name: schema
+        for name, schema in declared_components().items()
+        if name not in {t.__name__ for t in (*REQUEST_TYPES.values(), *CONTEXT_TYPES.values())}
+    }
     return {
-        "Coding": coding,
-        "Action": action,
-        "Suggestion": suggestion,
-        "Link": link,
-        "Source": source,
-        "Card": card,
-        "CdsServiceResponse": response,
-        "FhirAuthorization": fhir_authorization,
+        **declared,
         "FhirResource": FHIR_RESOURCE,
-        "Bundle": bundle,
         **_feedback_schemas(),
-        "OperationOutcome": operation_outcome,
         "CdsService": service,
         "Discovery": {
             "type": "object",
@@ -272,67 +139,39 @@ def _schemas() -> dict[str, Any]:
 
 
 def context_schema(hook: str, settings: Settings) -> dict[str, Any]:
-    """The `context` of a hook, from the field table the validator uses (`HOOK_CONTEXT`)."""
-    fields = HOOK_CONTEXT[hook]
-    users = "|".join(_USER_TYPES[hook])
-    props: dict[str, Any] = {}
-    for name in fields:
-        if name == "userId":
-            props[name] = {
-                "type": "string",
-                "pattern": f"^({users})/[^/]+$",
-                "description": f"{users} reference.",
-            }
-        elif name == "patientId":
-            props[name] = {
-                "type": "string",
-                "pattern": "^[^/]+$",
-                "description": "A Patient id, not a reference.",
-            }
-        elif name == "draftOrders":
-            props[name] = {
-                "allOf": [_ref("Bundle")],
-                "properties": {"entry": {"maxItems": settings.max_draft_orders}},
-                "description": "Draft orders; each resource must be about `patientId`.",
-            }
-        elif name == "selections":
-            props[name] = {"type": "array", "items": {"type": "string"}}
-        else:
-            props[name] = {"type": "string", "minLength": 1}
-    return {
-        "type": "object",
-        "required": [n for n, required in fields.items() if required],
-        "properties": props,
-    }
+    """The `context` of a hook: its declaration (`cds.hooks.request`), with the configured limit
+    on draft orders."""
+    schema = copy.deepcopy(declared_components()[CONTEXT_TYPES[hook].__name__])
+    props = schema["properties"]
+    if "draftOrders" in props:
+        props["draftOrders"] = {
+            "allOf": [props["draftOrders"]],
+            "properties": {"entry": {"maxItems": settings.max_draft_orders}},
+            "description": "Draft orders; each resource must be about `patientId`.",
+        }
+    return schema
 
 
 def request_schema(entry: ServiceEntry, settings: Settings) -> dict[str, Any]:
-    """The body of a call to one service: its hook, context and prefetch keys."""
-    prefetch_props = {
-        key: {
-            "description": f"`{template}` (null when the client could not fetch it)",
-            "anyOf": [_ref("Bundle") if "?" in template else _ref("FhirResource"), {"type": "null"}],
-        }
-        for key, template in entry.prefetch.items()
-    }
-    return {
+    """The body of a call to one service: the declaration of its hook's request, with the hook
+    named, the context inlined and the service's prefetch keys."""
+    schema = copy.deepcopy(declared_components()[REQUEST_TYPES[entry.hook].__name__])
+    props = schema["properties"]
+    props["hook"] = {"const": entry.hook}
+    props["context"] = context_schema(entry.hook, settings)
+    props["prefetch"] = {
         "type": "object",
-        "required": ["hook", "hookInstance", "context"],
         "properties": {
-            "hook": {"const": entry.hook},
-            "hookInstance": {"type": "string", "format": "uuid"},
-            "fhirServer": {"type": "string", "format": "uri", "pattern": "^https?://[^/?#]+"},
-            "fhirAuthorization": _ref("FhirAuthorization"),
-            "context": context_schema(entry.hook, settings),
-            "prefetch": {
-                "type": "object",
-                "properties": prefetch_props,
-                "additionalProperties": {"anyOf": [_ref("FhirResource"), {"type": "null"}]},
-                "description": "Resources the client prefetched; keys it omits are fetched from fhirServer.",
-            },
+            key: {
+                "description": f"`{template}` (null when the client could not fetch it)",
+                "anyOf": [_ref("Bundle") if "?" in template else _ref("FhirResource"), {"type": "null"}],
+            }
+            for key, template in entry.prefetch.items()
         },
-        "dependentRequired": {"fhirAuthorization": ["fhirServer"]},
+        "additionalProperties": {"anyOf": [_ref("FhirResource"), {"type": "null"}]},
+        "description": "Resources the client prefetched; keys it omits are fetched from fhirServer.",
     }
+    return schema
 
 
 def _responses(ok: dict[str, Any], errors: tuple[int, ...]) -> dict[str, Any]:
@@ -354,7 +193,7 @@ def build_openapi(discovery: Discovery, settings: Settings) -> dict[str, Any]:
                         "description": "The services, hooks and prefetch templates.",
                         "content": _json(_ref("Discovery")),
                     },
-                    (401,),
+                    ENDPOINT_ERRORS["discovery"],
                 ),
             }
         }
@@ -400,7 +239,8 @@ def build_openapi(discovery: Discovery, settings: Settings) -> dict[str, Any]:
                 for n in ("since", "until", "service")
             ],
             "responses": _responses(
-                {"description": "The report.", "content": _json({"type": "object"})}, (400, 401, 503)
+                {"description": "The report.", "content": _json({"type": "object"})},
+                ENDPOINT_ERRORS["feedback-summary"],
             ),
         }
     }
@@ -416,7 +256,7 @@ def build_openapi(discovery: Discovery, settings: Settings) -> dict[str, Any]:
             "requestBody": {"required": True, "content": _json({"type": "object"})},
             "responses": _responses(
                 {"description": "The gaps-in-care report.", "content": _json({"type": "object"})},
-                (400, 401, 413, 415),
+                ENDPOINT_ERRORS["care-gaps"],
             ),
         }
     }
@@ -463,7 +303,7 @@ def build_openapi(discovery: Discovery, settings: Settings) -> dict[str, Any]:
             "parameters": [name_param],
             "responses": {
                 "200": {"description": "The card.", "content": {"text/html": {"schema": {"type": "string"}}}},
-                "404": _error(404),
+                **{str(s): _error(s) for s in ENDPOINT_ERRORS["model-card"]},
             },
         }
     }
@@ -485,7 +325,7 @@ def build_openapi(discovery: Discovery, settings: Settings) -> dict[str, Any]:
                         "text/markdown": {"schema": {"type": "string"}},
                     },
                 },
-                "404": _error(404),
+                **{str(s): _error(s) for s in ENDPOINT_ERRORS["model-card"]},
             },
         }
     }
@@ -506,7 +346,7 @@ def build_openapi(discovery: Discovery, settings: Settings) -> dict[str, Any]:
                 else {}
             ),
         }
-        for s in sorted(set(HOOK_ERRORS) | set(FEEDBACK_ERRORS))
+        for s in sorted({s for statuses in ENDPOINT_ERRORS.values() for s in statuses})
     }
     return {
         "openapi": OPENAPI_VERSION,

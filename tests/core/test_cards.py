@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,13 +12,17 @@ from cds.hooks.cards import (
     CARD_KIND_SYSTEM,
     Action,
     Card,
+    CdsServiceResponse,
     Coding,
     Link,
     Source,
     Suggestion,
+    WireCard,
+    encode_response,
     override_reason,
     truncate_summary,
 )
+from cds.sandbox.scenarios import spec_problems
 
 SRC = Source(label="cds test")
 
@@ -90,3 +96,61 @@ def test_any_valid_card_serializes_to_spec_json(
     assert ("suggestions" in j) == ("selectionBehavior" in j) == (n_suggestions > 0)
     assert all(r["display"] for r in j.get("overrideReasons", []))
     assert "kind" not in j and "score" not in j
+
+
+# --- one declaration: what the builder makes is what the wire declaration accepts ------------------
+
+
+@given(
+    summary=st.text(min_size=1, max_size=200).filter(lambda s: s.strip()),
+    n_suggestions=st.integers(0, 3),
+    n_links=st.integers(0, 2),
+    detail=st.one_of(st.none(), st.just(""), st.text(max_size=50)),
+)
+def test_every_built_card_decodes_against_the_wire_declaration(
+    summary: str, n_suggestions: int, n_links: int, detail: str | None
+) -> None:
+    card = Card(
+        summary=truncate_summary(summary),
+        indicator="warning",
+        source=Source(label="s", url="https://a.example/x"),
+        kind="k",
+        detail=detail,
+        suggestions=tuple(
+            Suggestion(label=f"s{i}", actions=(Action("delete", "d", resource_id="MedicationRequest/1"),))
+            for i in range(n_suggestions)
+        ),
+        links=tuple(Link(label=f"l{i}", url="https://a.example") for i in range(n_links)),
+    )
+    body = encode_response([card])
+    decoded = msgspec.json.decode(body, type=CdsServiceResponse)
+    assert (
+        orjson.loads(msgspec.json.encode(decoded.cards[0]))
+        == card.to_json()
+        == orjson.loads(body)["cards"][0]
+    )
+    assert [p for p in spec_problems(card.to_json()) if "HTML" not in p] == []  # HTML: a sandbox concern
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"summary": "x" * 140}, "must be under 140"),
+        ({"indicator": "urgent"}, "not info, warning or critical"),
+        ({"detail": None}, "detail is empty/null"),
+        ({"suggestions": [{"label": "a"}]}, "suggestions without a valid selectionBehavior"),
+        (
+            {"overrideReasons": [{"system": "s", "code": "c"}]},
+            "overrideReasons: Object missing required field `display`",
+        ),
+        ({"links": [{"label": "l", "url": "x", "type": "absolute", "appContext": "c"}]}, "links:"),
+        ({"colour": "red"}, "colour is not a card field"),
+    ],
+)
+def test_the_qa_card_check_is_the_declaration(change: dict, problem: str) -> None:
+    good = Card(summary="s", indicator="info", source=SRC, kind="k").to_json()
+    assert spec_problems(good) == []
+    problems = spec_problems({**good, **change})
+    assert any(problem in p for p in problems), problems
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert({**good, **change}, WireCard)

@@ -7,11 +7,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace  # cards are msgspec Structs
 
 from cds.db import migrations
 from cds.db.migrations import SchemaError

@@ -251,3 +251,29 @@ def test_same_ingredient_allergy_outside_any_class_group(service) -> None:
 )
 def test_inactive_refuted_or_non_drug_allergies_are_ignored(service, resource) -> None:
     assert run(service, drafts=[draft("d1", *AMOXICILLIN)], active=[resource]) == []
+
+
+def test_the_service_reads_the_orders_decoded_with_the_request(service, tmp_path) -> None:
+    """draftOrders is decoded and checked once, with the request: the service reads those orders."""
+    import orjson
+
+    from cds.fhir.record import PatientRecord
+    from cds.hooks.validation import decode_hook_request
+    from tests.core.conftest import dev_settings
+
+    order = draft("d1", "99999999", "Ibuprofen 800 MG Oral Tablet", subject={"reference": "Patient/p1"})
+    body = {
+        "hook": "order-sign",
+        "hookInstance": "1f8e0d52-6f83-4a4c-9a47-2d7c0e3b2f10",
+        "context": {
+            "userId": "Practitioner/1",
+            "patientId": "p1",
+            "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": order}]},
+        },
+    }
+    req = decode_hook_request(
+        orjson.dumps(body), "medication-risk", "order-sign", dev_settings(tmp_path), "x"
+    )
+    assert req.orders == (order,)
+    record = PatientRecord.from_resources([med("m1", *WARFARIN)], patient_id="p1")
+    assert "ddi:anticoagulant-nsaid" in kinds(service.evaluate(req, record))

@@ -64,26 +64,9 @@ class MedicationRiskService(CDSService[MedicationRiskOptions]):
 
     def draft_meds(self, request: HookRequest, record: PatientRecord) -> tuple[list[Med], list[Card]]:
         """The draft MedicationRequests of context.draftOrders, and info cards for the medication orders
-        it cannot read (other FHIR versions); BadRequest for an R4 MedicationRequest naming no drug."""
-        bundle = request.context.get("draftOrders")
-        if bundle is None:
-            return [], []
-        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-            raise BadRequest("context.draftOrders must be a FHIR Bundle", expression=["context.draftOrders"])
-        entries = bundle.get("entry") or []
-        if not isinstance(entries, list):
-            raise BadRequest(
-                "context.draftOrders.entry must be a list", expression=["context.draftOrders.entry"]
-            )
-        resources: list[tuple[int, Mapping[str, Any]]] = []
-        for i, entry in enumerate(entries):
-            res = entry.get("resource") if isinstance(entry, dict) else None
-            if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
-                raise BadRequest(
-                    f"context.draftOrders.entry[{i}] has no resource with a resourceType",
-                    expression=[f"context.draftOrders.entry[{i}]"],
-                )
-            resources.append((i, res))
+        it cannot read (other FHIR versions); BadRequest for an R4 MedicationRequest naming no drug.
+        The Bundle itself was decoded and checked once, with the request (`request.draft_orders`)."""
+        resources = list(enumerate(request.draft_orders))
         by_ref = {
             f"{r['resourceType']}/{r['id']}": r
             for _, r in resources
