@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -52,4 +53,5 @@ def create_app(data_dir: Path) -> Starlette:
     )
 
 
-app = create_app(Path(os.environ.get("CDS_DATA_DIR", "./bench-data")))
+# Without CDS_DATA_DIR: a fresh directory (a new development key).
+app = create_app(Path(os.environ.get("CDS_DATA_DIR") or tempfile.mkdtemp(prefix="cds-bare-auth-")))

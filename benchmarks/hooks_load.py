@@ -6,7 +6,7 @@ with two baselines on the same requests:
   library, key and claims checks, and the same replay check on the same kind of store (SQLite file)
   (benchmarks/bare_auth_app.py): the least a secure CDS endpoint must do.
 
-    python benchmarks/hooks_load.py [--seconds 10] [--rate 200]
+    python benchmarks/hooks_load.py [--seconds 10] [--rate 200] [--py-spy DIR]
 
 Needs wrk (`apt-get install -y wrk`, with sudo unless root; or build it from
 https://github.com/wg/wrk). Starts `cds serve --dev` and both baselines (uvicorn, one worker each)
@@ -18,6 +18,8 @@ on loopback, then per service, the three servers back to back on the same bodies
 The service's row gives its throughput as a ratio of each baseline's. Prints the service's peak
 RSS. Requests come from ../shared/data/synthea-r4 (largest charts). Every request carries its own
 freshly signed JWT (the service and bare+JWT refuse replayed tokens; bare ignores it).
+With --py-spy DIR (`pip install py-spy`), the service is sampled during its wrk runs; see
+benchmarks/stacks_summary.py.
 """
 
 from __future__ import annotations
@@ -194,13 +196,45 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def run_wrk(url: str, token_file: Path | None, body_files: list[Path], seconds: int, pid: int) -> dict:
-    """Saturation run: requests/s, non-2xx count, p99, and the server's CPU ms per request."""
+def run_wrk(
+    url: str,
+    token_file: Path | None,
+    body_files: list[Path],
+    seconds: int,
+    pid: int,
+    profile: Path | None = None,
+) -> dict:
+    """Saturation run: requests/s, non-2xx count, p99, and the server's CPU ms per request.
+
+    With `profile`, py-spy samples the server meanwhile and writes its stacks there (collapsed
+    format; summarise with benchmarks/stacks_summary.py)."""
+    spy = None
+    if profile is not None:
+        spy = subprocess.Popen(
+            [
+                shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy",
+                "record",
+                "-r",
+                "250",
+                "-d",
+                str(seconds),
+                "-f",
+                "raw",
+                "-o",
+                str(profile),
+                "-p",
+                str(pid),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     args = ["wrk", "-t1", "-c8", f"-d{seconds}s", "--latency", "-s", str(HERE / "wrk_tokens.lua"), url, "--"]
     args += [str(token_file) if token_file else "/dev/null", *map(str, body_files)]
     cpu0 = cpu_seconds(pid)
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     cpu = cpu_seconds(pid) - cpu0
+    if spy is not None:
+        spy.wait(30)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     n = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
@@ -244,7 +278,15 @@ def main() -> int:
     ap.add_argument(
         "--workers", type=int, default=1, help="worker processes for the service and the bare app"
     )
+    ap.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="record the service with py-spy during each wrk run: DIR/<service>.txt (collapsed stacks)",
+    )
     args = ap.parse_args()
+    if args.py_spy:
+        args.py_spy.mkdir(parents=True, exist_ok=True)
 
     discovery = Discovery.load(REPO_ROOT / "hooks.json")
     patients = load_patients(args.patients)
@@ -326,7 +368,8 @@ def main() -> int:
                 )
                 token_file = tmp / f"tokens-{sid}-{name}.txt"
                 token_file.write_text("\n".join(tokens.mint(url, 3000 * args.seconds)))
-                rows[name] = (fr, run_wrk(url, token_file, body_files[sid], args.seconds, pid))
+                profile = args.py_spy / f"{sid}.txt" if args.py_spy and name == "service" else None
+                rows[name] = (fr, run_wrk(url, token_file, body_files[sid], args.seconds, pid, profile))
             for name, (fr, sat) in rows.items():
                 ratios = ""
                 if name == "service":

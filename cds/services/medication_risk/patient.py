@@ -14,7 +14,16 @@ from typing import Any
 
 from cds.fhir.dates import effective_time
 from cds.fhir.record import PatientRecord
-from cds.fhir.terminology import ICD10, ICD10CM, LOINC, SNOMED, CodeSet, codings, concept_text
+from cds.fhir.terminology import (
+    ICD10,
+    ICD10CM,
+    LOINC,
+    SNOMED,
+    CodeSet,
+    canonical_system,
+    codings,
+    concept_text,
+)
 from cds.fhir.units import quantity_in
 from cds.fhir.value import as_list, as_str
 from cds.services.medication_risk.egfr import (
@@ -148,10 +157,11 @@ def latest_values(
     for obs in record.valid("Observation"):
         if obs.get("status") not in (None, "final", "amended", "corrected", "preliminary"):
             continue
-        hit = {by_code[c] for s, c in codings(obs.get("code")) if s == LOINC and c in by_code}
+        hit: set[str] = set()
+        _loinc_hits(obs.get("code"), by_code, hit)
         for comp in as_list(obs.get("component")):
             if isinstance(comp, dict):
-                hit.update(by_code[c] for s, c in codings(comp.get("code")) if s == LOINC and c in by_code)
+                _loinc_hits(comp.get("code"), by_code, hit)
         if not hit:
             continue
         when = effective_time(obs)
@@ -169,6 +179,25 @@ def latest_values(
                 out[lid] = LabValue(lid, value, when)
                 break
     return out
+
+
+def _loinc_hits(concept: Any, by_code: Mapping[str, str], hit: set[str]) -> None:
+    """Add the labs whose LOINC codes a CodeableConcept (or Coding) carries: what
+    `{by_code[c] for s, c in codings(concept) if s == LOINC and c in by_code}` gives, without a
+    generator per Observation (this runs over the whole chart on every order-sign call); the
+    cheap code lookup goes before the system's."""
+    if not isinstance(concept, dict):
+        return
+    items = concept.get("coding")
+    if items is None and "code" in concept:
+        items = [concept]
+    if not isinstance(items, list):
+        return
+    for c in items:
+        if isinstance(c, dict):
+            code = c.get("code")
+            if isinstance(code, str) and code in by_code and canonical_system(c.get("system")) == LOINC:
+                hit.add(by_code[code])
 
 
 class PatientReader:
