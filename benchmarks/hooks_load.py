@@ -18,7 +18,8 @@ on loopback, then per service, the three servers back to back on the same bodies
 The service's row gives its throughput as a ratio of each baseline's. Prints the service's peak
 RSS. Requests come from ../shared/data/synthea-r4 (largest charts). Every request carries its own
 freshly signed JWT (the service and bare+JWT refuse replayed tokens; bare ignores it).
-With --py-spy DIR (`pip install py-spy`), the service is sampled during its wrk runs; see
+With --against TREE, the same service from another source tree runs beside it (row "against"):
+before/after in one run. With --py-spy DIR (`pip install py-spy`), the service is sampled during its wrk runs; see
 benchmarks/stacks_summary.py.
 """
 
@@ -248,6 +249,28 @@ def run_wrk(
     }
 
 
+def serve(tree: Path, data_dir: Path, port: int, workers: int, env: dict[str, str]) -> subprocess.Popen:
+    """`cds serve --dev` running the code of the source tree `tree`."""
+    command = [
+        sys.executable,
+        "-m",
+        "cds",
+        "serve",
+        "--dev",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+    ]
+    return subprocess.Popen(
+        [*command, "--workers", str(workers)],
+        cwd=tree,
+        env=dict(env, PYTHONPATH=str(tree)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def uvicorn(app: str, port: int, workers: int, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
         [
@@ -278,6 +301,13 @@ def main() -> int:
     ap.add_argument(
         "--workers", type=int, default=1, help="worker processes for the service and the bare app"
     )
+    ap.add_argument("--services", nargs="+", choices=SERVICES, default=list(SERVICES))
+    ap.add_argument(
+        "--against",
+        type=Path,
+        metavar="TREE",
+        help="also run the service from this source tree (row 'against'), e.g. a `git archive` of main",
+    )
     ap.add_argument(
         "--py-spy",
         type=Path,
@@ -300,26 +330,9 @@ def main() -> int:
             body_files[sid].append(p)
     sizes = {sid: statistics.mean(p.stat().st_size for p in fs) / 1024 for sid, fs in body_files.items()}
 
-    port, bare_port, auth_port = free_port(), free_port(), free_port()
+    port, bare_port, auth_port, against_port = free_port(), free_port(), free_port(), free_port()
     env = dict(os.environ, CDS_LOG_LEVEL="warning")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cds",
-            "serve",
-            "--dev",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp / "data"),
-            "--workers",
-            str(args.workers),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = serve(REPO_ROOT, tmp / "data", port, args.workers, env)
     procs = [server]
     try:
         wait_ready(f"http://127.0.0.1:{port}/healthz")
@@ -337,6 +350,12 @@ def main() -> int:
                 dict(env, CDS_DATA_DIR=str(tmp / "bare-auth")),
             )
         )
+        if args.against:
+            # The same service from another source tree (e.g. `git archive main`), same key again.
+            (tmp / "data-against").mkdir(mode=0o700)
+            shutil.copy2(tmp / "data" / "dev-key.pem", tmp / "data-against" / "dev-key.pem")
+            procs.append(serve(args.against.resolve(), tmp / "data-against", against_port, args.workers, env))
+            wait_ready(f"http://127.0.0.1:{against_port}/readyz")
         wait_ready_post(f"http://127.0.0.1:{bare_port}/cds-services/x")
         wait_ready_post(f"http://127.0.0.1:{auth_port}/cds-services/x")
         sampler = RssSampler(server.pid)
@@ -350,12 +369,14 @@ def main() -> int:
             f"{'service':<16}{'server':<10}{'KiB':>5}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'errors':>7}"
             f"{'rps':>8}{'CPU ms/req':>11}{'vs bare':>9}{'vs bare+JWT':>12}"
         )
-        targets = (
+        targets = [
             ("service", port, server.pid),
             ("bare", bare_port, procs[1].pid),
             ("bare+JWT", auth_port, procs[2].pid),
-        )
-        for sid in SERVICES:
+        ]
+        if args.against:
+            targets.insert(1, ("against", against_port, procs[3].pid))
+        for sid in args.services:
             bodies = [p.read_bytes() for p in body_files[sid]]
             rows = {}
             for name, target_port, pid in targets:
@@ -372,7 +393,7 @@ def main() -> int:
                 rows[name] = (fr, run_wrk(url, token_file, body_files[sid], args.seconds, pid, profile))
             for name, (fr, sat) in rows.items():
                 ratios = ""
-                if name == "service":
+                if name in ("service", "against"):
                     ratios = (
                         f"{sat['rps'] / rows['bare'][1]['rps']:>9.0%}"
                         f"{sat['rps'] / rows['bare+JWT'][1]['rps']:>12.0%}"

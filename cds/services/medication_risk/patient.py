@@ -149,10 +149,19 @@ def _lab_value(obs: Mapping[str, Any], lab: LabDef, codes: CodeSet) -> float | N
 
 
 def latest_values(
-    record: PatientRecord, labs: Mapping[str, LabDef], codes: Mapping[str, CodeSet]
+    record: PatientRecord,
+    labs: Mapping[str, LabDef],
+    codes: Mapping[str, CodeSet],
+    by_code: Mapping[str, str] | None = None,
 ) -> dict[str, LabValue]:
-    """The newest readable value of each lab within its freshness window, in one pass over the chart."""
-    by_code = {code: lid for lid, lab in labs.items() for code in lab.loinc}
+    """The newest readable value of each lab within its freshness window, in one pass over the chart.
+
+    `by_code` (LOINC code -> lab id) is derived from `labs` when not given; PatientReader builds it
+    once per process."""
+    if by_code is None:
+        by_code = lab_codes(labs)
+    now = record.now
+    oldest: dict[str, datetime] = {}  # lab id -> start of its freshness window
     candidates: dict[str, list[tuple[datetime, Mapping[str, Any]]]] = {}
     for obs in record.valid("Observation"):
         if obs.get("status") not in (None, "final", "amended", "corrected", "preliminary"):
@@ -165,10 +174,13 @@ def latest_values(
         if not hit:
             continue
         when = effective_time(obs)
-        if when is None or when > record.now:
+        if when is None or when > now:
             continue
         for lid in hit:
-            if when >= record.now - timedelta(days=labs[lid].max_age_days):
+            start = oldest.get(lid)
+            if start is None:
+                start = oldest[lid] = now - timedelta(days=labs[lid].max_age_days)
+            if when >= start:
                 candidates.setdefault(lid, []).append((when, obs))
     out: dict[str, LabValue] = {}
     for lid, found in candidates.items():
@@ -179,6 +191,11 @@ def latest_values(
                 out[lid] = LabValue(lid, value, when)
                 break
     return out
+
+
+def lab_codes(labs: Mapping[str, LabDef]) -> dict[str, str]:
+    """LOINC code -> lab id (a code listed by two labs belongs to the later one)."""
+    return {code: lid for lid, lab in labs.items() for code in lab.loinc}
 
 
 def _loinc_hits(concept: Any, by_code: Mapping[str, str], hit: set[str]) -> None:
@@ -207,12 +224,13 @@ class PatientReader:
         self.kb = kb
         self.resolver = resolver
         self.codes = {lid: CodeSet.of(LOINC, *lab.loinc, name=lid) for lid, lab in kb.labs.items()}
+        self.by_code = lab_codes(kb.labs)
 
     def read(self, record: PatientRecord) -> PatientFacts:
         age = record.age()
         sex = record.sex
         female = None if sex is None else sex == "female"
-        labs = latest_values(record, self.kb.labs, self.codes)
+        labs = latest_values(record, self.kb.labs, self.codes, self.by_code)
         conditions = {pair for c in record.conditions(active_only=True) for pair in codings(c.get("code"))}
         creat = labs.pop("creatinine", None)
         weight = labs.pop("weight", None)
