@@ -12,7 +12,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cds.fhir.dates import effective_time, observed_at
 from cds.fhir.patientref import patient_id_of_reference
+from cds.fhir.record import INVALID_STATUSES, PatientRecord
 from cds.fhir.terminology import LOINC, canonical_system, codings
 from cds.fhir.terminology.maps import STANDARD_SYSTEMS, unmapped_systems
 from cds.fhir.value import dicts
@@ -151,3 +153,33 @@ def test_patient_reference_reading_is_the_strict_one(reference: str, with_urls: 
     )
     assert patient_id_of_reference(reference) == (m.group(1) if m else None)
     assert patient_id_of_reference({"reference": reference}, full_urls) == expected
+
+
+TIMES = st.sampled_from(["2026-11-01T10:00:00Z", "2026-10-01", "2026", "junk", "", None, 3, "0001-01-01"])
+timed = st.fixed_dictionaries(
+    {"resourceType": st.just("Observation")},
+    optional={
+        "effectiveDateTime": TIMES,
+        "effectiveInstant": TIMES,
+        "issued": TIMES,
+        "effectivePeriod": st.one_of(
+            st.none(), st.fixed_dictionaries({}, optional={"start": TIMES, "end": TIMES})
+        ),
+    },
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(timed)
+def test_observed_at_is_effective_time(observation: dict[str, Any]) -> None:
+    assert observed_at(observation) == effective_time(observation)
+
+
+@given(st.lists(observation, max_size=6), st.sampled_from(["Observation", "Condition"]))
+def test_valid_is_the_same_when_asked_twice(resources: list[dict[str, Any]], rtype: str) -> None:
+    record = PatientRecord.from_resources(resources)
+    first = record.valid(rtype)
+    first.append({"resourceType": "X"})  # a caller's list is its own
+    assert record.valid(rtype) == [
+        r for r in record.of_type(rtype) if r.get("status") not in INVALID_STATUSES
+    ]

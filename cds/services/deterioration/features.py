@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from cds.fhir.dates import effective_time, parse_datetime
+from cds.fhir.dates import effective_time, observed_at, parse_datetime
 from cds.fhir.record import PatientRecord
 from cds.fhir.terminology import ICD10, ICD10CM, LOINC, RXNORM, SNOMED, codings
 from cds.fhir.units import quantity_in
@@ -371,7 +371,7 @@ def extract(record: PatientRecord, at: datetime | None = None) -> DeteriorationF
         status = obs.get("status")
         if not isinstance(status, str) or status not in valid_statuses:
             continue
-        t = effective_time(obs)
+        t = observed_at(obs)
         if t is None or t < start or t > at:
             continue
         parts: list[Mapping[str, Any]] = [obs]

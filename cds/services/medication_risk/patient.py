@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from cds.fhir.dates import effective_time
+from cds.fhir.dates import observed_at
 from cds.fhir.record import PatientRecord
 from cds.fhir.terminology import (
     ICD10,
@@ -168,12 +168,14 @@ def latest_values(
             continue
         hit: set[str] = set()
         _loinc_hits(obs.get("code"), by_code, hit)
-        for comp in as_list(obs.get("component")):
-            if isinstance(comp, dict):
-                _loinc_hits(comp.get("code"), by_code, hit)
+        components = obs.get("component")
+        if components:
+            for comp in as_list(components):
+                if isinstance(comp, dict):
+                    _loinc_hits(comp.get("code"), by_code, hit)
         if not hit:
             continue
-        when = effective_time(obs)
+        when = observed_at(obs)
         if when is None or when > now:
             continue
         for lid in hit:
