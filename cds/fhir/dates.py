@@ -82,6 +82,17 @@ def effective_time(resource: dict[str, Any]) -> datetime | None:
     return None
 
 
+def observed_at(observation: dict[str, Any]) -> datetime | None:
+    """`effective_time` of an Observation, its usual `effectiveDateTime` read first: the services
+    ask it of every Observation of the chart on every hook."""
+    v = observation.get("effectiveDateTime")
+    if isinstance(v, str) and v:
+        dt = _parse_datetime(v)
+        if dt is not None:
+            return dt
+    return effective_time(observation)
+
+
 def age_in_years(birth: date, on: date) -> int:
     """Completed years of age on a date (CQL AgeInYearsAt semantics)."""
     years = on.year - birth.year
@@ -94,4 +105,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-__all__ = ["age_in_years", "effective_time", "parse_date", "parse_datetime", "timedelta", "utcnow"]
+__all__ = [
+    "age_in_years",
+    "effective_time",
+    "observed_at",
+    "parse_date",
+    "parse_datetime",
+    "timedelta",
+    "utcnow",
+]

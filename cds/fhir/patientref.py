@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any, Final
 
 SUBJECT_FIELDS: Final = ("subject", "patient", "beneficiary")
@@ -39,12 +40,20 @@ def patient_id_of_reference(reference: Any, full_urls: Mapping[str, str] | None 
         reference = reference.get("reference")
     if type(reference) is not str:
         return None
-    m = _RELATIVE.fullmatch(reference) or _ABSOLUTE.fullmatch(reference)
-    if m:
-        return m.group(1)
+    pid = _patient_id(reference)
+    if pid is not None:
+        return pid
     if full_urls and _UUID.fullmatch(reference):
         return full_urls.get(reference.lower())
     return None
+
+
+@lru_cache(maxsize=4096)
+def _patient_id(reference: str) -> str | None:
+    """The id in a `Patient/<id>` or `.../Patient/<id>` reference. Cached: every resource of a
+    chart names the same patient, and validation reads each one's reference on every hook."""
+    m = _RELATIVE.fullmatch(reference) or _ABSOLUTE.fullmatch(reference)
+    return m.group(1) if m else None
 
 
 def patient_of(resource: Mapping[str, Any], full_urls: Mapping[str, str] | None = None) -> str | None:

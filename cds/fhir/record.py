@@ -59,6 +59,11 @@ class PatientRecord:
     patient: dict[str, Any] | None
     by_type: Mapping[str, tuple[dict[str, Any], ...]]
     now: datetime = field(default_factory=utcnow)
+    # `valid(type)` per type, computed once: the app and the services each read the valid
+    # Observations of the same record. Not an init field, so a record built from another starts empty.
+    _valid: dict[str, tuple[dict[str, Any], ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def from_resources(
@@ -136,7 +141,12 @@ class PatientRecord:
 
     def valid(self, resource_type: str) -> list[dict[str, Any]]:
         """Resources of a type that were not entered in error or cancelled."""
-        return [r for r in self.of_type(resource_type) if _status(r) not in INVALID_STATUSES]
+        found = self._valid.get(resource_type)
+        if found is None:
+            found = self._valid[resource_type] = tuple(
+                r for r in self.of_type(resource_type) if _status(r) not in INVALID_STATUSES
+            )
+        return list(found)
 
     def observations(
         self, codes: CodeSet | None = None, since: datetime | None = None

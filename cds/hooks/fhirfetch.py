@@ -359,14 +359,17 @@ MAX_MEDICATION_READS = 50  # per hook: a chart rarely holds more distinct refere
 def missing_medication_references(resources: list[Any]) -> list[str]:
     """`Medication/<id>` for each Medication referenced by the orders but absent from `resources`
     (contained ones excepted), sorted, at most MAX_MEDICATION_READS."""
-    present = {
-        f"Medication/{r['id']}"
-        for r in resources
-        if isinstance(r, dict) and r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
-    }
+    present: set[str] = set()
     wanted: set[str] = set()
-    for r in resources:
-        if not isinstance(r, dict) or r.get("resourceType") not in _MEDICATION_USERS:
+    for r in resources:  # one pass: this runs over the whole chart on every hook
+        if not isinstance(r, dict):
+            continue
+        rtype = r.get("resourceType")
+        if rtype == "Medication":
+            if isinstance(r.get("id"), str):
+                present.add(f"Medication/{r['id']}")
+            continue
+        if rtype not in _MEDICATION_USERS:
             continue
         ref = r.get("medicationReference")
         target = ref.get("reference") if isinstance(ref, dict) else None

@@ -86,4 +86,9 @@ def hmac_key(settings: Settings) -> bytes:
 
 def patient_key(settings: Settings, patient_id: str) -> str:
     """HMAC-SHA256 of a patient id, hex; the only form in which a patient is ever stored."""
-    return hmac.new(hmac_key(settings), patient_id.encode(), hashlib.sha256).hexdigest()
+    return patient_hash(hmac_key(settings), patient_id)
+
+
+def patient_hash(key: bytes, patient_id: str) -> str:
+    """`patient_key` with the key already read (`hmac_key`): the hook path reads it once at start."""
+    return hmac.new(key, patient_id.encode(), hashlib.sha256).hexdigest()

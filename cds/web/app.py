@@ -41,7 +41,7 @@ from cds.runtime.errors import HTTPProblem, PreconditionFailed, operation_outcom
 from cds.runtime.gcpolicy import collect_periodically, freeze_startup_state
 from cds.runtime.metrics import Metrics
 from cds.runtime.outbound import STRICT, OutboundClient
-from cds.runtime.privacy import hmac_key, make_private_dir, patient_key
+from cds.runtime.privacy import hmac_key, make_private_dir, patient_hash
 from cds.runtime.settings import Settings, SettingsError
 from cds.smart.backend import public_jwks
 from cds.smart.scopes import system_scope
@@ -95,6 +95,7 @@ class CDSApp:
         self.services: dict[str, Service] = {}
         self.load_errors: dict[str, str] = {}
         self.store: Any = None
+        self.hmac_key = b""  # read at start-up
         self.draining = False
         self._gc_task: asyncio.Task[None] | None = None
         self._systems_seen: set[str] = set()
@@ -114,7 +115,8 @@ class CDSApp:
 
     async def startup(self) -> None:
         make_private_dir(self.settings.data_dir)  # 0700: the database and development key live here
-        hmac_key(self.settings)  # the key (kept outside data_dir) is readable, or start-up stops here
+        # The key (kept outside data_dir) is readable, or start-up stops here; read once, not per hook.
+        self.hmac_key = hmac_key(self.settings)
         self.load_services()
         freeze_startup_state()  # see cds/runtime/gcpolicy.py: the collector cost 3/4 of the hook time
         self._gc_task = asyncio.create_task(collect_periodically())
@@ -195,7 +197,7 @@ class CDSApp:
                 caller = request.scope.get("state", {}).get("caller")
                 cards = await self.store.filter_and_record(
                     sid,
-                    patient_key(self.settings, req.patient_id),
+                    patient_hash(self.hmac_key, req.patient_id),
                     cards,
                     record.now,
                     issuer=caller.iss if caller else None,

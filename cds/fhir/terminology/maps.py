@@ -189,23 +189,40 @@ def unmapped_systems(observations: Iterable[Mapping[str, Any]]) -> list[str]:
     """For each Observation with no LOINC code (itself or a component), the local systems it uses.
 
     One entry per (observation, system): what the integration team needs to see is which local
-    code systems still reach the service unmapped, never which codes or values.
+    code systems still reach the service unmapped, never which codes or values. Runs on every hook
+    over every Observation, so the common case (the first coding is standard) is checked first.
     """
     out: list[str] = []
     for obs in observations:
-        parts = [obs.get("code")] + [c.get("code") for c in dicts(obs.get("component"))]
-        systems: set[str] = set()
-        has_loinc = False
-        for concept in parts:
-            if not isinstance(concept, dict):
-                continue
-            for c in dicts(concept.get("coding")):
-                if isinstance(c.get("code"), str):
-                    s = canonical_system(c.get("system") if isinstance(c.get("system"), str) else None)
-                    if s in STANDARD_SYSTEMS:
-                        has_loinc = True  # read as it is (LOINC, or a SNOMED CT finding)
-                    else:
-                        systems.add(s or "none")
-        if not has_loinc:
+        concept = obs.get("code")
+        if isinstance(concept, dict):
+            coding = concept.get("coding")
+            if isinstance(coding, list) and coding:
+                first = coding[0]
+                if (
+                    isinstance(first, dict)
+                    and isinstance(first.get("code"), str)
+                    and canonical_system(first.get("system")) in STANDARD_SYSTEMS
+                ):
+                    continue
+        systems = _local_systems(obs)
+        if systems:
             out += sorted(systems)
     return out
+
+
+def _local_systems(obs: Mapping[str, Any]) -> set[str]:
+    """The code systems of an Observation's codes (itself and its components); empty when one of
+    them is standard (LOINC, or a SNOMED CT finding: read as it is)."""
+    parts = [obs.get("code")] + [c.get("code") for c in dicts(obs.get("component"))]
+    systems: set[str] = set()
+    for concept in parts:
+        if not isinstance(concept, dict):
+            continue
+        for c in dicts(concept.get("coding")):
+            if isinstance(c.get("code"), str):
+                s = canonical_system(c.get("system") if isinstance(c.get("system"), str) else None)
+                if s in STANDARD_SYSTEMS:
+                    return set()
+                systems.add(s or "none")
+    return systems

@@ -174,6 +174,7 @@ def _recoded(
     on every Observation of every chart."""
     out: list[dict[str, Any]] | None = None
     names: set[str] = set()
+    extra_code, extra_system = extra["code"], extra["system"]
     resources = record.of_type(rtype)
     for i, res in enumerate(resources):
         code = res.get("code")
@@ -184,16 +185,14 @@ def _recoded(
             continue
         name = None
         for c in codings:
-            if (
-                isinstance(c, dict)
-                and isinstance(c.get("code"), str)
-                and c["code"] in codes
-                and c.get("system") == system
-            ):
-                name = codes[c["code"]]
-            if isinstance(c, dict) and c.get("code") == extra["code"] and c.get("system") == extra["system"]:
-                name = None
+            if not isinstance(c, dict):
+                continue
+            value = c.get("code")
+            if value == extra_code and c.get("system") == extra_system:
+                name = None  # already carries it
                 break
+            if isinstance(value, str) and value in codes and c.get("system") == system:
+                name = codes[value]
         if name is None:
             continue
         if out is None:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from cds.fhir.dates import effective_time, parse_datetime
+from cds.fhir.dates import effective_time, observed_at, parse_datetime
 from cds.fhir.record import PatientRecord
 from cds.fhir.terminology import ICD10, ICD10CM, LOINC, RXNORM, SNOMED, codings
 from cds.fhir.units import quantity_in
@@ -330,6 +330,15 @@ def _pick(spec: FeatureSpec, readings: list[tuple[float, datetime]]) -> tuple[fl
     return value, time
 
 
+@lru_cache(maxsize=1)
+def _procedure_codes() -> dict[str, frozenset[tuple[str, str]]]:
+    """Procedure feature -> its SNOMED CT (system, code) pairs, built once per process."""
+    return {
+        name: frozenset((SNOMED, c) for c in spec["snomed"])
+        for name, spec in knowledge()["procedures"].items()
+    }
+
+
 def _procedure_in_window(proc: Mapping[str, Any], start: datetime, at: datetime) -> bool:
     period = proc.get("performedPeriod")
     if isinstance(period, dict):
@@ -365,7 +374,7 @@ def extract(record: PatientRecord, at: datetime | None = None) -> DeteriorationF
         status = obs.get("status")
         if not isinstance(status, str) or status not in valid_statuses:
             continue
-        t = effective_time(obs)
+        t = observed_at(obs)
         if t is None or t < start or t > at:
             continue
         parts: list[Mapping[str, Any]] = [obs]
@@ -422,11 +431,11 @@ def extract(record: PatientRecord, at: datetime | None = None) -> DeteriorationF
         g = latest["gcs_total"]
         consciousness = ("A" if g.value >= 15 else "C", g.time, f"GCS {g.value:g}")
 
-    for name, proc_spec in kb["procedures"].items():
-        codes = frozenset((SNOMED, c) for c in proc_spec["snomed"])
+    procedures = [(frozenset(codings(proc.get("code"))), proc) for proc in record.procedures()]
+    for name, codes in _procedure_codes().items():
         present = any(
-            any(p in codes for p in codings(proc.get("code"))) and _procedure_in_window(proc, start, at)
-            for proc in record.procedures()
+            not codes.isdisjoint(pairs) and _procedure_in_window(proc, start, at)
+            for pairs, proc in procedures
         )
         values[name] = 1.0 if present else math.nan
 

@@ -12,9 +12,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from cds.fhir.dates import effective_time
+from cds.fhir.dates import observed_at
 from cds.fhir.record import PatientRecord
-from cds.fhir.terminology import ICD10, ICD10CM, LOINC, SNOMED, CodeSet, codings, concept_text
+from cds.fhir.terminology import (
+    ICD10,
+    ICD10CM,
+    LOINC,
+    SNOMED,
+    CodeSet,
+    canonical_system,
+    codings,
+    concept_text,
+)
 from cds.fhir.units import quantity_in
 from cds.fhir.value import as_list, as_str
 from cds.services.medication_risk.egfr import (
@@ -140,25 +149,40 @@ def _lab_value(obs: Mapping[str, Any], lab: LabDef, codes: CodeSet) -> float | N
 
 
 def latest_values(
-    record: PatientRecord, labs: Mapping[str, LabDef], codes: Mapping[str, CodeSet]
+    record: PatientRecord,
+    labs: Mapping[str, LabDef],
+    codes: Mapping[str, CodeSet],
+    by_code: Mapping[str, str] | None = None,
 ) -> dict[str, LabValue]:
-    """The newest readable value of each lab within its freshness window, in one pass over the chart."""
-    by_code = {code: lid for lid, lab in labs.items() for code in lab.loinc}
+    """The newest readable value of each lab within its freshness window, in one pass over the chart.
+
+    `by_code` (LOINC code -> lab id) is derived from `labs` when not given; PatientReader builds it
+    once per process."""
+    if by_code is None:
+        by_code = lab_codes(labs)
+    now = record.now
+    oldest: dict[str, datetime] = {}  # lab id -> start of its freshness window
     candidates: dict[str, list[tuple[datetime, Mapping[str, Any]]]] = {}
     for obs in record.valid("Observation"):
         if obs.get("status") not in (None, "final", "amended", "corrected", "preliminary"):
             continue
-        hit = {by_code[c] for s, c in codings(obs.get("code")) if s == LOINC and c in by_code}
-        for comp in as_list(obs.get("component")):
-            if isinstance(comp, dict):
-                hit.update(by_code[c] for s, c in codings(comp.get("code")) if s == LOINC and c in by_code)
+        hit: set[str] = set()
+        _loinc_hits(obs.get("code"), by_code, hit)
+        components = obs.get("component")
+        if components:
+            for comp in as_list(components):
+                if isinstance(comp, dict):
+                    _loinc_hits(comp.get("code"), by_code, hit)
         if not hit:
             continue
-        when = effective_time(obs)
-        if when is None or when > record.now:
+        when = observed_at(obs)
+        if when is None or when > now:
             continue
         for lid in hit:
-            if when >= record.now - timedelta(days=labs[lid].max_age_days):
+            start = oldest.get(lid)
+            if start is None:
+                start = oldest[lid] = now - timedelta(days=labs[lid].max_age_days)
+            if when >= start:
                 candidates.setdefault(lid, []).append((when, obs))
     out: dict[str, LabValue] = {}
     for lid, found in candidates.items():
@@ -171,6 +195,30 @@ def latest_values(
     return out
 
 
+def lab_codes(labs: Mapping[str, LabDef]) -> dict[str, str]:
+    """LOINC code -> lab id (a code listed by two labs belongs to the later one)."""
+    return {code: lid for lid, lab in labs.items() for code in lab.loinc}
+
+
+def _loinc_hits(concept: Any, by_code: Mapping[str, str], hit: set[str]) -> None:
+    """Add the labs whose LOINC codes a CodeableConcept (or Coding) carries: what
+    `{by_code[c] for s, c in codings(concept) if s == LOINC and c in by_code}` gives, without a
+    generator per Observation (this runs over the whole chart on every order-sign call); the
+    cheap code lookup goes before the system's."""
+    if not isinstance(concept, dict):
+        return
+    items = concept.get("coding")
+    if items is None and "code" in concept:
+        items = [concept]
+    if not isinstance(items, list):
+        return
+    for c in items:
+        if isinstance(c, dict):
+            code = c.get("code")
+            if isinstance(code, str) and code in by_code and canonical_system(c.get("system")) == LOINC:
+                hit.add(by_code[code])
+
+
 class PatientReader:
     """Builds PatientFacts; holds the per-lab CodeSets so they are built once at start."""
 
@@ -178,12 +226,13 @@ class PatientReader:
         self.kb = kb
         self.resolver = resolver
         self.codes = {lid: CodeSet.of(LOINC, *lab.loinc, name=lid) for lid, lab in kb.labs.items()}
+        self.by_code = lab_codes(kb.labs)
 
     def read(self, record: PatientRecord) -> PatientFacts:
         age = record.age()
         sex = record.sex
         female = None if sex is None else sex == "female"
-        labs = latest_values(record, self.kb.labs, self.codes)
+        labs = latest_values(record, self.kb.labs, self.codes, self.by_code)
         conditions = {pair for c in record.conditions(active_only=True) for pair in codings(c.get("code"))}
         creat = labs.pop("creatinine", None)
         weight = labs.pop("weight", None)
