@@ -28,7 +28,7 @@ from benchmarks.hooks_load import SERVICES
 from benchmarks.synthea_requests import hook_request, load_patients
 from cds.hooks.cards import encode_response
 from cds.hooks.discovery import Discovery
-from cds.hooks.registry import service_class
+from cds.hooks.registry import load_service
 from cds.hooks.validation import decode_hook_request
 from cds.runtime.gcpolicy import freeze_startup_state
 from cds.runtime.settings import REPO_ROOT, load_settings
@@ -48,7 +48,7 @@ def main() -> int:
     discovery = Discovery.load(REPO_ROOT / "hooks.json")
     patients = load_patients(8)
     settings = load_settings(dev=True, data_dir=Path(tempfile.mkdtemp()))
-    services = {sid: service_class(sid)(settings) for sid in SERVICES}
+    services = {sid: load_service(discovery.services[sid], settings) for sid in SERVICES}
     freeze_startup_state()
     print(f"ms per call, median of {args.n}: decoding + validation of the request, before and after;")
     print("the answer's cards as orjson.dumps of to_json() dicts (as the app did) and by encode_response")
