@@ -92,12 +92,15 @@ class FeedbackResponse(Struct):
     stored: Annotated[int, Meta(ge=0, description="New entries (repeats are stored once).")]
 
 
+_WHEN = "YYYY-MM-DD, an RFC 3339 date-time, `now`, or an age before now (`90m`, `12h`, `7d`, `2w`)."
+
+
 class SummaryQuery(Struct, forbid_unknown_fields=True):
     """The query of `GET /feedback/summary`: a time range (see report.time_range) and a service id."""
 
-    since: str | None = None
-    until: str | None = None
-    service: str | None = None
+    since: Annotated[str | None, Meta(description=_WHEN + " Default: 30 days before `until`.")] = None
+    until: Annotated[str | None, Meta(description=_WHEN + " Default: now.")] = None
+    service: Annotated[str | None, Meta(description="Only the cards of this service (its id).")] = None
 
 
 def parse_summary_query(params: Mapping[str, str]) -> SummaryQuery:

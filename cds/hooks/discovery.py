@@ -33,8 +33,14 @@ class ServiceDefinition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]+$")]
     title: NonEmpty
     description: NonEmpty
-    prefetch: dict[str, str] | None = None
-    usageRequirements: str | None = None
+    prefetch: dict[str, str] | msgspec.UnsetType = msgspec.UNSET  # optional, never null
+    usageRequirements: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class DiscoveryDocument(msgspec.Struct, forbid_unknown_fields=True):
+    """The response of `GET /cds-services` (CDS Hooks 2.0 "Discovery")."""
+
+    services: list[ServiceDefinition]
 
 
 class ServiceDeclaration(ServiceDefinition, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -93,7 +99,7 @@ class Discovery:
             if s.hook not in HOOK_CONTEXT:
                 raise SettingsError(f"{where}: unsupported hook {s.hook!r}")
             _check_implementation(where, s.implementation)
-            prefetch = s.prefetch or {}
+            prefetch = s.prefetch or {}  # UNSET is falsy
             probe = {name: "x" for name in HOOK_CONTEXT[s.hook]} | {"userId": "Practitioner/x"}
             for key, template in prefetch.items():
                 for token in _TOKEN.findall(template):

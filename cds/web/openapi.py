@@ -24,9 +24,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cds import __version__
-from cds.feedback.validate import CROSS_FIELD_SCHEMA, FeedbackRequest, FeedbackResponse
+from cds.feedback.validate import CROSS_FIELD_SCHEMA, FeedbackRequest, FeedbackResponse, SummaryQuery
 from cds.hooks.cards import SUMMARY_MAX, WIRE_TYPES
-from cds.hooks.discovery import Discovery, ServiceEntry
+from cds.hooks.discovery import Discovery, DiscoveryDocument, ServiceDefinition, ServiceEntry
 from cds.hooks.request import CONTEXT_TYPES, FHIR_RESOURCE_SCHEMA, REQUEST_TYPES, Bundle, FhirAuthorization
 from cds.runtime.errors import ENDPOINT_ERRORS, ERROR_TEXT, OperationOutcome
 from cds.runtime.settings import Settings
@@ -60,19 +60,29 @@ DECLARED: tuple[type[Any], ...] = (
     Bundle,
     OperationOutcome,
     *REQUEST_TYPES.values(),
+    DiscoveryDocument,
 )
+# Components published under the name the CDS Hooks spec gives them, not the declaration's.
+PUBLISHED_NAMES = {ServiceDefinition.__name__: "CdsService", DiscoveryDocument.__name__: "Discovery"}
 
 
 def _clean(schema: Any) -> Any:
     """msgspec's schema without `title` (the component's name says it) and `default` (a field at
     its default is omitted from the JSON, so a default says nothing to a client); descriptions
-    (docstrings) on one line."""
+    (docstrings) on one line; references to a renamed component follow it (PUBLISHED_NAMES)."""
     if isinstance(schema, dict):
-        return {
-            k: " ".join(v.split()) if k == "description" and isinstance(v, str) else _clean(v)
-            for k, v in schema.items()
-            if k not in ("title", "default")
-        }
+        out: dict[str, Any] = {}
+        for k, v in schema.items():
+            if k == "properties":  # field names, never keywords (a service has a `title` field)
+                out[k] = {name: _clean(field) for name, field in v.items()}
+            elif k == "description" and isinstance(v, str):
+                out[k] = " ".join(v.split())
+            elif k == "$ref" and isinstance(v, str):
+                name = v.rpartition("/")[2]
+                out[k] = REF.format(name=PUBLISHED_NAMES.get(name, name))
+            elif k not in ("title", "default"):
+                out[k] = _clean(v)
+        return out
     if isinstance(schema, list):
         return [_clean(v) for v in schema]
     return schema
@@ -88,7 +98,7 @@ def declared_components() -> dict[str, dict[str, Any]]:
         schema = _clean(schema)
         for key, value in getattr(by_name.get(name), "JSON_SCHEMA_RULES", {}).items():
             schema[key] = sorted({*schema.get(key, []), *value}) if key == "required" else value
-        out[name] = schema
+        out[PUBLISHED_NAMES.get(name, name)] = schema
     return out
 
 
@@ -104,21 +114,8 @@ def _feedback_schemas() -> dict[str, Any]:
 
 
 def _schemas() -> dict[str, Any]:
-    """Components shared by every service: the declared ones (cards, request parts, errors), and
-    feedback, discovery and FHIR basics."""
-    service = {
-        "type": "object",
-        "required": ["hook", "description", "id"],
-        "properties": {
-            "hook": {"type": "string"},
-            "title": {"type": "string"},
-            "description": {"type": "string"},
-            "id": {"type": "string"},
-            "prefetch": {"type": "object", "additionalProperties": {"type": "string"}},
-            "usageRequirements": {"type": "string"},
-        },
-        "additionalProperties": False,
-    }
+    """Components shared by every service: the declared ones (cards, request parts, errors,
+    discovery), and feedback and FHIR basics."""
     declared = {
         name: schema
         for name, schema in declared_components().items()
@@ -128,13 +125,6 @@ def _schemas() -> dict[str, Any]:
         **declared,
         "FhirResource": FHIR_RESOURCE,
         **_feedback_schemas(),
-        "CdsService": service,
-        "Discovery": {
-            "type": "object",
-            "required": ["services"],
-            "properties": {"services": {"type": "array", "items": _ref("CdsService")}},
-            "additionalProperties": False,
-        },
     }
 
 
@@ -172,6 +162,27 @@ def request_schema(entry: ServiceEntry, settings: Settings) -> dict[str, Any]:
         "description": "Resources the client prefetched; keys it omits are fetched from fhirServer.",
     }
     return schema
+
+
+def query_parameters(query: type[msgspec.Struct]) -> list[dict[str, Any]]:
+    """The query parameters of a GET endpoint from the declaration its handler decodes the query
+    into: one per field, a field that may be absent (None) not required, and no null (a query
+    parameter is text or missing)."""
+    _, components = msgspec.json.schema_components([query], ref_template=REF)
+    schema = _clean(components[query.__name__])
+    params = []
+    for field in msgspec.structs.fields(query):
+        prop = dict(schema["properties"][field.encode_name])
+        description = prop.pop("description", None)
+        variants = [v for v in prop.get("anyOf", [prop]) if v.get("type") != "null"]
+        param: dict[str, Any] = {
+            "name": field.encode_name,
+            "in": "query",
+            "required": field.encode_name in schema.get("required", []),
+            "schema": variants[0] if len(variants) == 1 else {"anyOf": variants},
+        }
+        params.append(param | ({"description": description} if description else {}))
+    return params
 
 
 def _responses(ok: dict[str, Any], errors: tuple[int, ...]) -> dict[str, Any]:
@@ -234,10 +245,7 @@ def build_openapi(discovery: Discovery, settings: Settings) -> dict[str, Any]:
             "summary": "Feedback analytics: acceptance and override rates per card kind",
             "tags": ["Operations"],
             "security": secured,
-            "parameters": [
-                {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-                for n in ("since", "until", "service")
-            ],
+            "parameters": query_parameters(SummaryQuery),
             "responses": _responses(
                 {"description": "The report.", "content": _json({"type": "object"})},
                 ENDPOINT_ERRORS["feedback-summary"],

@@ -9,6 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_openapi
 
+from cds.feedback.validate import SummaryQuery
 from cds.hooks.cards import Action, Card, Coding, Link, Source, Suggestion, override_reason
 from cds.hooks.discovery import Discovery
 from cds.hooks.validation import HOOK_CONTEXT
@@ -275,3 +277,32 @@ def test_request_schema_refuses_what_the_validator_refuses(sid: str) -> None:
         {k: v for k, v in body.items() if k != "context"},
     ):
         assert errors(request_pointer(sid), bad), bad
+
+
+def test_served_discovery_document_conforms_and_the_schema_is_the_declaration(caller: Caller) -> None:
+    """`Discovery` and `CdsService` are generated from `DiscoveryDocument`/`ServiceDefinition`:
+    what is served conforms, and an entry hooks.json would refuse is refused by the schema too."""
+    served = caller.get("/cds-services")
+    assert served.status_code == 200
+    assert errors("components/schemas/Discovery", served.json()) == []
+    entry = served.json()["services"][0]
+    for broken in (
+        {k: v for k, v in entry.items() if k != "description"},  # required
+        entry | {"title": ""},  # empty
+        entry | {"id": "a b"},  # not an id
+        entry | {"implementation": "cds.x:Y"},  # ours, never published
+        entry | {"prefetch": None},  # optional, never null
+    ):
+        assert errors("components/schemas/Discovery", {"services": [broken]}), broken
+
+
+def test_summary_query_parameters_are_the_declaration() -> None:
+    """`GET /feedback/summary` documents exactly the fields the handler decodes the query into."""
+    params = document()["paths"]["/feedback/summary"]["get"]["parameters"]
+    fields = msgspec.structs.fields(SummaryQuery)
+    assert [p["name"] for p in params] == [f.encode_name for f in fields]
+    for p in params:
+        assert p["in"] == "query"
+        assert p["required"] is False
+        assert p["schema"] == {"type": "string"}
+        assert p["description"]
