@@ -4,6 +4,7 @@ point-of-care file), and a broken file is refused naming the file, entry and fie
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,11 @@ import pytest
 
 from cds.hooks.service import ServiceLoadError
 from cds.knowledge import KNOWLEDGE_DIR
+from cds.runtime.settings import Settings
 from cds.runtime.shapes import ShapeError, checked_json
 from cds.services.care_gaps import knowledge_files as kf
+from cds.services.care_gaps import point_of_care as poc
+from cds.services.care_gaps.measures import common
 from cds.services.care_gaps.measures.common import LIBRARIES_FILE
 from cds.services.care_gaps.measures.spec import (
     MEASURES_DIR,
@@ -22,6 +26,7 @@ from cds.services.care_gaps.measures.spec import (
     check_measure,
     load_spec,
 )
+from cds.services.care_gaps.service import CareGapsService
 
 MEASURES = sorted(p.stem for p in MEASURES_DIR.glob("CMS*.json"))
 POC = KNOWLEDGE_DIR / "care_gaps_point_of_care.json"
@@ -107,3 +112,28 @@ def test_the_shared_libraries_file_is_checked(tmp_path: Path, edit: Any, message
     with pytest.raises(ShapeError) as e:
         checked_json(tmp_path / LIBRARIES_FILE.name, LibrariesFile, check_libraries)
     assert str(e.value).startswith("ecqm-libraries.json: ") and message in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("module", "attr", "reader", "name"),
+    [
+        (poc, "KNOWLEDGE", poc.knowledge, POC.name),
+        (common, "LIBRARIES_FILE", common.libraries, LIBRARIES_FILE.name),
+    ],
+)
+def test_a_broken_file_stops_the_service_at_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: Any, attr: str, reader: Any, name: str
+) -> None:
+    """load() reads every knowledge file the service uses, so a broken one stops it at start-up
+    (`/readyz` names the file), never on the first request."""
+    broken = tmp_path / name
+    broken.write_text(json.dumps({"unexpected": True}))
+    monkeypatch.setattr(module, attr, broken)
+    reader.cache_clear()
+    try:
+        with pytest.raises(ServiceLoadError, match=re.escape(f"{name}: ")):
+            CareGapsService.from_settings(Settings()).load()
+    finally:
+        monkeypatch.undo()
+        reader.cache_clear()  # the next reader reads the shipped file again
+    assert CareGapsService.from_settings(Settings()).load().specs

@@ -11,7 +11,10 @@ import pytest
 
 from cds.hooks.service import ServiceLoadError
 from cds.knowledge import KNOWLEDGE_DIR
+from cds.runtime.settings import Settings
+from cds.services.deterioration import features, news2, sepsis, service
 from cds.services.deterioration import knowledge_files as kf
+from cds.services.deterioration.service import DeteriorationService
 
 FILES = {
     "news2.json": (kf.News2Chart, kf.check_news2),
@@ -80,3 +83,38 @@ def test_unreadable_file(tmp_path: Path) -> None:
     (tmp_path / "news2.json").write_text("{")
     with pytest.raises(ServiceLoadError, match=r"^news2\.json: cannot be read"):
         kf.load(tmp_path / "news2.json", kf.News2Chart)
+
+
+# Each knowledge file the service reads: the module constant naming it and the cached reader.
+READERS = {
+    "news2.json": (news2, "KNOWLEDGE", news2.chart),
+    "deterioration_sepsis.json": (sepsis, "KNOWLEDGE", sepsis.rules),
+    "deterioration_response.json": (service, "RESPONSE", service._response),
+    "deterioration_features.json": (features, "KNOWLEDGE", features.knowledge),
+    "deterioration_conditions.json": (features, "CONDITIONS", features.conditions_knowledge),
+}
+
+
+def test_every_file_the_service_reads_is_covered() -> None:
+    assert set(READERS) == set(FILES)
+
+
+@pytest.mark.parametrize("name", sorted(READERS))
+def test_a_broken_file_stops_the_service_at_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """load() reads every knowledge file, so a broken one stops the service at start-up (and
+    `/readyz` names the file), never on the first request."""
+    module, attr, reader = READERS[name]
+    broken = tmp_path / name
+    broken.write_text(json.dumps({"unexpected": True}))
+    monkeypatch.setattr(module, attr, broken)
+    reader.cache_clear()
+    try:
+        with pytest.raises(ServiceLoadError) as e:
+            DeteriorationService.from_settings(Settings()).load()
+        assert str(e.value).startswith(f"{name}: "), str(e.value)
+    finally:
+        monkeypatch.undo()
+        reader.cache_clear()  # the next reader reads the shipped file again
+    assert DeteriorationService.from_settings(Settings()).load().model is not None

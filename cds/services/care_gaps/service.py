@@ -101,7 +101,8 @@ class CareGapsService(CDSService[CareGapsOptions]):
         self.accept_legacy_bp_panel = o.accept_legacy_bp_panel
 
     def load(self) -> Self:
-        """The selected measures' specs and the value sets they use."""
+        """The selected measures' specs, the value sets they use and the point-of-care code lists,
+        each checked now, so a broken file stops the service at start-up (`/readyz` names it)."""
         try:
             self.measures = tuple(dict.fromkeys(resolve_measure(m) for m in self.options.measures))
             self.valuesets = default_valuesets()
@@ -109,6 +110,7 @@ class CareGapsService(CDSService[CareGapsOptions]):
             self.visit_codes = _qualifying_visits(self.valuesets)
         except (UnknownMeasureError, ValueSetError, OSError, KeyError, ValueError) as e:
             raise ServiceLoadError(f"care-gaps: cannot load the measures: {e}") from e
+        poc.knowledge()  # ServiceLoadError naming care_gaps_point_of_care.json
         return self
 
     def period_for(self, now: datetime) -> Period:

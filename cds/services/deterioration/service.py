@@ -21,7 +21,7 @@ from cds.hooks.cards import Action, Card, Link, Source, Suggestion, override_rea
 from cds.hooks.service import CDSService, ServiceLoadError
 from cds.knowledge import KNOWLEDGE_DIR
 from cds.services.deterioration import knowledge_files
-from cds.services.deterioration.features import Finding, knowledge
+from cds.services.deterioration.features import Finding, conditions_knowledge, knowledge
 from cds.services.deterioration.model import NAME, Assessment, DeteriorationModel, spo2_scale
 from cds.services.deterioration.news2 import chart
 from cds.services.deterioration.sepsis import SepsisPrompt, rules
@@ -104,12 +104,15 @@ class DeteriorationService(CDSService[DeteriorationOptions]):
         self.scale_options = {"spo2_scale": self.options.spo2_scale}  # as `spo2_scale()` reads them
 
     def load(self) -> Self:
-        """The model (its manifest hashes verified) and the feature knowledge."""
+        """The model (its manifest hashes verified) and every knowledge file the service reads, each
+        checked against its declaration now, so a broken file stops the service at start-up
+        (`/readyz` names it) rather than failing the first request."""
         if self.models_dir is None:
             raise ServiceLoadError("deterioration needs models_dir (the directory holding models/manifest)")
         self.model = DeteriorationModel(self.models_dir / NAME)
         self._worst = {f["name"]: f["worst"] for f in knowledge()["features"]}
-        _response(), rules(), chart()  # the response, sepsis and NEWS2 tables: read now, not on a first call
+        # the code lists, response, sepsis and NEWS2 tables: read now, not on a first call
+        conditions_knowledge(), _response(), rules(), chart()
         return self
 
     def evaluate(self, request: HookRequest, record: PatientRecord) -> list[Card]:
