@@ -1,5 +1,6 @@
 """QA scenarios: a sample patient, a service, its context and draft orders, and the cards expected
-(or none). Loaded from YAML (or JSON) files; `compare` turns an actual answer into a list of
+(or none). Loaded from YAML (or JSON) files, each scenario decoded against its declaration
+(`ScenarioFile`), the rules between fields checked after; `compare` turns an actual answer into a list of
 readable differences, empty when the scenario passes.
 
 A file holds one scenario, a list of them, or `{scenarios: [...]}`. One scenario:
@@ -30,13 +31,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args
+from typing import Annotated, Any, Literal
 
 import msgspec
 import orjson
 import yaml
+from msgspec import UNSET, Meta, UnsetType
 
-from cds.hooks.cards import CARD_KIND_SYSTEM, INDICATORS, ActionType, WireCard
+from cds.hooks.cards import CARD_KIND_SYSTEM, ActionType, Indicator, WireCard
+from cds.runtime.shapes import NOT_BLANK, ShapeError, convert
 
 
 class ScenarioError(ValueError):
@@ -89,119 +92,114 @@ class Scenario:
         return f"{self.file.stem} :: {self.name}"
 
 
-_SCENARIO_KEYS = {"name", "patient", "service", "orders", "draft_orders", "context", "prefetch", "expect"}
-_EXPECT_KEYS = {"status", "cards", "other_cards"}
-_CARD_KEYS = {"kind", "indicator", "summary", "detail", "suggestions"}
+# --- the file's shape (decoded with cds.runtime.shapes; the rules between fields follow) ---------
+Text = Annotated[str, Meta(pattern=NOT_BLANK)]
+NO_CARDS = ("none", "no card", "no cards")
 
 
-def _regex(value: Any, where: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ScenarioError(f"{where}: must be a regular expression string")
-    try:
-        re.compile(value)
-    except re.error as e:
-        raise ScenarioError(f"{where}: invalid regular expression: {e}") from None
+class _Shape(msgspec.Struct, forbid_unknown_fields=True):
+    pass
+
+
+class SuggestionFile(_Shape):
+    """A suggestion is {label: regex, actions: [create|update|delete]}"""
+
+    label: str | None = None  # regex
+    actions: list[ActionType] | None = None  # action types, in order
+
+
+class CardFile(_Shape):
+    """An expected card: {kind, indicator, summary, detail, suggestions}"""
+
+    kind: str | None = None
+    indicator: Indicator | None = None
+    summary: str | None = None  # regex
+    detail: str | None = None  # regex
+    suggestions: list[SuggestionFile | str] | None = None  # a bare string is a label regex
+
+
+class ExpectFile(_Shape):
+    """The expected answer: {cards: [...] | none, status: 200, other_cards: forbid | allow}"""
+
+    status: Annotated[int, Meta(ge=100, le=599)] = 200  # HTTP status
+    cards: list[CardFile] | Literal["none", "no card", "no cards"] | UnsetType | None = UNSET
+    other_cards: Literal["forbid", "allow"] = "forbid"
+
+
+class ScenarioFile(_Shape):
+    """A scenario: {name, patient, service, orders, draft_orders, context, prefetch, expect}"""
+
+    name: Text
+    patient: Text  # a sample patient id
+    service: Text  # a service id
+    expect: ExpectFile
+    orders: list[str] | None = None  # draft order ids
+    draft_orders: list[dict[str, Any]] | None = None  # FHIR request resources
+    context: dict[str, Any] | None = None
+    prefetch: bool = True
+
+
+def _regex(value: str | None, where: str) -> str | None:
+    """A regular expression of the file, compiled once here so a typo is found on load."""
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as e:
+            raise ScenarioError(f"{where}: invalid regular expression: {e}") from None
     return value
 
 
-def _parse_card(raw: Any, where: str) -> ExpectedCard:
-    if not isinstance(raw, dict):
-        raise ScenarioError(f"{where}: an expected card is a mapping of {sorted(_CARD_KEYS)}")
-    unknown = set(raw) - _CARD_KEYS
-    if unknown:
-        raise ScenarioError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
-    indicator = raw.get("indicator")
-    if indicator is not None and indicator not in INDICATORS:
-        raise ScenarioError(f"{where}: indicator must be one of {', '.join(INDICATORS)}")
+def _card(c: CardFile, where: str) -> ExpectedCard:
     suggestions = None
-    if raw.get("suggestions") is not None:
-        if not isinstance(raw["suggestions"], list):
-            raise ScenarioError(f"{where}.suggestions: must be a list")
-        parsed = []
-        for j, s in enumerate(raw["suggestions"]):
-            sw = f"{where}.suggestions[{j}]"
-            if isinstance(s, str):
-                s = {"label": s}
-            if not isinstance(s, dict) or set(s) - {"label", "actions"}:
-                raise ScenarioError(
-                    f"{sw}: a suggestion is {{label: regex, actions: [create|update|delete]}}"
-                )
-            actions = s.get("actions")
-            if actions is not None and not (
-                isinstance(actions, list) and all(a in get_args(ActionType) for a in actions)
-            ):
-                raise ScenarioError(f"{sw}.actions: a list of create, update or delete")
-            parsed.append(
-                ExpectedSuggestion(
-                    _regex(s.get("label"), f"{sw}.label"), tuple(actions) if actions is not None else None
-                )
+    if c.suggestions is not None:
+        suggestions = tuple(
+            ExpectedSuggestion(_regex(s, f"{where}.suggestions[{j}].label"))
+            if isinstance(s, str)
+            else ExpectedSuggestion(
+                _regex(s.label, f"{where}.suggestions[{j}].label"),
+                tuple(s.actions) if s.actions is not None else None,
             )
-        suggestions = tuple(parsed)
+            for j, s in enumerate(c.suggestions)
+        )
     return ExpectedCard(
-        kind=raw.get("kind"),
-        indicator=indicator,
-        summary=_regex(raw.get("summary"), f"{where}.summary"),
-        detail=_regex(raw.get("detail"), f"{where}.detail"),
+        kind=c.kind,
+        indicator=c.indicator,
+        summary=_regex(c.summary, f"{where}.summary"),
+        detail=_regex(c.detail, f"{where}.detail"),
         suggestions=suggestions,
     )
 
 
+def _expected_cards(expect: ExpectFile, where: str) -> tuple[ExpectedCard, ...]:
+    """The listed cards; a 200 answer must say which cards it expects, or `none` (silence is not
+    a passing check by accident)."""
+    if expect.status == 200 and expect.cards in (UNSET, None):
+        raise ScenarioError(f"{where}.expect.cards: list the expected cards, or write `cards: none`")
+    if not isinstance(expect.cards, list):
+        return ()
+    return tuple(_card(c, f"{where}.expect.cards[{i}]") for i, c in enumerate(expect.cards))
+
+
 def _parse_scenario(raw: Any, file: Path, index: int) -> Scenario:
     where = f"{file}: scenario {index + 1}"
-    if not isinstance(raw, dict):
-        raise ScenarioError(f"{where}: must be a mapping")
-    if isinstance(raw.get("name"), str):
+    if isinstance(raw, dict) and isinstance(raw.get("name"), str):
         where = f"{file}: scenario {raw['name']!r}"
-    unknown = set(raw) - _SCENARIO_KEYS
-    if unknown:
-        raise ScenarioError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
-    for key in ("name", "patient", "service"):
-        if not isinstance(raw.get(key), str) or not raw[key]:
-            raise ScenarioError(f"{where}: '{key}' is required (text)")
-    orders = raw.get("orders")
-    if orders is not None and not (isinstance(orders, list) and all(isinstance(o, str) for o in orders)):
-        raise ScenarioError(f"{where}: orders must be a list of draft order ids")
-    drafts = raw.get("draft_orders")
-    if drafts is not None and not (isinstance(drafts, list) and all(isinstance(o, dict) for o in drafts)):
-        raise ScenarioError(f"{where}: draft_orders must be a list of FHIR resources")
-    context = raw.get("context") or {}
-    if not isinstance(context, dict):
-        raise ScenarioError(f"{where}: context must be a mapping")
-    expect = raw.get("expect")
-    if not isinstance(expect, dict):
-        raise ScenarioError(f"{where}: 'expect' is required: {{cards: [...] | none, status: 200}}")
-    unknown = set(expect) - _EXPECT_KEYS
-    if unknown:
-        raise ScenarioError(f"{where}.expect: unknown field(s) {', '.join(sorted(unknown))}")
-    status = expect.get("status", 200)
-    if not isinstance(status, int):
-        raise ScenarioError(f"{where}.expect.status: an HTTP status code")
-    cards_raw = expect.get("cards", [] if status != 200 else None)
-    if cards_raw is None and status == 200:
-        raise ScenarioError(f"{where}.expect.cards: list the expected cards, or write `cards: none`")
-    if cards_raw in ("none", "no card", "no cards", [], None):
-        cards: tuple[ExpectedCard, ...] = ()
-    elif isinstance(cards_raw, list):
-        cards = tuple(_parse_card(c, f"{where}.expect.cards[{i}]") for i, c in enumerate(cards_raw))
-    else:
-        raise ScenarioError(f"{where}.expect.cards: a list of cards or `none`")
-    other = expect.get("other_cards", "forbid")
-    if other not in ("forbid", "allow"):
-        raise ScenarioError(f"{where}.expect.other_cards: forbid or allow")
+    try:
+        sf = convert(raw, ScenarioFile)
+    except ShapeError as e:
+        raise ScenarioError(f"{where}: {e}") from None
     return Scenario(
-        name=raw["name"],
+        name=sf.name,
         file=file,
-        patient=raw["patient"],
-        service=raw["service"],
-        orders=tuple(orders) if orders is not None else None,
-        draft_orders=tuple(drafts) if drafts is not None else None,
-        context=context,
-        prefetch=bool(raw.get("prefetch", True)),
-        status=status,
-        cards=cards,
-        allow_other_cards=other == "allow",
+        patient=sf.patient,
+        service=sf.service,
+        orders=tuple(sf.orders) if sf.orders is not None else None,
+        draft_orders=tuple(sf.draft_orders) if sf.draft_orders is not None else None,
+        context=sf.context or {},
+        prefetch=sf.prefetch,
+        status=sf.expect.status,
+        cards=_expected_cards(sf.expect, where),
+        allow_other_cards=sf.expect.other_cards == "allow",
     )
 
 

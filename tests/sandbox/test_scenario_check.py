@@ -3,6 +3,7 @@ patient and card kind, and an edited expectation fails with a diff that says wha
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -223,3 +224,62 @@ def test_check_a_service_that_trusts_a_qa_key(tmp_path: Path, capsys: pytest.Cap
         assert main([*args, "--key", str(pem), "--iss", "someone-else"]) == 1
         out = capsys.readouterr().out
         assert "HTTP status: expected 200, got 401" in out and "hint: the service refused the token" in out
+
+
+_OK = {"name": "a", "patient": "p", "service": "s", "expect": {"cards": "none"}}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"expect": None}, "`expect`"),
+        ({"patient": None}, "`patient`"),
+        ({"patient": " "}, "missing patient: it must not be blank"),
+        ({"colour": "red"}, "unknown field `colour`"),
+        ({"orders": [1]}, "$.orders[0]"),
+        ({"draft_orders": ["x"]}, "$.draft_orders[0]"),
+        ({"context": ["x"]}, "$.context"),
+        ({"prefetch": "no"}, "$.prefetch"),
+        ({"expect": {"status": "ok", "cards": "none"}}, "$.expect.status"),
+        ({"expect": {"status": 42, "cards": "none"}}, "$.expect.status"),
+        ({"expect": {"cards": "some"}}, "cards 'some' is not allowed"),
+        ({"expect": {"cards": "none", "other_cards": "maybe"}}, "other_cards must be allow or forbid"),
+        ({"expect": {"cards": [{"indicator": "high"}]}}, "indicator must be critical, info or warning"),
+        ({"expect": {"cards": [{"colour": "red"}]}}, "unknown field `colour`"),
+        ({"expect": {"cards": [{"suggestions": [{"actions": ["remove"]}]}]}}, "must be create, delete or update"),
+        ({"expect": {"cards": [{"suggestions": [{"label": "("}]}]}}, "suggestions[0].label: invalid regular"),
+        ({"expect": {"cards": [{"detail": "("}]}}, "cards[0].detail: invalid regular expression"),
+        ({"expect": {"status": 200}}, "write `cards: none`"),
+        ({"expect": {"cards": None}}, "write `cards: none`"),
+    ],
+)  # fmt: skip
+def test_each_declared_field_of_a_scenario_is_checked(
+    tmp_path: Path, change: dict[str, object], message: str
+) -> None:
+    """The scenario file is decoded against its declaration (ScenarioFile): one broken field is
+    refused with a message naming the file, the scenario and the field."""
+    f = tmp_path / "s.json"
+    f.write_text(json.dumps([{k: v for k, v in (_OK | change).items() if v is not None}]))
+    with pytest.raises(ScenarioError) as e:
+        load_scenarios([f])
+    assert str(e.value).startswith(f"{f}: scenario 'a'") and message in str(e.value), str(e.value)
+
+
+def test_the_forms_a_scenario_file_may_take(tmp_path: Path) -> None:
+    """One scenario, a list, or {scenarios: [...]}; a bare string suggestion is a label; a non-200
+    status needs no cards."""
+    card = {"kind": "k", "suggestions": ["Cancel.*", {"label": "x", "actions": ["delete"]}]}
+    one = _OK | {"expect": {"cards": [card], "other_cards": "allow"}}
+    for i, doc in enumerate((one, [one], {"scenarios": [one]})):
+        f = tmp_path / f"s{i}.json"
+        f.write_text(json.dumps(doc))
+        (s,) = load_scenarios([f])
+        assert s.allow_other_cards and s.cards == (
+            ExpectedCard(
+                kind="k", suggestions=(ExpectedSuggestion("Cancel.*"), ExpectedSuggestion("x", ("delete",)))
+            ),
+        )
+    f = tmp_path / "e.json"
+    f.write_text(json.dumps(_OK | {"expect": {"status": 412}, "prefetch": False}))
+    (s,) = load_scenarios([f])
+    assert (s.status, s.cards, s.prefetch, s.context, s.orders) == (412, (), False, {}, None)
