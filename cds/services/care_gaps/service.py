@@ -48,7 +48,7 @@ from cds.hooks.service import CDSService, ServiceLoadError
 from cds.services.care_gaps import point_of_care as poc
 from cds.services.care_gaps.measures import common
 from cds.services.care_gaps.measures import qicore as q
-from cds.services.care_gaps.measures.context import MeasureContext
+from cds.services.care_gaps.measures.context import MeasureContext, direct_codes
 from cds.services.care_gaps.measures.engine import MEASURE_IDS, UnknownMeasureError, evaluate, resolve_measure
 from cds.services.care_gaps.measures.period import Period
 from cds.services.care_gaps.measures.result import Evidence, MeasureResult
@@ -108,6 +108,7 @@ class CareGapsService(CDSService[CareGapsOptions]):
             self.valuesets = default_valuesets()
             self.specs = {m: load_spec(m) for m in self.measures}
             self.visit_codes = _qualifying_visits(self.valuesets)
+            direct_codes()  # the codes the measures name directly: read now, not on a first call
         except (UnknownMeasureError, ValueSetError, OSError, KeyError, ValueError) as e:
             raise ServiceLoadError(f"care-gaps: cannot load the measures: {e}") from e
         poc.knowledge()  # ServiceLoadError naming care_gaps_point_of_care.json
