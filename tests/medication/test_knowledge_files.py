@@ -188,4 +188,6 @@ def test_scoring_cross_references_are_checked_at_service_start(
 
     d = _broken(tmp_path, "scoring.json", edit)
     with pytest.raises(ServiceLoadError, match=f"scoring.json: .*{message}"):
-        MedicationRiskService(Settings(services={"medication-risk": {"knowledge_dir": str(d)}}))
+        MedicationRiskService.from_settings(
+            Settings(services={"medication-risk": {"knowledge_dir": str(d)}})
+        ).load()
