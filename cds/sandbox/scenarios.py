@@ -94,7 +94,7 @@ class Scenario:
 
 # --- the file's shape (decoded with cds.runtime.shapes; the rules between fields follow) ---------
 Text = Annotated[str, Meta(pattern=NOT_BLANK)]
-NO_CARDS = ("none", "no card", "no cards")
+_ONE_OF = re.compile(r"is not allowed; \S+ must be ")
 
 
 class _Shape(msgspec.Struct, forbid_unknown_fields=True):
@@ -186,8 +186,9 @@ def _parse_scenario(raw: Any, file: Path, index: int) -> Scenario:
         where = f"{file}: scenario {raw['name']!r}"
     try:
         sf = convert(raw, ScenarioFile)
-    except ShapeError as e:
-        raise ScenarioError(f"{where}: {e}") from None
+    except ShapeError as e:  # a value outside a choice keeps the wording scenario authors know
+        problem = _ONE_OF.sub(r"\g<0>one of ", str(e))
+        raise ScenarioError(f"{where}: {problem}") from None
     return Scenario(
         name=sf.name,
         file=file,
