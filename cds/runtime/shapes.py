@@ -18,6 +18,8 @@ from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 import msgspec
 import msgspec.inspect as mi
 
+from cds.runtime.errors import ServiceLoadError
+
 T = TypeVar("T")
 
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at (?P<key>`key` in )?`(?P<path>\$[^`]*)`)?$", re.S)
@@ -68,6 +70,16 @@ def checked_json(path: Path, shape: Any, check: Callable[[Any], None] | None = N
     except ShapeError as e:
         raise ShapeError(f"{path.name}: {e}") from None
     return raw
+
+
+def knowledge_json(path: Path, shape: Any, check: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """A service's knowledge file as data, once it fits `shape` (and `check`); ServiceLoadError
+    naming the file otherwise (the service does not start)."""
+    try:
+        data: dict[str, Any] = checked_json(path, shape, check)
+    except ShapeError as e:
+        raise ServiceLoadError(str(e)) from None
+    return data
 
 
 def explain(error: msgspec.ValidationError, raw: Any, type_: Any) -> ShapeError:

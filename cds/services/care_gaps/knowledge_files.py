@@ -7,14 +7,12 @@ service with a message naming the file, entry and field.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from msgspec import Meta
 
-from cds.hooks.service import ServiceLoadError
-from cds.runtime.shapes import NOT_BLANK, ShapeError, checked_json
+from cds.runtime.shapes import NOT_BLANK, ShapeError, knowledge_json
 
 Text = Annotated[str, Meta(pattern=NOT_BLANK)]
 
@@ -70,10 +68,4 @@ def check_point_of_care(p: PointOfCareFile) -> None:
         raise ShapeError("cpt_by_age must be in increasing age", "$.visit_codes.preventive.cpt_by_age")
 
 
-def load(path: Path, shape: type[Any], check: Any = None) -> dict[str, Any]:
-    """A knowledge file as data, once it fits `shape` (and `check`); ServiceLoadError otherwise."""
-    try:
-        data: dict[str, Any] = checked_json(path, shape, check)
-    except ShapeError as e:
-        raise ServiceLoadError(str(e)) from None
-    return data
+load = knowledge_json  # the shared loader, under the name the service modules call

@@ -8,14 +8,12 @@ open-ended, thresholds in order) are the small functions below.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Literal, get_args
 
 import msgspec
 from msgspec import Meta
 
-from cds.hooks.service import ServiceLoadError
-from cds.runtime.shapes import NOT_BLANK, ShapeError, checked_json
+from cds.runtime.shapes import NOT_BLANK, ShapeError, knowledge_json
 
 Text = Annotated[str, Meta(pattern=NOT_BLANK)]
 Points = Annotated[int, Meta(ge=0, le=3)]  # NEWS2 gives 0-3 points per parameter
@@ -315,10 +313,4 @@ def check_conditions(c: ConditionsFile) -> None:
             raise ShapeError("a category needs ICD-10 or SNOMED codes", f"$.categories[{cid!r}]", cid)
 
 
-def load(path: Path, shape: type[Any], check: Any = None) -> dict[str, Any]:
-    """A knowledge file as data, once it fits `shape` (and `check`); ServiceLoadError otherwise."""
-    try:
-        data: dict[str, Any] = checked_json(path, shape, check)
-    except ShapeError as e:
-        raise ServiceLoadError(str(e)) from None
-    return data
+load = knowledge_json  # the shared loader, under the name the service modules call
