@@ -170,3 +170,58 @@ def test_recoded_agrees_with_the_unfiltered_pass(
     assert fast_names == ref_names
     assert fast.by_type == ref.by_type
     assert (fast is record) == (ref is record)  # nothing matched: the same record comes back
+
+
+# --- read_body: the depth limit is decided by the scan alone (no bracket count first) -------------
+def _chain(kinds: list[bool]) -> Any:
+    """The shortest text of a depth: `[[{"a":[]}]]` for [False, False, True, False]."""
+    doc: Any = None if not kinds else ({} if kinds[-1] else [])
+    for as_object in reversed(kinds[:-1]):
+        doc = {"a": doc} if as_object else [doc]
+    return doc
+
+
+tight_documents = st.one_of(
+    st.lists(st.booleans(), max_size=9).map(_chain),  # as short as their depth allows
+    st.recursive(
+        st.none() | st.integers(0, 9) | st.text(alphabet="a[]{}", max_size=3),
+        lambda c: (
+            st.lists(c, max_size=2) | st.dictionaries(st.text(alphabet="a]", max_size=2), c, max_size=2)
+        ),
+        max_leaves=12,
+    ),
+)
+
+
+def _nesting(value: Any) -> int:
+    if isinstance(value, dict | list):
+        children = value.values() if isinstance(value, dict) else value
+        return 1 + max((_nesting(v) for v in children), default=0)
+    return 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(tight_documents, st.sampled_from([-1, 0, 1]))
+def test_read_body_refuses_exactly_the_documents_nested_deeper_than_the_limit(doc: Any, delta: int) -> None:
+    import asyncio
+
+    import orjson
+    from starlette.requests import Request
+
+    from cds.runtime.errors import BadRequest
+    from cds.web.body import read_body
+
+    raw = orjson.dumps(doc)
+    limit = max(1, _nesting(doc) + delta)  # at the boundary: one less than, equal to, one more
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "headers": [(b"content-type", b"application/json")]}
+    try:
+        asyncio.run(read_body(Request(scope, receive), 1 << 20, limit))
+        refused = False
+    except BadRequest as e:
+        assert "nesting" in str(e)
+        refused = True
+    assert refused == (_nesting(doc) > limit)
