@@ -78,21 +78,29 @@ class PatientRecord:
         With `terminology` (reviewed ConceptMaps), an Observation's mapped local code also carries
         its LOINC code, so every lookup of observations by code finds it.
         """
-        seen: set[tuple[str, str]] = set()
+        # Hot path (every resource of every call): ids seen per type, one dict lookup for the
+        # type's group, the terminology test hoisted out of the loop.
+        seen: dict[str, set[str]] = {}
         groups: dict[str, list[dict[str, Any]]] = {}
+        translate = terminology.translate if terminology else None
         for res in resources:
             rtype = res.get("resourceType")
             if not isinstance(rtype, str):
                 continue
+            group = groups.get(rtype)
+            if group is None:
+                group = groups[rtype] = []
+                ids = seen[rtype] = set()
+            else:
+                ids = seen[rtype]
             rid = res.get("id")
             if isinstance(rid, str):
-                key = (rtype, rid)
-                if key in seen:
+                if rid in ids:
                     continue
-                seen.add(key)
-            if terminology and rtype == "Observation":
-                res = terminology.translate(res)  # type: ignore[arg-type]
-            groups.setdefault(rtype, []).append(res)  # type: ignore[arg-type]
+                ids.add(rid)
+            if translate is not None and rtype == "Observation":
+                res = translate(res)  # type: ignore[arg-type]
+            group.append(res)  # type: ignore[arg-type]
         patients = groups.get("Patient", [])
         patient = None
         if patient_id is not None:

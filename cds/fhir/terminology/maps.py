@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from cds.fhir.terminology import LOINC, SNOMED, canonical_system
+from cds.fhir.terminology import _ALIASES, LOINC, SNOMED, canonical_system
 from cds.fhir.value import dicts
 
 _LOINC_CODE = re.compile(r"^[0-9]{1,7}-[0-9]$")
@@ -185,6 +185,13 @@ def read_concept_map(path: Path) -> dict[tuple[str, str], str]:
     return pairs
 
 
+# Every spelling whose canonical system is standard: one set lookup instead of a call per
+# Observation (canonical_system(s) is standard exactly when s is in this set, for a string s).
+_STANDARD_SPELLINGS = frozenset(
+    s for s in (*STANDARD_SYSTEMS, *_ALIASES) if canonical_system(s) in STANDARD_SYSTEMS
+)
+
+
 def unmapped_systems(observations: Iterable[Mapping[str, Any]]) -> list[str]:
     """For each Observation with no LOINC code (itself or a component), the local systems it uses.
 
@@ -199,12 +206,10 @@ def unmapped_systems(observations: Iterable[Mapping[str, Any]]) -> list[str]:
             coding = concept.get("coding")
             if isinstance(coding, list) and coding:
                 first = coding[0]
-                if (
-                    isinstance(first, dict)
-                    and isinstance(first.get("code"), str)
-                    and canonical_system(first.get("system")) in STANDARD_SYSTEMS
-                ):
-                    continue
+                if isinstance(first, dict) and isinstance(first.get("code"), str):
+                    system = first.get("system")
+                    if type(system) is str and system in _STANDARD_SPELLINGS:
+                        continue
         systems = _local_systems(obs)
         if systems:
             out += sorted(systems)

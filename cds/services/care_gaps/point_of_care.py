@@ -175,6 +175,9 @@ def _recoded(
     out: list[dict[str, Any]] | None = None
     names: set[str] = set()
     extra_code, extra_system = extra["code"], extra["system"]
+    # Only these code values can decide anything: a coding with another code is skipped after one
+    # set lookup (only a string can equal one of these strings).
+    wanted = frozenset((*codes, extra_code))
     resources = record.of_type(rtype)
     for i, res in enumerate(resources):
         code = res.get("code")
@@ -188,6 +191,8 @@ def _recoded(
             if not isinstance(c, dict):
                 continue
             value = c.get("code")
+            if not isinstance(value, str) or value not in wanted:
+                continue
             if value == extra_code and c.get("system") == extra_system:
                 name = None  # already carries it
                 break
