@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 _LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
@@ -32,22 +35,21 @@ def is_loopback(address: Any) -> bool:
     return ip.is_loopback
 
 
+def fence(connect: Callable[[socket.socket, Any], T]) -> Callable[[socket.socket, Any], T]:
+    """`connect` (or `connect_ex`) refusing every address that is not loopback, before calling it."""
+
+    def fenced(self: socket.socket, address: Any) -> T:
+        if not is_loopback(address):
+            raise ConnectionRefusedError(f"test network fence: only loopback may be reached, not {address!r}")
+        return connect(self, address)
+
+    return fenced
+
+
 def install() -> None:
     """Fence `socket.socket` for the rest of the process (idempotent)."""
     if getattr(socket.socket, "_cds_fenced", False):
         return
-    connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
-
-    def fenced_connect(self: socket.socket, address: Any) -> None:
-        if not is_loopback(address):
-            raise ConnectionRefusedError(f"test network fence: only loopback may be reached, not {address!r}")
-        connect(self, address)
-
-    def fenced_connect_ex(self: socket.socket, address: Any) -> int:
-        if not is_loopback(address):
-            raise ConnectionRefusedError(f"test network fence: only loopback may be reached, not {address!r}")
-        return connect_ex(self, address)
-
-    socket.socket.connect = fenced_connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = fenced_connect_ex  # type: ignore[method-assign]
+    socket.socket.connect = fence(socket.socket.connect)  # type: ignore[method-assign]
+    socket.socket.connect_ex = fence(socket.socket.connect_ex)  # type: ignore[method-assign]
     socket.socket._cds_fenced = True  # type: ignore[attr-defined]

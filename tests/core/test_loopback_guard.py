@@ -1,12 +1,17 @@
-"""The suite's network fence refuses every non-loopback destination before a packet is sent."""
+"""The suite's network fence refuses every non-loopback destination before a packet is sent.
+
+The fence is tried on a stand-in for the socket's own connect that records its calls: no test here
+ever asks the operating system to connect anywhere but loopback.
+"""
 
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import pytest
 
-from tests.loopback_guard import is_loopback
+from tests.loopback_guard import fence, is_loopback
 
 
 @pytest.mark.parametrize(
@@ -16,16 +21,24 @@ from tests.loopback_guard import is_loopback
      ("example.org", 443)],
 )  # fmt: skip
 def test_non_loopback_is_refused_before_connecting(address: tuple) -> None:
-    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    reached: list[Any] = []
+    fenced = fence(lambda sock, addr: reached.append(addr))
     assert not is_loopback(address)
-    with socket.socket(family, socket.SOCK_STREAM) as s, pytest.raises(ConnectionRefusedError, match="fence"):
-        s.connect(address)
-    with socket.socket(family, socket.SOCK_STREAM) as s, pytest.raises(ConnectionRefusedError, match="fence"):
-        s.connect_ex(address)
+    with pytest.raises(ConnectionRefusedError, match="fence"):
+        fenced(None, address)  # type: ignore[arg-type]
+    assert reached == []
 
 
 @pytest.mark.parametrize(
     "address", [("127.0.0.1", 9), ("127.8.9.1", 9), ("::1", 9, 0, 0), ("localhost", 9), "/tmp/x.sock"]
 )
 def test_loopback_passes(address: object) -> None:
+    reached: list[Any] = []
     assert is_loopback(address)
+    fence(lambda sock, addr: reached.append(addr))(None, address)  # type: ignore[arg-type]
+    assert reached == [address]
+
+
+def test_the_suite_runs_fenced() -> None:
+    """conftest installs the fence: the socket's connect methods are the fenced ones."""
+    assert getattr(socket.socket, "_cds_fenced", False)

@@ -35,6 +35,7 @@ from cds.runtime.settings import Settings
 from tests.core.conftest import Caller, patient_view
 from tests.core.test_fhir_fallback import PATIENT, PID, VITALS, hook_queries, with_fhir
 from tests.local_servers import RecordingServer, TestCA, json_answer
+from tests.loopback_guard import is_loopback
 
 BASE = "https://ehr.example.org/fhir"
 
@@ -188,7 +189,8 @@ class MappedResolver(AbstractResolver):
 
 @pytest.fixture
 def connects(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every address the event loop is asked to connect a socket to, in any thread."""
+    """Every address the event loop is asked to connect a socket to, in any thread; only loopback
+    ones are passed on to the real connect."""
     import asyncio.selector_events as se
 
     seen: list[Any] = []
@@ -196,6 +198,8 @@ def connects(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
     async def recording(self: Any, sock: Any, address: Any) -> Any:
         seen.append(address)
+        if not is_loopback(address):  # recorded for the assertion, never attempted
+            raise ConnectionRefusedError(f"test: a connect to {address!r} was attempted")
         return await original(self, sock, address)
 
     monkeypatch.setattr(se.BaseSelectorEventLoop, "sock_connect", recording)
