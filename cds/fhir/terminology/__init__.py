@@ -52,16 +52,20 @@ def canonical_system(system: object) -> str:
     return _ALIASES.get(system, system)
 
 
-def codings(concept: Mapping[str, Any] | None) -> Iterator[tuple[str, str]]:
-    """Every (canonical system, code) of a CodeableConcept or a single Coding."""
+def coding_items(concept: Any) -> list[Any]:
+    """The raw entries of a CodeableConcept's `coding` (a single Coding stands for itself); empty
+    when there are none. Entries are not checked: callers skip what is not a dict."""
     if not isinstance(concept, dict):
-        return
+        return []
     items = concept.get("coding")
     if items is None and "code" in concept:
-        items = [concept]
-    if not isinstance(items, list):
-        return
-    for c in items:
+        return [concept]
+    return items if isinstance(items, list) else []
+
+
+def codings(concept: Mapping[str, Any] | None) -> Iterator[tuple[str, str]]:
+    """Every (canonical system, code) of a CodeableConcept or a single Coding."""
+    for c in coding_items(concept):
         if isinstance(c, dict):
             code = c.get("code")
             if isinstance(code, str) and code:

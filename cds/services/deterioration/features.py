@@ -44,11 +44,6 @@ KNOWLEDGE = KNOWLEDGE_DIR / "deterioration_features.json"
 CONDITIONS = KNOWLEDGE_DIR / "deterioration_conditions.json"
 TREND_HOURS = 6.0
 
-# The GCS parts are summed when no total is charted; their codes are data beside the features'.
-_GCS_PARTS = knowledge_files.load(KNOWLEDGE, knowledge_files.FeaturesFile)["consciousness"]["gcs_components"]
-GCS_EYE: str = _GCS_PARTS["gcs_eye"]
-GCS_VERBAL: str = _GCS_PARTS["gcs_verbal"]
-GCS_MOTOR: str = _GCS_PARTS["gcs_motor"]
 GCS_TOTAL = "9269-2"
 SYSTOLIC = "8480-6"
 DIASTOLIC = "8462-4"
@@ -115,9 +110,18 @@ def specs() -> tuple[FeatureSpec, ...]:
 
 
 @lru_cache(maxsize=1)
+def gcs_parts() -> tuple[str, str, str]:
+    """LOINC codes of the GCS eye, verbal and motor parts (summed when no total is charted): data
+    beside the features, read with them at load (never at import)."""
+    parts = knowledge()["consciousness"]["gcs_components"]
+    return parts["gcs_eye"], parts["gcs_verbal"], parts["gcs_motor"]
+
+
+@lru_cache(maxsize=1)
 def _code_index() -> dict[tuple[str, str], FeatureSpec]:
     index = {(LOINC, code): spec for spec in specs() for code in spec.codes}
-    for code, name in ((GCS_EYE, "_gcs_eye"), (GCS_VERBAL, "_gcs_verbal")):
+    eye, verbal, _ = gcs_parts()
+    for code, name in ((eye, "_gcs_eye"), (verbal, "_gcs_verbal")):
         index[(LOINC, code)] = FeatureSpec(name, name, "{score}", "vital", "min", (code,), 1, 6)
     return index
 
@@ -362,6 +366,7 @@ def extract(record: PatientRecord, at: datetime | None = None) -> DeteriorationF
     valid_statuses = frozenset(kb["valid_statuses"])
     index = _code_index()
     cons_codes = frozenset((LOINC, c) for c in kb["consciousness"]["codes"])
+    eye, verbal, motor = gcs_parts()
 
     readings: dict[str, dict[tuple[datetime, float], None]] = {}
     gcs_by_time: dict[datetime, dict[str, float]] = {}
@@ -398,7 +403,7 @@ def extract(record: PatientRecord, at: datetime | None = None) -> DeteriorationF
                 if value is None:
                     break
                 code = pair[1]
-                if code in (GCS_EYE, GCS_VERBAL, GCS_MOTOR, GCS_TOTAL):
+                if code in (eye, verbal, motor, GCS_TOTAL):
                     gcs_by_time.setdefault(t, {})[code] = value
                 if code in (SYSTOLIC, DIASTOLIC, MEAN_BP):
                     bp[code] = value
@@ -409,8 +414,8 @@ def extract(record: PatientRecord, at: datetime | None = None) -> DeteriorationF
             add("mean_bp", round((bp[SYSTOLIC] + 2 * bp[DIASTOLIC]) / 3, 1), t)
 
     for t, gcs in gcs_by_time.items():
-        if GCS_TOTAL not in gcs and all(c in gcs for c in (GCS_EYE, GCS_VERBAL, GCS_MOTOR)):
-            add("gcs_total", gcs[GCS_EYE] + gcs[GCS_VERBAL] + gcs[GCS_MOTOR], t)
+        if GCS_TOTAL not in gcs and all(c in gcs for c in (eye, verbal, motor)):
+            add("gcs_total", gcs[eye] + gcs[verbal] + gcs[motor], t)
 
     values: dict[str, float] = {}
     worst: dict[str, Finding] = {}

@@ -21,6 +21,7 @@ from cds.fhir.terminology import (
     SNOMED,
     CodeSet,
     canonical_system,
+    coding_items,
     codings,
     concept_text,
 )
@@ -205,14 +206,7 @@ def _loinc_hits(concept: Any, by_code: Mapping[str, str], hit: set[str]) -> None
     `{by_code[c] for s, c in codings(concept) if s == LOINC and c in by_code}` gives, without a
     generator per Observation (this runs over the whole chart on every order-sign call); the
     cheap code lookup goes before the system's."""
-    if not isinstance(concept, dict):
-        return
-    items = concept.get("coding")
-    if items is None and "code" in concept:
-        items = [concept]
-    if not isinstance(items, list):
-        return
-    for c in items:
+    for c in coding_items(concept):
         if isinstance(c, dict):
             code = c.get("code")
             if isinstance(code, str) and code in by_code and canonical_system(c.get("system")) == LOINC:
