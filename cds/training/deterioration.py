@@ -24,6 +24,7 @@ import xgboost as xgb
 from cds.fhir.record import PatientRecord
 from cds.runtime import manifest
 from cds.services.deterioration import calibration as cal
+from cds.services.deterioration import linear
 from cds.services.deterioration.features import (
     extract,
     feature_labels,
@@ -36,7 +37,7 @@ from cds.training import eicu, evaluation
 from cds.training.modelcard import render_card
 
 NAME = "deterioration"
-VERSION = "2.0.0"
+VERSION = "2.1.0"
 PARAMS: dict[str, Any] = {
     "objective": "binary:logistic",
     "eval_metric": "logloss",
@@ -50,13 +51,22 @@ PARAMS: dict[str, Any] = {
     "nthread": 1,
 }
 ROUNDS = 500
+LINEAR_C = 0.01  # inverse L2 penalty of the linear part (grouped CV: flat between 0.005 and 0.02)
 SIGNIFICANT = 8  # digits kept for fitted floats in metadata.json: stable across CPUs and BLAS kernels
 FOLDS = 5
 INNER_FOLDS = 4
 MIN_COVERAGE = 0.01  # a feature charted for fewer stays than this cannot be learned: left out, and said so
 WARNING_ALERT_RATE = 0.15
 CRITICAL_ALERT_RATE = 0.05
-ARTEFACTS = ("model.ubj", "metadata.json", "card.md", "roc.png", "calibration.png", "importance.png")
+ARTEFACTS = (
+    "model.ubj",
+    "linear.json",
+    "metadata.json",
+    "card.md",
+    "roc.png",
+    "calibration.png",
+    "importance.png",
+)
 
 Progress = Callable[[str], None]
 
@@ -120,6 +130,17 @@ def sig(x: float, digits: int = SIGNIFICANT) -> float:
     return float(f"{x:.{digits}g}")
 
 
+def _rounded(obj: Any) -> Any:
+    """Every float of a JSON value at `SIGNIFICANT` digits (files stable across CPUs and BLAS kernels)."""
+    if isinstance(obj, float):
+        return sig(obj)
+    if isinstance(obj, dict):
+        return {k: _rounded(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_rounded(v) for v in obj]
+    return obj
+
+
 class LocalEngine:
     """xgboost in this process."""
 
@@ -177,16 +198,41 @@ def _margin(booster: xgb.Booster, X: np.ndarray) -> np.ndarray:
     return booster.inplace_predict(X, predict_type="margin", missing=np.nan).astype(np.float64)
 
 
+@dataclass(frozen=True)
+class Fitted:
+    """The two parts of the model, fitted on the same stays; `margin` is their blend."""
+
+    booster: xgb.Booster
+    linear: linear.LinearModel
+
+    def margin(self, X: np.ndarray) -> np.ndarray:
+        return linear.blend(_margin(self.booster, X), self.linear.margins(X))
+
+
+def fit_model(
+    engine: Any, X: np.ndarray, y: np.ndarray, names: list[str], directions: list[int], seed: int
+) -> Fitted:
+    """xgboost on the engine (local or Dask) and the sign-constrained linear part in this process."""
+    return Fitted(engine.fit(X, y, seed), linear.fit(X, y, names, directions, LINEAR_C))
+
+
 def fit_calibrated(
-    engine: Any, X: np.ndarray, y: np.ndarray, groups: np.ndarray, method: cal.Method, seed: int
-) -> tuple[xgb.Booster, cal.Calibration]:
-    """A booster on all of X and a calibrator fitted on inner out-of-fold margins (grouped by hospital)."""
+    engine: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    names: list[str],
+    directions: list[int],
+    method: cal.Method,
+    seed: int,
+) -> tuple[Fitted, cal.Calibration]:
+    """The model on all of X and a calibrator fitted on inner out-of-fold margins (grouped by hospital)."""
     from sklearn.model_selection import GroupKFold
 
     oof = np.zeros(len(y))
     for train, test in GroupKFold(n_splits=INNER_FOLDS).split(X, y, groups):
-        oof[test] = _margin(engine.fit(X[train], y[train], seed), X[test])
-    return engine.fit(X, y, seed), cal.fit(oof, y, method)
+        oof[test] = fit_model(engine, X[train], y[train], names, directions, seed).margin(X[test])
+    return fit_model(engine, X, y, names, directions, seed), cal.fit(oof, y, method)
 
 
 def _select_features(data: Dataset, groups: list[str]) -> tuple[list[int], list[int], list[dict[str, Any]]]:
@@ -212,13 +258,21 @@ def _select_features(data: Dataset, groups: list[str]) -> tuple[list[int], list[
     return keep, directions, dropped
 
 
-def _oof_margin(engine: Any, X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int) -> np.ndarray:
+def _oof_margin(
+    engine: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    names: list[str],
+    directions: list[int],
+    seed: int,
+) -> np.ndarray:
     """Out-of-fold margins by grouped CV (for AUROC only: calibration is monotone, AUROC unchanged)."""
     from sklearn.model_selection import GroupKFold
 
     oof = np.zeros(len(y))
     for tr, te in GroupKFold(n_splits=FOLDS).split(X, y, groups):
-        oof[te] = _margin(engine.fit(X[tr], y[tr], seed), X[te])
+        oof[te] = fit_model(engine, X[tr], y[tr], names, directions, seed).margin(X[te])
     return oof
 
 
@@ -236,7 +290,8 @@ def ablation(
     for g in names[1:]:
         keep, directions, _ = _select_features(data, [n for n in names if n != g])
         engine = engine_factory(params_for(directions, seed))
-        without = _oof_margin(engine, data.X[:, keep], data.y, data.groups, seed)
+        cols = [data.names[i] for i in keep]
+        without = _oof_margin(engine, data.X[:, keep], data.y, data.groups, cols, directions, seed)
         row: dict[str, Any] = {"group": g, "label": model_groups()[g]["label"]}
         for key, mask in (("all_stays", np.ones(len(data.y), bool)), ("apache_stays", has_apache)):
             row[key] = evaluation.paired_gain(data.y[mask], full_margin[mask], without[mask], n_boot, seed)
@@ -274,10 +329,14 @@ def train(
     try:
         risk = np.zeros(len(y))
         margin = np.zeros(len(y))
+        tree_margin = np.zeros(len(y))  # the two parts alone, same folds: what the blend adds
+        linear_margin = np.zeros(len(y))
         news2_p = np.zeros(len(y))
         for k, (tr, te) in enumerate(GroupKFold(n_splits=FOLDS).split(X, y, groups), 1):
-            booster, calib = fit_calibrated(runner, X[tr], y[tr], groups[tr], method, seed)
-            margin[te] = _margin(booster, X[te])
+            fitted, calib = fit_calibrated(runner, X[tr], y[tr], groups[tr], names, directions, method, seed)
+            margin[te] = fitted.margin(X[te])
+            tree_margin[te] = _margin(fitted.booster, X[te])
+            linear_margin[te] = fitted.linear.margins(X[te])
             risk[te] = calib.apply(margin[te])
             a, b = cal.logistic_fit(data.news2_total[tr], y[tr])  # NEWS2 -> probability, same folds
             news2_p[te] = 1 / (1 + np.exp(-(a * data.news2_total[te] + b)))
@@ -285,7 +344,7 @@ def train(
                 f"fold {k}/{FOLDS}: {len(te)} stays from {len(set(groups[te]))} hospitals, "
                 f"{int(y[te].sum())} deaths ({time.perf_counter() - started:.1f} s)"
             )
-        final, calib = fit_calibrated(runner, X, y, groups, method, seed)
+        final, calib = fit_calibrated(runner, X, y, groups, names, directions, method, seed)
         progress(f"final model fitted ({time.perf_counter() - started:.1f} s)")
 
         def same_engine(p: dict[str, Any]) -> Any:
@@ -319,6 +378,21 @@ def train(
             "news2_baseline": evaluation.metrics(ya, na, n_boot, seed),
         },
         "feature_groups": gains,
+        "components": {
+            "note": "the blend against each of its parts alone, same folds (paired bootstrap gain)",
+            "xgboost_alone": {
+                "all_stays": evaluation.paired_gain(y, margin, tree_margin, n_boot, seed),
+                "apache_stays": evaluation.paired_gain(
+                    ya, margin[has_apache], tree_margin[has_apache], n_boot, seed
+                ),
+            },
+            "linear_alone": {
+                "all_stays": evaluation.paired_gain(y, margin, linear_margin, n_boot, seed),
+                "apache_stays": evaluation.paired_gain(
+                    ya, margin[has_apache], linear_margin[has_apache], n_boot, seed
+                ),
+            },
+        },
         "fairness": evaluation.subgroups(y, risk, data.sex, data.age, n_boot, seed),
         "thresholds": {
             "model": [evaluation.at_threshold(ya, ra, t) for t in (warning, critical)],
@@ -330,18 +404,30 @@ def train(
     progress("evaluation done")
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    final.save_model(out_dir / "model.ubj")
+    final.booster.save_model(out_dir / "model.ubj")
+    (out_dir / "linear.json").write_text(json.dumps(_rounded(final.linear.to_json()), indent=2) + "\n")
     curves = {"model": (ya, ra), "APACHE IVa": (ya, aa), "NEWS2 baseline": (ya, na)}
     evaluation.plot_roc(
         curves, out_dir / "roc.png", f"In-hospital death, {FOLDS}-fold CV grouped by hospital"
     )
     evaluation.plot_calibration(curves, out_dir / "calibration.png", "Calibration (out-of-fold, deciles)")
     units, labels = feature_units(), feature_labels()
-    evaluation.plot_importance(final, names, labels, out_dir / "importance.png")
+    evaluation.plot_importance(final.booster, names, labels, out_dir / "importance.png")
     metadata: dict[str, Any] = {
         "name": NAME,
         "version": VERSION,
         "model_file": "model.ubj",
+        "linear_file": "linear.json",
+        "linear_sha256": manifest.sha256_file(out_dir / "linear.json"),
+        "linear": {
+            "penalty_c": LINEAR_C,
+            "terms": len(final.linear.terms),
+            "log_features": sorted(n for n in names if n in linear.LOG_FEATURES),
+            "clip_quantiles": list(linear.CLIP_QUANTILES),
+        },
+        "blend": "risk = calibration(margin); margin = mean of the xgboost log-odds (model.ubj) and the "
+        "log-odds of a sign-constrained L2 logistic model over the same features (linear.json), "
+        f"C = {LINEAR_C}; every coefficient bounded to its feature's monotone direction",
         "model_sha256": manifest.sha256_file(out_dir / "model.ubj"),
         "outcome": "in-hospital death (eICU hospitaldischargestatus = Expired), used as a proxy for deterioration",
         "scoring": {
@@ -405,7 +491,7 @@ def metrics_table(metadata: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for key, label in (
-        ("model", "xgboost model (calibrated)"),
+        ("model", "model: xgboost + linear blend (calibrated)"),
         ("apache_iva", "APACHE IVa predicted mortality"),
         ("news2_baseline", "NEWS2 baseline (worst 24 h values)"),
     ):

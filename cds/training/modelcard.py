@@ -14,6 +14,28 @@ def _pct(x: float) -> str:
     return "–" if x != x else f"{x:.0%}"  # NaN when nothing alerts
 
 
+def _linear_summary(md: dict[str, Any]) -> str:
+    lin = md.get("linear")
+    if not lin:
+        return "none shipped"
+    logs = ", ".join(lin["log_features"]) or "none"
+    return f"L2-penalised, C = {lin['penalty_c']:g}, {lin['terms']} inputs, log1p of {logs}; `{md['linear_file']}`"
+
+
+def _components(md: dict[str, Any]) -> str:
+    comp = md["evaluation"].get("components")
+    if not comp:
+        return ""
+    parts = []
+    for key, label in (("xgboost_alone", "xgboost alone"), ("linear_alone", "the linear part alone")):
+        g = comp[key]["apache_stays"]
+        parts.append(
+            f"{label} {g['auroc_without']:.3f} (blend {g['gain']:+.3f}, 95% CI {g['gain_ci'][0]:+.3f} to "
+            f"{g['gain_ci'][1]:+.3f})"
+        )
+    return "Out-of-fold AUROC on the APACHE stays, same folds: " + "; ".join(parts) + "."
+
+
 def render_card(md: dict[str, Any]) -> str:
     """card.md: intended use, population, outcome, performance with CIs, thresholds, limitations, licence."""
     ev = md["evaluation"]
@@ -22,7 +44,7 @@ def render_card(md: dict[str, Any]) -> str:
     th = md["thresholds"]
     rows = []
     for key, label in (
-        ("model", "This model (calibrated xgboost)"),
+        ("model", "This model (calibrated xgboost + linear blend)"),
         ("apache_iva", "APACHE IVa predicted mortality"),
         ("news2_baseline", "NEWS2 baseline (worst 24 h values)"),
     ):
@@ -113,13 +135,18 @@ pressure. Code lists and sources: `cds/knowledge/deterioration_conditions.json`.
 ## Method
 xgboost {md["xgboost"]["version"]} (gradient-boosted trees, depth {md["xgboost"]["params"]["max_depth"]},
 {md["xgboost"]["rounds"]} rounds, eta {md["xgboost"]["params"]["eta"]}, L2 penalty {md["xgboost"]["params"]["lambda"]},
-min child weight {md["xgboost"]["params"]["min_child_weight"]}, seed {md["xgboost"]["params"]["seed"]}), calibrated with
+min child weight {md["xgboost"]["params"]["min_child_weight"]}, seed {md["xgboost"]["params"]["seed"]}), blended
+with a logistic model over the same inputs ({_linear_summary(md)}): {md.get("blend", "xgboost alone")}.
+Why a blend: with about {td["deaths"]} deaths, trees alone learn step functions that move between
+hospitals; together with the smoother linear part they rank unseen hospitals' stays better than
+either alone. {_components(md)} The blend is calibrated with
 {md["calibration"]["method"]} scaling fitted on out-of-fold predictions (monotone in the margin, so it
-keeps the constraints). Per-patient explanations are xgboost feature contributions (SHAP values,
-`pred_contribs`) on the log-odds scale.
+keeps the constraints). Per-patient explanations are the blend of xgboost feature contributions
+(SHAP values, `pred_contribs`) and the linear terms, on the log-odds scale.
 
-**Monotone constraints** (xgboost `monotone_constraints`; the property test
-`tests/deterioration/test_monotonicity.py` sweeps each one on real patients): {mono}.
+**Monotone constraints** (xgboost `monotone_constraints`, and the linear coefficients bounded to the
+same sign; the property tests `tests/deterioration/test_monotonicity.py` sweep each one on real
+patients and `tests/deterioration/test_linear.py` on random cohorts): {mono}.
 
 ## Performance
 {ev["design"]}. All {allm["n"]} stays: AUROC {_ci(allm, "auroc")}, AUPRC {_ci(allm, "auprc")},
@@ -193,6 +220,8 @@ Risk thresholds: {th["rule"]}. At these thresholds, on the stays above:
   output is an APACHE 24 h total without times.
 
 ## Sources
+Model: Chen T, Guestrin C. XGBoost. KDD 2016; bounded L2 logistic regression fitted with L-BFGS-B
+(Byrd RH et al. SIAM J Sci Comput 1995;16:1190–208).
 NEWS2: Royal College of Physicians. National Early Warning Score (NEWS) 2. London: RCP, 2017.
 APACHE IV: Zimmerman JE et al. Crit Care Med 2006;34:1297–310.
 Comorbidity coding: Quan H et al. Med Care 2005;43:1130–9.

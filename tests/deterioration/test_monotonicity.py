@@ -22,7 +22,7 @@ from .fhir import NOW, obs, sick_patient, well_patient
 
 MODEL = DeteriorationModel(REPO_ROOT / "models" / "deterioration")
 CONSTRAINED = [(i, f) for i, f in enumerate(MODEL.metadata["features"]) if f.get("monotone", 0) != 0]
-TOL = 1e-12  # risk is a float64 of float32 tree sums: equal leaves give exactly equal risk
+TOL = 1e-12  # float64 risk: equal leaves and clipped linear terms give exactly equal risk
 
 
 def _grid(name: str) -> np.ndarray:
@@ -60,8 +60,7 @@ def _sweep(rows: list[np.ndarray]) -> None:
             grid = _grid(f["name"])
             batch = np.repeat(row, len(grid), axis=0)
             batch[:, i] = grid
-            margin = MODEL.booster.inplace_predict(batch, predict_type="margin", missing=np.nan)
-            risk = MODEL.calibration.apply(margin.astype(np.float64))
+            risk = MODEL.calibration.apply(MODEL.margins(batch))
             steps = np.diff(risk) * f["monotone"]
             assert steps.min() >= -TOL, f"risk moves against {f['name']} (direction {f['monotone']})"
 
@@ -74,6 +73,10 @@ def test_the_model_declares_the_physiological_directions() -> None:
     assert MODEL.calibration.method in ("platt", "isotonic")
     if MODEL.calibration.method == "platt":
         assert MODEL.calibration.a > 0  # calibration keeps the direction
+    assert MODEL.linear is not None, "the shipped model blends the linear part"
+    for term, f in zip(MODEL.linear.terms, MODEL.metadata["features"], strict=True):
+        assert term.name == f["name"]
+        assert term.coef * f["monotone"] >= 0, f"linear coefficient of {term.name} against its direction"
 
 
 def test_sweeps_on_the_fixed_patients() -> None:

@@ -15,17 +15,22 @@ from cds.runtime.settings import REPO_ROOT, Settings
 from tests.core.conftest import patient_view
 
 MODEL = "deterioration"
-MODEL_FILE = "model.ubj"
+MODEL_FILES = ("model.ubj", "linear.json")  # the two parts of the blended model
+
+
+@pytest.fixture(params=MODEL_FILES)
+def model_file(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture
-def corrupted_models(tmp_path: Path) -> Path:
+def corrupted_models(tmp_path: Path, model_file: str) -> Path:
     src = REPO_ROOT / "models"
-    if not (src / MODEL / MODEL_FILE).is_file():
-        pytest.fail(f"{src / MODEL / MODEL_FILE} is missing: train or restore the shipped model first")
+    if not (src / MODEL / model_file).is_file():
+        pytest.fail(f"{src / MODEL / model_file} is missing: train or restore the shipped model first")
     dst = tmp_path / "models"
     shutil.copytree(src, dst)
-    path = dst / MODEL / MODEL_FILE
+    path = dst / MODEL / model_file
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
@@ -51,13 +56,13 @@ def empty_prefetch(sid: str) -> dict[str, Any]:
 
 
 def test_corrupted_model_is_refused_and_the_others_keep_working(
-    make_caller: Any, corrupted_models: Path, caplog: Any
+    make_caller: Any, corrupted_models: Path, model_file: str, caplog: Any
 ) -> None:
     caller = make_caller(models_dir=corrupted_models)
     ready = caller.client.get("/readyz")
     assert ready.status_code == 503
     reason = ready.json()["services"][MODEL]
-    assert "does not match its SHA-256" in reason and MODEL_FILE in reason
+    assert "does not match its SHA-256" in reason and model_file in reason
     logged = [r for r in caplog.records if getattr(r, "service", None) == MODEL and r.levelname == "ERROR"]
     assert logged and "SHA-256" in str(getattr(logged[0], "reason", ""))  # the log says why, at start
 

@@ -20,7 +20,7 @@ from cds.fhir.record import PatientRecord
 from cds.fhir.terminology import CodeSet
 from cds.hooks.service import ServiceLoadError
 from cds.runtime import manifest
-from cds.services.deterioration import sepsis
+from cds.services.deterioration import linear, sepsis
 from cds.services.deterioration.calibration import Calibration
 from cds.services.deterioration.features import (
     DeteriorationFeatures,
@@ -126,6 +126,10 @@ class DeteriorationModel:
             self.booster = xgb.Booster()
             self.booster.load_model(model_dir / self.metadata.get("model_file", "model.ubj"))
             self.booster.set_param({"nthread": 1})
+            self.linear: linear.LinearModel | None = None
+            if self.metadata.get("linear_file"):
+                data = json.loads((model_dir / self.metadata["linear_file"]).read_text())
+                self.linear = linear.LinearModel.from_json(data)
             self.calibration = Calibration.from_json(self.metadata["calibration"])
             th = self.metadata["thresholds"]
             self.thresholds = Thresholds(float(th["warning"]), float(th["critical"]))
@@ -139,6 +143,8 @@ class DeteriorationModel:
             )
         if self.booster.num_features() != len(self.features):
             raise ServiceLoadError("deterioration model and its metadata disagree on the number of features")
+        if self.linear is not None and self.linear.names != self.features:
+            raise ServiceLoadError("deterioration linear part and metadata disagree on the features")
         self.version = f"{self.metadata.get('version', '?')}+{self.metadata.get('model_sha256', '')[:8]}"
         try:
             auroc = self.metadata["evaluation"]["apache_stays"]["model"]["auroc"]
@@ -148,17 +154,32 @@ class DeteriorationModel:
         self._labels = feature_labels()
         self._units = feature_units()
 
+    def margins(self, rows: np.ndarray) -> np.ndarray:
+        """The model's log-odds for many feature rows (training, sweeps, batch scoring)."""
+        tree = self.booster.inplace_predict(rows, predict_type="margin", missing=np.nan).astype(np.float64)
+        return tree if self.linear is None else linear.blend(tree, self.linear.margins(rows))
+
+    def margin(self, row: np.ndarray) -> float:
+        """The model's log-odds for one feature row: xgboost, blended with the linear part when shipped."""
+        tree = float(self.booster.inplace_predict(row, predict_type="margin", missing=np.nan)[0])
+        if self.linear is None:
+            return tree
+        return float(linear.blend(tree, self.linear.margin(row[0])))
+
     def risk(self, row: np.ndarray) -> float:
         """Calibrated probability for one feature row (inplace_predict: no DMatrix on the hot path)."""
-        margin = self.booster.inplace_predict(row, predict_type="margin", missing=np.nan)
-        return float(self.calibration.apply(float(margin[0])))
+        return float(self.calibration.apply(self.margin(row)))
 
     def contributions(self, row: np.ndarray) -> np.ndarray:
-        """Per-feature contributions to the margin (last column dropped: the bias)."""
+        """Per-feature contributions to the margin (xgboost SHAP values, bias dropped; blended with the
+        linear part's terms the same way the margins are)."""
         import xgboost as xgb
 
         # nthread=1: a one-row DMatrix with the default thread pool costs milliseconds of OpenMP start-up
-        return self.booster.predict(xgb.DMatrix(row, missing=np.nan, nthread=1), pred_contribs=True)[0][:-1]
+        tree = self.booster.predict(xgb.DMatrix(row, missing=np.nan, nthread=1), pred_contribs=True)[0][:-1]
+        if self.linear is None:
+            return tree
+        return linear.blend(tree, self.linear.contributions(row[0]))
 
     def assess(
         self,
