@@ -27,6 +27,7 @@ SPECS = {s.name: s for s in specs()}
 ADDED = [
     (f["name"], code, note) for f in knowledge()["features"] for code, note in f.get("code_notes", {}).items()
 ]
+RELATED = {code: c for f in knowledge()["features"] for code, c in f.get("related_codes", {}).items()}
 ARTERIAL_GASES = ("ph", "pao2", "paco2")
 LAB_FEATURES = [s.name for s in specs() if s.category == "lab"]
 
@@ -92,9 +93,51 @@ def test_each_added_code_is_read_in_its_own_unit(name: str, code: str, note: dic
     spec = SPECS[name]
     unit = loinc_table()["codes"][code]["unit"]  # the code's example UCUM unit (mass or molar)
     value = interior(name, 0.37)
-    sent = value if unit == spec.unit else convert(value, spec.unit, unit, spec.molar_mass)
+    related = RELATED.get(code)  # a related substance (urea for urea nitrogen): its own molar mass
+    own = value / related["factor"] if related else value
+    mass = related["molar_mass"] if related else spec.molar_mass
+    sent = own if unit == spec.unit else convert(own, spec.unit, unit, mass)
     assert sent is not None, f"{code} in {unit} does not convert to {spec.unit}: not a pure unit change"
     assert features(obs(code, sent, unit)).values[name] == pytest.approx(value, rel=1e-9)
+
+
+# --- urea (not urea nitrogen) by mass ----------------------------------------------------------------
+def test_a_related_code_factor_is_the_ratio_of_the_molar_masses() -> None:
+    for f in knowledge()["features"]:
+        for code, c in f.get("related_codes", {}).items():
+            assert c["factor"] == pytest.approx(f["molar_mass"] / c["molar_mass"], rel=1e-4), code
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(5.0, 600.0))
+def test_urea_by_mass_is_read_as_urea_nitrogen(urea_mg_dl: float) -> None:
+    """Textbook: BUN (mg/dL) = urea (mg/dL) / 2.14; the same urea in mmol/L under either urea code agrees."""
+    bun = features(obs("3091-6", urea_mg_dl, "mg/dL")).values["bun"]
+    assert bun == pytest.approx(urea_mg_dl / 2.14, rel=0.002)
+    urea_mmol = urea_mg_dl * 10 / 60.06  # mg/dL -> mg/L -> mmol/L
+    for code in ("3091-6", "22664-7"):
+        assert features(obs(code, urea_mmol, "mmol/L")).values["bun"] == pytest.approx(bun, rel=0.001)
+
+
+def test_urea_by_mass_is_not_read_as_urea_nitrogen_mass() -> None:
+    """The trap the factor avoids: 60 mg/dL of urea is 28 mg/dL of urea nitrogen, not 60."""
+    assert features(obs("3091-6", 60.0, "mg/dL")).values["bun"] == pytest.approx(27.99, abs=0.01)
+    assert features(obs("3094-0", 60.0, "mg/dL")).values["bun"] == 60.0
+
+
+def test_a_urea_row_is_never_mapped_onto_a_urea_nitrogen_code() -> None:
+    """Urea codes are related codes, not the feature's own: the terminology mapper, which maps local
+    codes onto the features' codes, must not send a urea row to a BUN code (a 2.14-fold error)."""
+    from cds.fhir.terminology.mapper import LocalRow, Mapper
+
+    rows = [
+        LocalRow(f"u{i}", name, unit=unit)
+        for i, (name, unit) in enumerate(
+            [("Urea", "mg/dL"), ("Urea", "mmol/L"), ("UREA", "mg/dL"), ("Urea serum", "mg/dL")]
+        )
+    ]
+    for d in Mapper(embeddings=False).map_rows(rows):
+        assert not (d.equivalence == "equivalent" and d.target and d.target.code in SPECS["bun"].codes), d
 
 
 # --- the same patient, charted in SI units under other codes ---------------------------------------
@@ -300,4 +343,4 @@ def test_score_command_reads_an_external_si_chart(tmp_path: Path, capsys: pytest
 
 
 def _lab_codes() -> set[str]:
-    return {c for n in LAB_FEATURES for c in SPECS[n].codes}
+    return {c for n in LAB_FEATURES for c in SPECS[n].codes} | set(RELATED)

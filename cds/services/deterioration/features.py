@@ -12,6 +12,8 @@ Rules, in one place:
   cuff and arterial-line pressures feed the same feature, so its worst rule runs across both, and a
   reading's mean is derived from its own systolic and diastolic parts when none is charted;
 - exact repeats (same feature, time and value) count once;
+- a code of a related substance converts through its own molar mass, then a fixed factor
+  (`related_codes`: urea x 28.014/60.056 = urea nitrogen), both data with their source;
 - "worst" per feature: max, min, furthest from the APACHE reference value, or the 24 h sum (urine);
 - procedures (ventilation, intubation, dialysis) give 1 when present, otherwise missing;
 - U-shaped values (worst rule "furthest") also give `<name>_deviation`, the distance from the
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -65,6 +67,7 @@ class FeatureSpec:
     high: float
     reference: float | None = None
     molar_mass: float | None = None
+    factor: float = 1.0  # a related substance's code: value in the unit (own molar mass) x factor
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,11 @@ def gcs_parts() -> tuple[str, str, str]:
 @lru_cache(maxsize=1)
 def _code_index() -> dict[tuple[str, str], FeatureSpec]:
     index = {(LOINC, code): spec for spec in specs() for code in spec.codes}
+    by_name = {spec.name: spec for spec in specs()}
+    for f in knowledge()["features"]:  # e.g. urea read as urea nitrogen: its own molar mass, then a factor
+        for code, c in f.get("related_codes", {}).items():
+            related = replace(by_name[f["name"]], molar_mass=c["molar_mass"], factor=c["factor"])
+            index[(LOINC, code)] = related
     eye, verbal, _ = gcs_parts()
     for code, name in ((eye, "_gcs_eye"), (verbal, "_gcs_verbal")):
         index[(LOINC, code)] = FeatureSpec(name, name, "{score}", "vital", "min", (code,), 1, 6)
@@ -290,7 +298,7 @@ def _number(container: Mapping[str, Any], spec: FeatureSpec) -> float | None:
         converted = quantity_in(q, spec.unit, spec.molar_mass)
         if converted is None:
             return None
-        value = converted
+        value = converted * spec.factor
         if spec.name == "fio2" and 0 < value <= 1.0:
             value *= 100.0  # a fraction sent as %, or unit 1
     if not math.isfinite(value) or not (spec.low <= value <= spec.high):

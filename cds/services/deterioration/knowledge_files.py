@@ -191,6 +191,17 @@ class CodeNote(_Shape):
     sources: Annotated[list[Text], Meta(min_length=1)]  # keys of the file's code_sources
 
 
+class RelatedCode(_Shape):
+    """A code of a related substance (urea for urea nitrogen): its value is put in the feature unit
+    through its own molar mass, then multiplied by a fixed factor, with the arithmetic's source. Not
+    one of the feature's own codes, so never a mapping target for a local code of the feature."""
+
+    molar_mass: Annotated[float, Meta(gt=0)]
+    factor: Annotated[float, Meta(gt=0)]
+    note: Text
+    source: Text
+
+
 class FeatureEntry(_Shape):
     name: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]*$", title="feature name")]
     label: Text
@@ -206,6 +217,7 @@ class FeatureEntry(_Shape):
     from_components: str | None = None
     molar_note: str | None = None
     code_notes: dict[LoincCodeText, CodeNote] = {}
+    related_codes: dict[LoincCodeText, RelatedCode] = {}
 
 
 class ModelGroup(_Shape):
@@ -286,12 +298,12 @@ def check_features(f: FeaturesFile) -> None:
         if len(set(x.codes)) != len(x.codes):
             raise ShapeError("a code is listed twice", where, x.name)
         for code, note in x.code_notes.items():
-            if code not in x.codes:
+            if code not in x.codes and code not in x.related_codes:
                 raise ShapeError(f"code_notes names {code}, which is not in codes", where, x.name)
             unknown = [s for s in note.sources if s not in f.code_sources]
             if unknown:
                 raise ShapeError(f"code {code} cites {unknown}, not in code_sources", where, x.name)
-    codes = [c for x in f.features for c in x.codes]
+    codes = [c for x in f.features for c in [*x.codes, *x.related_codes]]
     if len(set(codes)) != len(codes):
         raise ShapeError("a code feeds one feature only", "$.features")
 
