@@ -39,8 +39,8 @@ def test_the_unit_and_specimen_pick_the_code(lexical_mapper, display, unit, code
         ("Creatinine", "mg/dL", "urine", "specimen"),
         ("Creatinine 24 hr urine", "mg/(24.h)", "", "specimen"),
         ("HbA1c", "mmol/mol", "", "unit"),
-        ("Glucose", "mmol/L", "", "unit"),
-        ("Lactate", "mg/dL", "", "unit"),
+        ("Potassium", "mg/dL", "", "unit"),  # no molar mass on file: mg/dL does not convert
+        ("Albumin", "umol/L", "", "unit"),  # (glucose mmol/L and lactate mg/dL now have codes: issue 16)
         ("pO2 venous", "mm[Hg]", "", "arterial"),
         ("pH", "[pH]", "", "arterial"),
         ("O2 sat venous", "%", "", "arterial"),

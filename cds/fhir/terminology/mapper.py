@@ -35,6 +35,7 @@ _COVERS: dict[str, frozenset[str]] = {
     "Ser/Plas/Bld": frozenset({"SerPl"}) | _BLOOD_SITES,
     "Bld": _BLOOD_SITES,
     "BldA": frozenset({"BldA"}),
+    "BldV": frozenset({"BldV"}),
     "BldC": frozenset({"BldC"}),
     "PPP": frozenset({"PPP", "SerPl"}),
     "Urine": frozenset({"Urine"}),

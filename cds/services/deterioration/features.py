@@ -9,7 +9,11 @@ Rules, in one place:
 - only Observations with status final/amended/corrected/preliminary, a time in [at - 24 h, at] and a
   value convertible to the feature's UCUM unit (no unit: not guessed, dropped) and plausible;
 - a value may be the Observation's own or a component's (BP panels 85354-9 and 55284-4, GCS panel);
+  cuff and arterial-line pressures feed the same feature, so its worst rule runs across both, and a
+  reading's mean is derived from its own systolic and diastolic parts when none is charted;
 - exact repeats (same feature, time and value) count once;
+- a code of a related substance converts through its own molar mass, then a fixed factor
+  (`related_codes`: urea x 28.014/60.056 = urea nitrogen), both data with their source;
 - "worst" per feature: max, min, furthest from the APACHE reference value, or the 24 h sum (urine);
 - procedures (ventilation, intubation, dialysis) give 1 when present, otherwise missing;
 - U-shaped values (worst rule "furthest") also give `<name>_deviation`, the distance from the
@@ -17,7 +21,8 @@ Rules, in one place:
 - Conditions give comorbidity and acute-problem categories (1 when coded, else missing), and
   MedicationAdministrations the number of distinct vasoactive agents given in the window
   (`cds/knowledge/deterioration_conditions.json`, with sources);
-- `systolic_trend`: mean systolic pressure of the last 6 h minus that of the first 6 h of the window;
+- `systolic_trend`: mean cuff systolic pressure (8480-6) of the last 6 h minus that of the first 6 h of
+  the window (an arterial line reads differently from a cuff: mixing them would fake a trend);
 - anything not found is NaN, never 0.
 """
 
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -45,9 +50,8 @@ CONDITIONS = KNOWLEDGE_DIR / "deterioration_conditions.json"
 TREND_HOURS = 6.0
 
 GCS_TOTAL = "9269-2"
-SYSTOLIC = "8480-6"
-DIASTOLIC = "8462-4"
-MEAN_BP = "8478-0"
+CUFF_SYSTOLIC = "8480-6"  # the systolic trend reads this code only, as in training (eICU non-invasive)
+BP_FEATURES = ("systolic_bp", "diastolic_bp", "mean_bp")
 ROOM_AIR_FIO2 = 21.0
 
 
@@ -63,6 +67,7 @@ class FeatureSpec:
     high: float
     reference: float | None = None
     molar_mass: float | None = None
+    factor: float = 1.0  # a related substance's code: value in the unit (own molar mass) x factor
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,11 @@ def gcs_parts() -> tuple[str, str, str]:
 @lru_cache(maxsize=1)
 def _code_index() -> dict[tuple[str, str], FeatureSpec]:
     index = {(LOINC, code): spec for spec in specs() for code in spec.codes}
+    by_name = {spec.name: spec for spec in specs()}
+    for f in knowledge()["features"]:  # e.g. urea read as urea nitrogen: its own molar mass, then a factor
+        for code, c in f.get("related_codes", {}).items():
+            related = replace(by_name[f["name"]], molar_mass=c["molar_mass"], factor=c["factor"])
+            index[(LOINC, code)] = related
     eye, verbal, _ = gcs_parts()
     for code, name in ((eye, "_gcs_eye"), (verbal, "_gcs_verbal")):
         index[(LOINC, code)] = FeatureSpec(name, name, "{score}", "vital", "min", (code,), 1, 6)
@@ -288,7 +298,7 @@ def _number(container: Mapping[str, Any], spec: FeatureSpec) -> float | None:
         converted = quantity_in(q, spec.unit, spec.molar_mass)
         if converted is None:
             return None
-        value = converted
+        value = converted * spec.factor
         if spec.name == "fio2" and 0 < value <= 1.0:
             value *= 100.0  # a fraction sent as %, or unit 1
     if not math.isfinite(value) or not (spec.low <= value <= spec.high):
@@ -369,6 +379,7 @@ def extract(record: PatientRecord, at: datetime | None = None) -> DeteriorationF
     eye, verbal, motor = gcs_parts()
 
     readings: dict[str, dict[tuple[datetime, float], None]] = {}
+    cuff_systolic: dict[tuple[datetime, float], None] = {}
     gcs_by_time: dict[datetime, dict[str, float]] = {}
     consciousness: tuple[str, datetime | None, str] | None = None
 
@@ -405,13 +416,15 @@ def extract(record: PatientRecord, at: datetime | None = None) -> DeteriorationF
                 code = pair[1]
                 if code in (eye, verbal, motor, GCS_TOTAL):
                     gcs_by_time.setdefault(t, {})[code] = value
-                if code in (SYSTOLIC, DIASTOLIC, MEAN_BP):
-                    bp[code] = value
+                if spec.name in BP_FEATURES:  # cuff or arterial line: one reading's parts
+                    bp[spec.name] = value
+                if code == CUFF_SYSTOLIC:
+                    cuff_systolic[(t, value)] = None
                 if not spec.name.startswith("_"):
                     add(spec.name, value, t)
                 break
-        if SYSTOLIC in bp and DIASTOLIC in bp and MEAN_BP not in bp:
-            add("mean_bp", round((bp[SYSTOLIC] + 2 * bp[DIASTOLIC]) / 3, 1), t)
+        if "systolic_bp" in bp and "diastolic_bp" in bp and "mean_bp" not in bp:
+            add("mean_bp", round((bp["systolic_bp"] + 2 * bp["diastolic_bp"]) / 3, 1), t)
 
     for t, gcs in gcs_by_time.items():
         if GCS_TOTAL not in gcs and all(c in gcs for c in (eye, verbal, motor)):
@@ -449,7 +462,7 @@ def extract(record: PatientRecord, at: datetime | None = None) -> DeteriorationF
         values[name] = 1.0 if name in coded else math.nan
     agents, agents_time = _vasoactive(record, start, at)
     values[VASOACTIVE] = float(len(agents)) if agents else math.nan
-    values[TREND] = _systolic_trend(readings.get("systolic_bp", {}), start, at)
+    values[TREND] = _systolic_trend(cuff_systolic, start, at)
     for s in specs():
         if s.worst == "furthest":
             v = values[s.name]

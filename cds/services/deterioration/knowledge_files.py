@@ -181,15 +181,34 @@ class ResponseFile(_Shape):
 
 
 # --- deterioration_features.json (the model's inputs) -------------------------------------------
+LoincCodeText = Annotated[str, Meta(pattern=r"^[0-9]{1,7}-[0-9]$", title="LOINC code")]
+
+
+class CodeNote(_Shape):
+    """What a code beyond the feature's first ones is (its LOINC long common name) and where that was checked."""
+
+    name: Text
+    sources: Annotated[list[Text], Meta(min_length=1)]  # keys of the file's code_sources
+
+
+class RelatedCode(_Shape):
+    """A code of a related substance (urea for urea nitrogen): its value is put in the feature unit
+    through its own molar mass, then multiplied by a fixed factor, with the arithmetic's source. Not
+    one of the feature's own codes, so never a mapping target for a local code of the feature."""
+
+    molar_mass: Annotated[float, Meta(gt=0)]
+    factor: Annotated[float, Meta(gt=0)]
+    note: Text
+    source: Text
+
+
 class FeatureEntry(_Shape):
     name: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]*$", title="feature name")]
     label: Text
     unit: Text  # UCUM
     category: Literal["vital", "lab"]
     worst: Literal["max", "min", "furthest", "sum"]
-    codes: Annotated[
-        list[Annotated[str, Meta(pattern=r"^[0-9]{1,7}-[0-9]$", title="LOINC code")]], Meta(min_length=1)
-    ]
+    codes: Annotated[list[LoincCodeText], Meta(min_length=1)]
     plausible: tuple[float, float]  # (low, high): values outside are charting errors
     reference: float | None = None  # the APACHE III normal mid-point, for "furthest"
     molar_mass: float | None = None
@@ -197,6 +216,8 @@ class FeatureEntry(_Shape):
     fraction_heuristic: str | None = None
     from_components: str | None = None
     molar_note: str | None = None
+    code_notes: dict[LoincCodeText, CodeNote] = {}
+    related_codes: dict[LoincCodeText, RelatedCode] = {}
 
 
 class ModelGroup(_Shape):
@@ -255,11 +276,14 @@ class FeaturesFile(_Shape):
     procedures: dict[str, ProcedureEntry]
     demographics: dict[str, DemographicEntry]
     stale_source: str = ""
+    code_sources: dict[str, Text] = {}
+    code_sources_note: str = ""
 
 
 def check_features(f: FeaturesFile) -> None:
     """Names are unique, plausible ranges are ranges, "furthest" has its reference value, every
-    worst rule used is explained, and each model input is a feature, a procedure or a demographic."""
+    worst rule used is explained, a code feeds one feature once, every code note cites a listed
+    source, and each model input is a feature, a procedure or a demographic."""
     names = [x.name for x in f.features]
     if len(set(names)) != len(names):
         raise ShapeError("feature names must be unique", "$.features")
@@ -271,6 +295,17 @@ def check_features(f: FeaturesFile) -> None:
             raise ShapeError("worst 'furthest' needs the reference value", where, x.name)
         if x.worst not in f.worst_rules:
             raise ShapeError(f"worst {x.worst!r} is not explained in worst_rules", where, x.name)
+        if len(set(x.codes)) != len(x.codes):
+            raise ShapeError("a code is listed twice", where, x.name)
+        for code, note in x.code_notes.items():
+            if code not in x.codes and code not in x.related_codes:
+                raise ShapeError(f"code_notes names {code}, which is not in codes", where, x.name)
+            unknown = [s for s in note.sources if s not in f.code_sources]
+            if unknown:
+                raise ShapeError(f"code {code} cites {unknown}, not in code_sources", where, x.name)
+    codes = [c for x in f.features for c in [*x.codes, *x.related_codes]]
+    if len(set(codes)) != len(codes):
+        raise ShapeError("a code feeds one feature only", "$.features")
 
 
 # --- deterioration_conditions.json ----------------------------------------------------------------
