@@ -31,7 +31,9 @@ from cds.services.deterioration.features import (
     feature_names,
     feature_units,
     knowledge,
+    presence_features,
 )
+from cds.services.deterioration.model import filled
 from cds.services.deterioration.news2 import news2
 from cds.training import eicu, evaluation
 from cds.training.modelcard import render_card
@@ -56,6 +58,7 @@ SIGNIFICANT = 8  # digits kept for fitted floats in metadata.json: stable across
 FOLDS = 5
 INNER_FOLDS = 4
 MIN_COVERAGE = 0.01  # a feature charted for fewer stays than this cannot be learned: left out, and said so
+FILL_COVERAGE = 0.99  # charted for at least this share: a missing value is filled with the training median
 WARNING_ALERT_RATE = 0.15
 CRITICAL_ALERT_RATE = 0.05
 ARTEFACTS = (
@@ -204,16 +207,32 @@ class Fitted:
 
     booster: xgb.Booster
     linear: linear.LinearModel
+    fills: dict[int, float]  # column -> value standing in for a missing one (both parts)
 
     def margin(self, X: np.ndarray) -> np.ndarray:
+        X = filled(X, self.fills)
         return linear.blend(_margin(self.booster, X), self.linear.margins(X))
+
+
+def fills_for(X: np.ndarray, names: list[str]) -> dict[int, float]:
+    """Training medians of the measured inputs charted for at least FILL_COVERAGE of the stays
+    (presence features are never missing in the model's row: not charted is 0)."""
+    coverage = np.mean(~np.isnan(X), axis=0)
+    return {
+        int(j): sig(float(np.nanmedian(X[:, j])))
+        for j in np.flatnonzero(coverage >= FILL_COVERAGE)
+        if names[j] not in presence_features()
+    }
 
 
 def fit_model(
     engine: Any, X: np.ndarray, y: np.ndarray, names: list[str], directions: list[int], seed: int
 ) -> Fitted:
-    """xgboost on the engine (local or Dask) and the sign-constrained linear part in this process."""
-    return Fitted(engine.fit(X, y, seed), linear.fit(X, y, names, directions, LINEAR_C))
+    """xgboost on the engine (local or Dask) and the sign-constrained linear part in this process,
+    on rows whose near-always-charted inputs are filled where missing."""
+    fills = fills_for(X, names)
+    X = filled(X, fills)
+    return Fitted(engine.fit(X, y, seed), linear.fit(X, y, names, directions, LINEAR_C), fills)
 
 
 def fit_calibrated(
@@ -335,8 +354,8 @@ def train(
         for k, (tr, te) in enumerate(GroupKFold(n_splits=FOLDS).split(X, y, groups), 1):
             fitted, calib = fit_calibrated(runner, X[tr], y[tr], groups[tr], names, directions, method, seed)
             margin[te] = fitted.margin(X[te])
-            tree_margin[te] = _margin(fitted.booster, X[te])
-            linear_margin[te] = fitted.linear.margins(X[te])
+            tree_margin[te] = _margin(fitted.booster, filled(X[te], fitted.fills))
+            linear_margin[te] = fitted.linear.margins(filled(X[te], fitted.fills))
             risk[te] = calib.apply(margin[te])
             a, b = cal.logistic_fit(data.news2_total[tr], y[tr])  # NEWS2 -> probability, same folds
             news2_p[te] = 1 / (1 + np.exp(-(a * data.news2_total[te] + b)))
@@ -418,6 +437,10 @@ def train(
         "version": VERSION,
         "model_file": "model.ubj",
         "linear_file": "linear.json",
+        "filled_when_missing": {names[j]: v for j, v in sorted(final.fills.items())},
+        "filled_when_missing_rule": f"inputs charted for at least {FILL_COVERAGE:.0%} of training stays: a missing "
+        "value is filled with the training median before both parts (what either part would learn for "
+        "'missing' there comes from under 1% of stays); the card says so",
         "linear_sha256": manifest.sha256_file(out_dir / "linear.json"),
         "linear": {
             "penalty_c": LINEAR_C,

@@ -119,8 +119,11 @@ within a given number of hours.
 
 ## Inputs
 Worst value in the 24 hours before scoring (APACHE rules: furthest from normal, lowest, highest, or
-24 h total for urine): {features}. Missing values stay missing (xgboost learns a direction for them);
-nothing is filled with zero.
+24 h total for urine): {features}. Missing measurements stay missing (xgboost learns a direction for
+them; the linear part uses the training median and a missing-value term); nothing measured is filled
+with zero. Presence features (coded condition categories, ventilation/intubation/dialysis, number of
+vasoactive agents) enter as 0 when not charted, so their monotone direction covers coded vs not coded
+(xgboost's constraints never cover a missing value's branch).
 Extracted and shown to the clinician but **not used by the model** (absent from the training data):
 {excluded}.
 

@@ -39,8 +39,9 @@ def compare(data_dir: Path, partitions: int = 4, seed: int = 0) -> list[dict[str
         split = StratifiedGroupKFold(n_splits=det.FOLDS, shuffle=True, random_state=seed + k)
         for tr, te in split.split(X, y, groups):
             fitted = det.fit_model(engine, X[tr], y[tr], names, directions, seed)
-            tree[te] = det._margin(fitted.booster, X[te])
-            lin[te] = fitted.linear.margins(X[te])
+            Xf = det.filled(X[te], fitted.fills)
+            tree[te] = det._margin(fitted.booster, Xf)
+            lin[te] = fitted.linear.margins(Xf)
         blend = det.linear.blend(tree, lin)
         ya = y[has_apache]
         scores = (tree, lin, blend, data.apache, data.news2_total)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -124,3 +125,41 @@ def test_v1_prefetch_without_medication_administrations_still_answers(client) ->
     assert r.json()["cards"][0]["summary"].startswith("NEWS2 15: emergency response")
     del body["prefetch"]["procedures"]  # a required key missing, no fhirServer: still 412
     assert call(c, settings, body).status_code == 412
+
+
+def test_age_not_charted_is_assumed_and_said_sex_never_counts(client) -> None:
+    """Without a birth date the ICU figure uses the training median age and the card says so; sex is
+    no model input, so a patient recorded as other/unknown gets the same figure as male or female."""
+    c, settings = client
+    now = datetime.now(UTC)
+    obs = [r for r in sick_patient(now) if r["resourceType"] == "Observation"]
+
+    def detail(pat: dict) -> str:
+        body = {
+            "hook": "patient-view",
+            "hookInstance": str(uuid.uuid4()),
+            "context": {"userId": "Practitioner/d1", "patientId": "p1"},
+            "prefetch": {
+                "patient": pat,
+                "vitals": bundle(obs),
+                "labs": bundle([]),
+                "conditions": bundle([]),
+                "procedures": bundle([]),
+                "medicationAdministrations": bundle([]),
+            },
+        }
+        r = call(c, settings, body)
+        assert r.status_code == 200, r.text
+        return r.json()["cards"][0]["detail"]
+
+    no_birth = detail({"resourceType": "Patient", "id": "p1", "gender": "female"})
+    assert "Not charted, so assumed for the ICU figure: age 66 (the training median)." in no_birth
+    figure = re.compile(r"Similar patients in the ICU database: (\d+)% in-hospital mortality")
+    aged_66 = detail(patient(gender="female", birth=date(now.year - 66, 1, 1).isoformat()))
+    assert "assumed for the ICU figure" not in aged_66
+    assert figure.search(no_birth)[1] == figure.search(aged_66)[1]
+    figures = {
+        figure.search(detail(patient(gender=g, birth=date(now.year - 70, 1, 1).isoformat())))[1]
+        for g in ("male", "female", "other", "unknown")
+    }
+    assert len(figures) == 1

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from cds.fhir.record import PatientRecord
 from cds.runtime.settings import REPO_ROOT
-from cds.services.deterioration.features import extract, specs
+from cds.services.deterioration.features import DeteriorationFeatures, extract, presence_features, specs
 from cds.services.deterioration.model import DeteriorationModel
 
 from .fhir import NOW, obs, sick_patient, well_patient
@@ -65,6 +66,36 @@ def _sweep(rows: list[np.ndarray]) -> None:
             assert steps.min() >= -TOL, f"risk moves against {f['name']} (direction {f['monotone']})"
 
 
+def _fixed_features() -> list[DeteriorationFeatures]:
+    return [extract(PatientRecord.from_resources(r, now=NOW)) for r in (sick_patient(), well_patient())]
+
+
+def _eicu_features(eicu_dir) -> list[DeteriorationFeatures]:
+    from cds.training import eicu
+
+    out = []
+    for k, stay in enumerate(eicu.stays(eicu_dir)):
+        if k % 40 == 0:  # 39 real stays across hospitals
+            rec = PatientRecord.from_resources(stay.resources, now=eicu.SCORING_TIME)
+            out.append(extract(rec, eicu.SCORING_TIME))
+    return out
+
+
+def _toggle(patients: list[DeteriorationFeatures]) -> None:
+    """Coding a condition, procedure or vasoactive agent never moves risk against its direction:
+    "not coded" (missing from the extracted values) vs coded, through the model's own row."""
+    flags = [f for _, f in CONSTRAINED if f["name"] in presence_features()]
+    assert {f["name"] for f in flags} >= {"chronic_kidney_disease", "metastatic_cancer", "vasoactive_agents"}
+    for feats in patients:
+        for f in flags:
+            rows = [
+                replace(feats, values={**feats.values, f["name"]: v}).vector(MODEL.features)
+                for v in (math.nan, 1.0)
+            ]
+            risk = MODEL.calibration.apply(MODEL.margins(np.vstack(rows)))
+            assert (risk[1] - risk[0]) * f["monotone"] >= -TOL, f"coding {f['name']} moves risk against it"
+
+
 def test_the_model_declares_the_physiological_directions() -> None:
     d = {f["name"]: f.get("monotone") for f in MODEL.metadata["features"]}
     for name in ("creatinine", "bun", "bilirubin", "fio2", "oxygen_flow"):
@@ -86,6 +117,26 @@ def test_sweeps_on_the_fixed_patients() -> None:
 @pytest.mark.data
 def test_sweeps_on_real_eicu_patients(eicu_dir) -> None:
     _sweep(_eicu_rows(eicu_dir))
+
+
+def test_coding_a_condition_never_lowers_the_risk_of_the_fixed_patients() -> None:
+    _toggle(_fixed_features())
+
+
+@pytest.mark.data
+def test_coding_a_condition_never_lowers_the_risk_of_real_eicu_patients(eicu_dir) -> None:
+    """The regression: a coded chronic kidney disease (and, in the trees alone, vasoactive agents)
+    lowered the risk of every stay while 'not coded' was a missing value the constraints skip."""
+    _toggle(_eicu_features(eicu_dir))
+
+
+def test_a_condition_not_coded_enters_the_model_as_zero() -> None:
+    rec = PatientRecord.from_resources(well_patient(), now=NOW)
+    feats = extract(rec)
+    row = feats.vector(MODEL.features)[0]
+    for i, name in enumerate(MODEL.features):
+        if name in presence_features() and math.isnan(feats.values.get(name, math.nan)):
+            assert row[i] == 0.0, name
 
 
 @pytest.mark.parametrize("code,unit,low,high", [("2160-0", "mg/dL", 0.8, 4.0), ("1975-2", "mg/dL", 0.5, 8.0)])

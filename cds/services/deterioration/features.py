@@ -23,7 +23,8 @@ Rules, in one place:
   (`cds/knowledge/deterioration_conditions.json`, with sources);
 - `systolic_trend`: mean cuff systolic pressure (8480-6) of the last 6 h minus that of the first 6 h of
   the window (an arterial line reads differently from a cuff: mixing them would fake a trend);
-- anything not found is NaN, never 0.
+- anything not found is NaN, never 0; only the model's row (`vector`) reads a presence feature that
+  is not charted (condition, procedure, vasoactive agents) as 0, so monotone constraints cover it.
 """
 
 from __future__ import annotations
@@ -151,6 +152,15 @@ def condition_features() -> tuple[str, ...]:
     return tuple(conditions_knowledge()["categories"])
 
 
+@lru_cache(maxsize=1)
+def presence_features() -> frozenset[str]:
+    """Features charted only as present (a coded Condition or Procedure: 1; vasoactive agents: a
+    count). The model reads "not charted" as 0 for them, so its monotone constraints cover coded
+    vs not coded: xgboost constrains only between values, never a missing value's branch, and once
+    let a coded chronic kidney disease lower the risk."""
+    return frozenset(PROCEDURE_FEATURES + condition_features() + (VASOACTIVE,))
+
+
 def feature_names() -> tuple[str, ...]:
     """Every feature the extractor produces, in a fixed order."""
     return (
@@ -238,8 +248,14 @@ class DeteriorationFeatures:
     vasoactive_time: datetime | None = None  # the newest administration among them
 
     def vector(self, names: Sequence[str]) -> np.ndarray:
-        """A float32 row in the model's feature order; NaN where missing."""
-        return np.array([[self.values.get(n, math.nan) for n in names]], dtype=np.float32)
+        """A float32 row in the model's feature order; NaN where missing, 0 where a presence feature
+        (`presence_features`) is not charted."""
+        present = presence_features()
+        row = [self.values.get(n, math.nan) for n in names]
+        return np.array(
+            [[0.0 if math.isnan(v) and n in present else v for n, v in zip(names, row, strict=True)]],
+            dtype=np.float32,
+        )
 
     def news2_inputs(self) -> News2Inputs:
         """The newest value of each NEWS2 parameter in the window (NEWS2 scores one set of observations)."""

@@ -30,6 +30,7 @@ from cds.services.deterioration.features import (
     feature_labels,
     feature_names,
     feature_units,
+    presence_features,
 )
 from cds.services.deterioration.news2 import News2, chart, news2
 
@@ -83,6 +84,7 @@ class Assessment:
     model_version: str = ""
     response: Response = "ward"
     sepsis: sepsis.SepsisPrompt | None = None
+    filled: tuple[tuple[str, float], ...] = ()  # inputs not charted that the model filled (name, value)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -96,6 +98,7 @@ class Assessment:
             "reasons": list(self.reasons),
             "top_contributions": [c.to_json() for c in self.contributions],
             "stale": list(self.stale),
+            "filled": {name: value for name, value in self.filled},
             "model_version": self.model_version,
         }
 
@@ -104,6 +107,19 @@ class Assessment:
 class Thresholds:
     warning: float
     critical: float
+
+
+def filled(rows: np.ndarray, fills: Mapping[int, float]) -> np.ndarray:
+    """Rows with a missing value of a near-always-charted input (column -> training median) filled:
+    what the model learned for "missing" there came from under 1% of stays, i.e. noise. Training
+    (`cds.training.deterioration`) and serving both call this."""
+    if not fills:
+        return rows
+    out = np.array(rows, dtype=np.float32, copy=True)
+    for j, v in fills.items():
+        col = out[:, j]
+        col[np.isnan(col)] = v
+    return out
 
 
 def hypercapnic_failure_codes() -> CodeSet:
@@ -134,6 +150,8 @@ class DeteriorationModel:
             th = self.metadata["thresholds"]
             self.thresholds = Thresholds(float(th["warning"]), float(th["critical"]))
             self.features = tuple(f["name"] for f in self.metadata["features"])
+            fills = self.metadata.get("filled_when_missing", {})
+            self.fills = {self.features.index(n): float(v) for n, v in fills.items()}
         except (OSError, ValueError, KeyError, TypeError, xgb.core.XGBoostError) as e:
             raise ServiceLoadError(f"deterioration model in {model_dir} cannot be loaded: {e}") from None
         unknown = set(self.features) - set(feature_names())
@@ -156,11 +174,13 @@ class DeteriorationModel:
 
     def margins(self, rows: np.ndarray) -> np.ndarray:
         """The model's log-odds for many feature rows (training, sweeps, batch scoring)."""
+        rows = filled(rows, self.fills)
         tree = self.booster.inplace_predict(rows, predict_type="margin", missing=np.nan).astype(np.float64)
         return tree if self.linear is None else linear.blend(tree, self.linear.margins(rows))
 
     def margin(self, row: np.ndarray) -> float:
         """The model's log-odds for one feature row: xgboost, blended with the linear part when shipped."""
+        row = filled(row, self.fills)
         tree = float(self.booster.inplace_predict(row, predict_type="margin", missing=np.nan)[0])
         if self.linear is None:
             return tree
@@ -175,6 +195,7 @@ class DeteriorationModel:
         linear part's terms the same way the margins are)."""
         import xgboost as xgb
 
+        row = filled(row, self.fills)
         # nthread=1: a one-row DMatrix with the default thread pool costs milliseconds of OpenMP start-up
         tree = self.booster.predict(xgb.DMatrix(row, missing=np.nan, nthread=1), pred_contribs=True)[0][:-1]
         if self.linear is None:
@@ -197,6 +218,7 @@ class DeteriorationModel:
         feats = extract(record, at)
         score = news2(feats.news2_inputs(), scale=scale)
         row = feats.vector(self.features)
+        gaps = tuple((self.features[j], v) for j, v in self.fills.items() if math.isnan(row[0, j]))
         risk = self.risk(row)
         band, reasons = self._band(score, risk)
         contribs: list[Contribution] = []
@@ -207,8 +229,8 @@ class DeteriorationModel:
                     break
                 name = self.features[i]
                 value = float(row[0, i])
-                if math.isnan(value):
-                    continue  # a missing value pushing the score is not a finding to show
+                if math.isnan(value) or (value == 0 and name in presence_features()):
+                    continue  # a missing value (or a condition not coded) is not a finding to show
                 base = base_feature(name)
                 finding = feats.worst.get(base) or Finding(name, value, self._units.get(name, "1"), None)
                 contribs.append(Contribution(base, self._labels.get(base, base), float(values[i]), finding))
@@ -226,6 +248,7 @@ class DeteriorationModel:
             model_version=self.version,
             response=response(score),
             sepsis=sepsis.assess(feats, score),
+            filled=gaps,
         )
 
     def _band(self, score: News2, risk: float) -> tuple[Band, list[str]]:

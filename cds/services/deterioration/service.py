@@ -21,7 +21,7 @@ from cds.hooks.cards import Action, Card, Link, Source, Suggestion, override_rea
 from cds.hooks.service import CDSService, ServiceLoadError
 from cds.knowledge import KNOWLEDGE_DIR
 from cds.services.deterioration import knowledge_files
-from cds.services.deterioration.features import Finding, conditions_knowledge, knowledge
+from cds.services.deterioration.features import Finding, conditions_knowledge, feature_labels, knowledge
 from cds.services.deterioration.model import NAME, Assessment, DeteriorationModel, spo2_scale
 from cds.services.deterioration.news2 import chart
 from cds.services.deterioration.sepsis import SepsisPrompt, rules
@@ -305,6 +305,10 @@ class DeteriorationService(CDSService[DeteriorationOptions]):
             f"{a.model_version}{validated}; ICU stays, not ward patients: a comparison, not a prognosis; "
             f"flagged at {th.warning:.0%} and {th.critical:.0%}). It does not change the NEWS2 response.",
         ]
+        if a.filled:
+            labels = feature_labels()
+            assumed = ", ".join(f"{labels.get(n, n)} {v:g} (the training median)" for n, v in a.filled)
+            lines.append(f"Not charted, so assumed for the ICU figure: {assumed}.")
         if a.contributions:
             lines += ["", "**Findings that raise the ICU figure most:**"]
             for c in a.contributions:
