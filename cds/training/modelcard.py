@@ -22,6 +22,18 @@ def _linear_summary(md: dict[str, Any]) -> str:
     return f"L2-penalised, C = {lin['penalty_c']:g}, {lin['terms']} inputs, log1p of {logs}; `{md['linear_file']}`"
 
 
+def _fills(md: dict[str, Any]) -> str:
+    fills = md.get("filled_when_missing") or {}
+    if not fills:
+        return ""
+    labels = ", ".join(f"{n} {v:g}" for n, v in fills.items())
+    return (
+        f"Inputs charted for at least 99% of training stays are filled with the training median when "
+        f"missing ({labels}), in both parts, and the card says so: what either part would learn for "
+        "'missing' there comes from under 1% of stays."
+    )
+
+
 def _components(md: dict[str, Any]) -> str:
     comp = md["evaluation"].get("components")
     if not comp:
@@ -123,7 +135,9 @@ Worst value in the 24 hours before scoring (APACHE rules: furthest from normal, 
 them; the linear part uses the training median and a missing-value term); nothing measured is filled
 with zero. Presence features (coded condition categories, ventilation/intubation/dialysis, number of
 vasoactive agents) enter as 0 when not charted, so their monotone direction covers coded vs not coded
-(xgboost's constraints never cover a missing value's branch).
+(xgboost's constraints never cover a missing value's branch). {_fills(md)} Sex is not an input (it added
+nothing over hospital partitions, and an other/unknown sex fell on a branch learned from one stay);
+results by sex are in the fairness table.
 Extracted and shown to the clinician but **not used by the model** (absent from the training data):
 {excluded}.
 
