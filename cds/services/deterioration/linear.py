@@ -5,7 +5,7 @@ hospitals; a penalised logistic model over the same (monotone) features is smoot
 of the two log-odds ranks patients from unseen hospitals better than either alone (grouped
 cross-validation in the model card). Each coefficient is bounded to the feature's monotone direction
 (the xgboost `monotone_constraints` of `deterioration_features.json`), so the blend keeps the
-promise that risk never falls as creatinine, lactate, FiO2 ... rise or GCS falls.
+promise that risk never falls as creatinine, BUN, FiO2 ... rise or GCS falls.
 
 The model is data (`linear.json`): per feature an optional log1p, the training range it is clipped
 to, the median that stands in for a missing value, a missing-value indicator, the standardisation
@@ -61,8 +61,8 @@ class Term(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 KIND = "logistic regression, L2-penalised, coefficients bounded by monotone direction"
 FORMULA = (
     "margin = intercept + sum(coef * z + missing_coef * (missing - missing_mean) / missing_sd); "
-    "z = (clip(log1p(x) if log else x, low, high) - mean) / sd, with the median (already transformed, "
-    "no indicator shift) standing in for a missing x"
+    "z = (clip(log1p(x) if log else x, low, high) - mean) / sd; for a missing x, z uses the median "
+    "(already transformed) and missing = 1"
 )
 
 
