@@ -246,11 +246,7 @@ def fit_calibrated(
     seed: int,
 ) -> tuple[Fitted, cal.Calibration]:
     """The model on all of X and a calibrator fitted on inner out-of-fold margins (grouped by hospital)."""
-    from sklearn.model_selection import GroupKFold
-
-    oof = np.zeros(len(y))
-    for train, test in GroupKFold(n_splits=INNER_FOLDS).split(X, y, groups):
-        oof[test] = fit_model(engine, X[train], y[train], names, directions, seed).margin(X[test])
+    oof = _oof_margin(engine, X, y, groups, names, directions, seed, folds=INNER_FOLDS)
     return fit_model(engine, X, y, names, directions, seed), cal.fit(oof, y, method)
 
 
@@ -285,12 +281,13 @@ def _oof_margin(
     names: list[str],
     directions: list[int],
     seed: int,
+    folds: int = FOLDS,
 ) -> np.ndarray:
-    """Out-of-fold margins by grouped CV (for AUROC only: calibration is monotone, AUROC unchanged)."""
+    """Out-of-fold margins by grouped CV (AUROC, and the calibrator's inner folds)."""
     from sklearn.model_selection import GroupKFold
 
     oof = np.zeros(len(y))
-    for tr, te in GroupKFold(n_splits=FOLDS).split(X, y, groups):
+    for tr, te in GroupKFold(n_splits=folds).split(X, y, groups):
         oof[te] = fit_model(engine, X[tr], y[tr], names, directions, seed).margin(X[te])
     return oof
 

@@ -37,6 +37,23 @@ def call(client, settings, body):
     return client.post(path, json=body, headers={"Authorization": f"Bearer {token}"})
 
 
+def vitals_body(pat: dict, vitals: list[dict]) -> dict:
+    """A patient-view call whose prefetch holds the patient and these vital signs only."""
+    return {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/d1", "patientId": "p1"},
+        "prefetch": {
+            "patient": pat,
+            "vitals": bundle(vitals),
+            "labs": bundle([]),
+            "conditions": bundle([]),
+            "procedures": bundle([]),
+            "medicationAdministrations": bundle([]),
+        },
+    }
+
+
 def test_fixed_patient_gets_a_fixed_score_over_http(client) -> None:
     c, settings = client
     now = datetime.now(UTC)
@@ -44,20 +61,7 @@ def test_fixed_patient_gets_a_fixed_score_over_http(client) -> None:
     # 80 years old whenever the test runs, as in the in-process test
     resources[0] = patient(birth=date(now.year - 80, 1, 1).isoformat())
     obs = [r for r in resources if r["resourceType"] == "Observation"]
-    body = {
-        "hook": "patient-view",
-        "hookInstance": str(uuid.uuid4()),
-        "context": {"userId": "Practitioner/d1", "patientId": "p1"},
-        "prefetch": {
-            "patient": resources[0],
-            "vitals": bundle(obs),
-            "labs": bundle([]),
-            "conditions": bundle([]),
-            "procedures": bundle([]),
-            "medicationAdministrations": bundle([]),
-        },
-    }
-    r = call(c, settings, body)
+    r = call(c, settings, vitals_body(resources[0], obs))
     assert r.status_code == 200, r.text
     (card,) = r.json()["cards"]
     assert card["indicator"] == "critical"
@@ -135,20 +139,7 @@ def test_age_not_charted_is_assumed_and_said_sex_never_counts(client) -> None:
     obs = [r for r in sick_patient(now) if r["resourceType"] == "Observation"]
 
     def detail(pat: dict) -> str:
-        body = {
-            "hook": "patient-view",
-            "hookInstance": str(uuid.uuid4()),
-            "context": {"userId": "Practitioner/d1", "patientId": "p1"},
-            "prefetch": {
-                "patient": pat,
-                "vitals": bundle(obs),
-                "labs": bundle([]),
-                "conditions": bundle([]),
-                "procedures": bundle([]),
-                "medicationAdministrations": bundle([]),
-            },
-        }
-        r = call(c, settings, body)
+        r = call(c, settings, vitals_body(pat, obs))
         assert r.status_code == 200, r.text
         return r.json()["cards"][0]["detail"]
 
