@@ -235,7 +235,7 @@ GM_CERTAINTY_URLS = frozenset(
 GM_NOT_PRESENT = frozenset({"A", "Z"})
 _ICD9_CODE = re.compile(r"([0-9]{3}|V[0-9]{2}|E[0-9]{3})\.?([0-9]{0,2})")
 _WHO_CODE = re.compile(r"([A-Z][0-9]{2})(?:\.?([0-9]{1,3}))?(.*)")
-_WHO_MARKERS = frozenset("+*!#\u2020\u2021-")  # dagger, asterisk, exclamation and filler marks
+_WHO_MARKERS = frozenset("+*!#\u2020\u2021-.")  # dagger, asterisk, exclamation, filler (I50.-)
 
 
 def icd9_key(code: str) -> str | None:
