@@ -106,6 +106,16 @@ def test_icd10_cm_only_codes_are_not_read_in_who_icd10() -> None:
     assert cats(ICD10CM, "R65.1") == set()  # not an ICD-10-CM code: WHO-only codes stay WHO-only
 
 
+def test_icd10_cm_codes_sent_with_the_who_uri_are_read_as_icd10_cm() -> None:
+    # WHO ICD-10 codes have at most four characters: longer ones are ICD-10-CM codes mislabelled
+    assert cats(ICD10, "R65.21") == {"sepsis", "_infection", "shock"}
+    assert cats(ICD10, "T40.1X1A") == {"overdose"}
+    assert cats(ICD10, "I50.9A") == {"heart_failure"}  # read as before this reader existed
+    assert cats(ICD10, "R65.2") == set()  # four characters: the WHO code, non-infectious SIRS
+    for system in (ICD10GM, ICD10CA):  # their own codes are five characters and more
+        assert cats(system, "R65.21") == set()
+
+
 @pytest.mark.parametrize(
     "code",
     [
@@ -150,9 +160,8 @@ def test_icd10_gm_confirmed_or_suspected_diagnosis_counts(letter: str) -> None:
 
 def test_certainty_letters_are_icd10_gm_only() -> None:
     # an appended letter is no marker in WHO ICD-10 or ICD-10-CA: the code is not read
-    for system in (ICD10, ICD10CA):
-        assert cats(system, "I50.9A") == set()
-        assert cats(system, "I50.9G") == set()
+    assert cats(ICD10CA, "I50.9A") == set()
+    assert cats(ICD10CA, "I50.9G") == set()
     assert cats(ICD10, "I64X") == {"stroke_or_bleed"}  # NHS filler
     assert cats(ICD10, "I50.-") == {"heart_failure"}
 

@@ -314,6 +314,11 @@ def _condition_codes(condition: Mapping[str, Any]) -> list[tuple[str, str]] | No
         elif system in WHO_ICD10:
             gm = system == ICD10GM
             parsed = who_icd10_key(code, gm)
+            if system == ICD10 and (parsed is None or len(parsed[0]) > 4):
+                # no WHO code (WHO's have at most four characters): an ICD-10-CM code sent with the
+                # WHO system URI, as US systems often do (T40.1X1A, R65.21), read as ICD-10-CM
+                out.append(("cm", code.replace(".", "").upper()))
+                continue
             certainty = (_gm_certainty(c) or (parsed[1] if parsed else None)) if gm else None
             if certainty in GM_NOT_PRESENT:
                 return None
