@@ -20,6 +20,11 @@ CPT = "http://www.ama-assn.org/go/cpt"
 HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 ICD9CM = "http://hl7.org/fhir/sid/icd-9-cm"
 ICD10PCS = "http://www.cms.gov/Medicare/Coding/ICD10"
+# National modifications of WHO ICD-10 (canonical FHIR system URIs): ICD-10-GM as the German base
+# profiles and HL7 Deutschland's TerminologieBasisDE define it (BfArM publishes it; older profiles say
+# dimdi), ICD-10-CA as HL7 Terminology (THO) defines it (publisher CIHI, OID 2.16.840.1.113883.6.94).
+ICD10GM = "http://fhir.de/CodeSystem/bfarm/icd-10-gm"
+ICD10CA = "http://hl7.org/fhir/sid/icd-10-ca"
 
 # Other spellings seen in the wild (OIDs, http/https, trailing slashes) -> canonical URI.
 _ALIASES: dict[str, str] = {
@@ -41,6 +46,9 @@ _ALIASES: dict[str, str] = {
     "http://www.nlm.nih.gov/research/umls/hcpcs": HCPCS,  # VSAC expansions spell it so
     "urn:oid:2.16.840.1.113883.6.103": ICD9CM,
     "urn:oid:2.16.840.1.113883.6.4": ICD10PCS,
+    "urn:oid:2.16.840.1.113883.6.3": ICD10,  # THO NamingSystem icd10
+    "http://fhir.de/CodeSystem/dimdi/icd-10-gm": ICD10GM,  # before DIMDI became part of BfArM (2020)
+    "urn:oid:2.16.840.1.113883.6.94": ICD10CA,
 }
 
 

@@ -30,6 +30,7 @@ Rules, in one place:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -40,7 +41,19 @@ import numpy as np
 
 from cds.fhir.dates import effective_time, observed_at, parse_datetime
 from cds.fhir.record import PatientRecord
-from cds.fhir.terminology import ICD10, ICD10CM, LOINC, RXNORM, SNOMED, codings
+from cds.fhir.terminology import (
+    ICD9CM,
+    ICD10,
+    ICD10CA,
+    ICD10CM,
+    ICD10GM,
+    LOINC,
+    RXNORM,
+    SNOMED,
+    canonical_system,
+    coding_items,
+    codings,
+)
 from cds.fhir.units import quantity_in
 from cds.knowledge import KNOWLEDGE_DIR
 from cds.services.deterioration import knowledge_files
@@ -208,25 +221,128 @@ def _icd_prefixes(codes: Sequence[str]) -> tuple[str, ...]:
     return tuple(c.replace(".", "").upper() for c in codes)
 
 
+# WHO ICD-10 and the national modifications whose category codes are WHO's (ICD-10-GM, ICD-10-CA).
+WHO_ICD10 = frozenset({ICD10, ICD10GM, ICD10CA})
+# ICD-10-GM diagnosis certainty (Diagnosesicherheit), an extension on the ICD-10-GM Coding in the
+# German base profiles (de.basisprofil.r4), values from KBV_CS_SFHIR_ICD_DIAGNOSESICHERHEIT:
+# G confirmed, V suspected, Z status after (no longer present), A excluded.
+GM_CERTAINTY_URLS = frozenset(
+    {
+        "http://fhir.de/StructureDefinition/icd-10-gm-diagnosesicherheit",
+        "https://fhir.de/StructureDefinition/icd-10-gm-diagnosesicherheit",
+    }
+)
+GM_NOT_PRESENT = frozenset({"A", "Z"})
+_ICD9_CODE = re.compile(r"([0-9]{3}|V[0-9]{2}|E[0-9]{3})\.?([0-9]{0,2})")
+_WHO_CODE = re.compile(r"([A-Z][0-9]{2})(?:\.?([0-9]{1,3}))?(.*)")
+_WHO_MARKERS = frozenset("+*!#\u2020\u2021-.")  # dagger, asterisk, exclamation, filler (I50.-)
+
+
+def icd9_key(code: str) -> str | None:
+    """An ICD-9-CM diagnosis code without its dot, or None when it is no diagnosis code this reads:
+    an external-cause E-code (E800-E999: the cause, never the condition) or a malformed code (the
+    three digits before the dot are required, so "38.9" is not read as 038.9)."""
+    m = _ICD9_CODE.fullmatch(code.strip().upper())
+    if m is None or m.group(1).startswith("E"):
+        return None
+    return m.group(1) + m.group(2)
+
+
+def who_icd10_key(code: str, gm: bool = False) -> tuple[str, str | None] | None:
+    """A WHO ICD-10 (or GM/CA) code without dot, dagger/asterisk/exclamation marks or a UK filler X,
+    and the ICD-10-GM certainty letter appended to it (G, V, Z, A; side letters R, L, B are
+    dropped); None when malformed, or when a letter is appended to a code that is not ICD-10-GM."""
+    m = _WHO_CODE.fullmatch(code.strip().upper().replace(" ", ""))
+    if m is None:
+        return None
+    head, tail, rest = m.groups()
+    if rest.startswith("X") and not tail:  # NHS filler: I64X is I64
+        rest = rest[1:]
+    letters = [ch for ch in rest if ch not in _WHO_MARKERS]
+    if letters and not (gm and set(letters) <= set("GVZARLB")):
+        return None
+    certainty = [ch for ch in letters if ch in "GVZA"]
+    if len(certainty) > 1 or len(letters) > 2:
+        return None
+    return head + (tail or ""), certainty[0] if certainty else None
+
+
+def _gm_certainty(element: Mapping[str, Any]) -> str | None:
+    for ext in element.get("extension") or ():
+        if isinstance(ext, dict) and ext.get("url") in GM_CERTAINTY_URLS:
+            value = ext.get("valueCoding")
+            code = value.get("code") if isinstance(value, dict) else ext.get("valueCode")
+            if isinstance(code, str):
+                return code.strip().upper()
+    return None
+
+
 @lru_cache(maxsize=1)
-def _condition_matchers() -> tuple[tuple[str, tuple[str, ...], frozenset[str]], ...]:
+def _condition_matchers() -> tuple[
+    tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...], frozenset[str]], ...
+]:
+    """Per category: ICD-10-CM prefixes, WHO ICD-10 prefixes (CM-only codes out, WHO-only codes in),
+    ICD-9-CM prefixes and SNOMED CT codes."""
     kb = conditions_knowledge()
-    out = [(k, _icd_prefixes(v["icd10"]), frozenset(v["snomed"])) for k, v in kb["categories"].items()]
-    inf = kb["infection"]
-    out.append(("_infection", _icd_prefixes(inf["icd10"]), frozenset(inf["snomed"])))
+    entries = [*kb["categories"].items(), ("_infection", kb["infection"])]
+    out = []
+    for name, v in entries:
+        cm = _icd_prefixes(v["icd10"])
+        cm_only = set(_icd_prefixes(v.get("icd10_cm_only", ())))
+        who = tuple(p for p in cm if p not in cm_only) + _icd_prefixes(v.get("icd10_who", ()))
+        out.append((name, cm, who, _icd_prefixes(v.get("icd9", ())), frozenset(v["snomed"])))
     return tuple(out)
 
 
+def _condition_codes(condition: Mapping[str, Any]) -> list[tuple[str, str]] | None:
+    """(kind, normalised code) for each coding of a Condition; None when an ICD-10-GM certainty says
+    the diagnosis is excluded (A) or no longer present (Z), on a coding or on the Condition."""
+    if _gm_certainty(condition) in GM_NOT_PRESENT:
+        return None
+    out: list[tuple[str, str]] = []
+    for c in coding_items(condition.get("code")):
+        if not isinstance(c, dict) or not isinstance(code := c.get("code"), str) or not code:
+            continue
+        system = canonical_system(c.get("system"))
+        if system == ICD10CM:
+            out.append(("cm", code.replace(".", "").upper()))
+        elif system == SNOMED:
+            out.append(("snomed", code))
+        elif system == ICD9CM:
+            if (key := icd9_key(code)) is not None:
+                out.append(("icd9", key))
+        elif system in WHO_ICD10:
+            gm = system == ICD10GM
+            parsed = who_icd10_key(code, gm)
+            if system == ICD10 and (parsed is None or len(parsed[0]) > 4):
+                # no WHO code (WHO's have at most four characters): an ICD-10-CM code sent with the
+                # WHO system URI, as US systems often do (T40.1X1A, R65.21), read as ICD-10-CM
+                out.append(("cm", code.replace(".", "").upper()))
+                continue
+            certainty = (_gm_certainty(c) or (parsed[1] if parsed else None)) if gm else None
+            if certainty in GM_NOT_PRESENT:
+                return None
+            if parsed is not None:
+                out.append(("who", parsed[0]))
+    return out
+
+
 def condition_categories(condition: Mapping[str, Any]) -> set[str]:
-    """The categories (and `_infection`) one Condition's codings fall in."""
+    """The categories (and `_infection`) one Condition's codings fall in: ICD-10-CM, WHO ICD-10 and
+    its national modifications, ICD-9-CM and SNOMED CT, by the rule in the knowledge file's
+    `matching`."""
+    codes = _condition_codes(condition)
     found: set[str] = set()
-    pairs = list(codings(condition.get("code")))
-    for name, prefixes, snomed in _condition_matchers():
-        for system, code in pairs:
-            if system in (ICD10CM, ICD10) and code.replace(".", "").upper().startswith(prefixes):
-                found.add(name)
-                break
-            if system == SNOMED and code in snomed:
+    if not codes:
+        return found
+    for name, cm, who, icd9, snomed in _condition_matchers():
+        for kind, code in codes:
+            if (
+                (kind == "cm" and code.startswith(cm))
+                or (kind == "who" and code.startswith(who))
+                or (kind == "icd9" and code.startswith(icd9))
+                or (kind == "snomed" and code in snomed)
+            ):
                 found.add(name)
                 break
     return found

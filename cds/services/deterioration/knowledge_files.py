@@ -309,10 +309,19 @@ def check_features(f: FeaturesFile) -> None:
 
 
 # --- deterioration_conditions.json ----------------------------------------------------------------
+# ICD-9-CM diagnosis prefixes: three digits or V and two digits, then an optional dot and up to two
+# digits; external-cause E-codes are never a category (see `matching` in the file).
+Icd9Prefix = Annotated[str, Meta(pattern=r"^([0-9]{3}|V[0-9]{2})(\.[0-9]{1,2})?$", title="ICD-9-CM prefix")]
+
+
 class ConditionCategory(_Shape):
     label: Text
     group: Literal["comorbidity", "acute"]
     icd10: list[str] = []
+    icd9: list[Icd9Prefix] = []
+    icd9_note: str = ""
+    icd10_cm_only: list[str] = []  # in `icd10`, but not read in WHO ICD-10 and its modifications
+    icd10_who: list[str] = []  # read only in WHO ICD-10 and its national modifications
     snomed: list[str] = []
     eicu_pasthistory: list[str] = []
 
@@ -321,6 +330,10 @@ class InfectionCodes(_Shape):
     label: Text
     recent_days: Annotated[int, Meta(gt=0)]
     icd10: list[str] = []
+    icd9: list[Icd9Prefix] = []
+    icd9_note: str = ""
+    icd10_cm_only: list[str] = []
+    icd10_who: list[str] = []
     snomed: list[str] = []
     note: str = ""
 
@@ -343,9 +356,17 @@ class ConditionsFile(_Shape):
 
 
 def check_conditions(c: ConditionsFile) -> None:
-    for cid, cat in c.categories.items():
+    """Each category has ICD-10 or SNOMED codes; `icd10_cm_only` is a part of `icd10`."""
+    entries: list[tuple[str, ConditionCategory | InfectionCodes]] = [
+        *c.categories.items(),
+        ("infection", c.infection),
+    ]
+    for cid, cat in entries:
+        where = f"$.categories[{cid!r}]" if cid in c.categories else "$.infection"
         if not (cat.icd10 or cat.snomed):
-            raise ShapeError("a category needs ICD-10 or SNOMED codes", f"$.categories[{cid!r}]", cid)
+            raise ShapeError("a category needs ICD-10 or SNOMED codes", where, cid)
+        if stray := sorted(set(cat.icd10_cm_only) - set(cat.icd10)):
+            raise ShapeError(f"icd10_cm_only codes not in icd10: {stray}", where, cid)
 
 
 load = knowledge_json  # the shared loader, under the name the service modules call
