@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.loopback_guard import fence, is_loopback
+from tests.loopback_guard import fence, fence_send, is_loopback
 
 
 @pytest.mark.parametrize(
@@ -42,3 +42,24 @@ def test_loopback_passes(address: object) -> None:
 def test_the_suite_runs_fenced() -> None:
     """conftest installs the fence: the socket's connect methods are the fenced ones."""
     assert getattr(socket.socket, "_cds_fenced", False)
+    for name in ("connect", "connect_ex", "sendto", "sendmsg"):
+        assert getattr(socket.socket, name).__qualname__.startswith("fence"), name
+
+
+@pytest.mark.parametrize(
+    "address", [("169.254.169.254", 53), ("10.1.2.3", 53), ("192.168.1.1", 53), ("::1", 9, 0, 0)]
+)
+def test_datagrams_are_fenced_too(address: tuple) -> None:
+    """sendto needs no connect: it is fenced on its own (a recording stand-in, nothing is sent)."""
+    reached: list[Any] = []
+    sendto = fence_send(lambda sock, *args: reached.append(args[-1]), 1)
+    if is_loopback(address):
+        sendto(None, b"x", address)
+        assert reached == [address]
+    else:
+        with pytest.raises(ConnectionRefusedError, match="fence"):
+            sendto(None, b"x", address)
+        with pytest.raises(ConnectionRefusedError, match="fence"):
+            sendto(None, b"x", 0, address)
+        assert reached == []
+    sendto(None, b"x")  # a connected socket's send: connect was already fenced
