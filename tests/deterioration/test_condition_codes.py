@@ -14,13 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cds.fhir.terminology import ICD9CM, ICD10, ICD10CA, ICD10CM, ICD10GM, SNOMED, codings
-from cds.services.deterioration.features import (
-    GM_CERTAINTY_URLS,
-    condition_categories,
-    conditions_knowledge,
-    icd9_key,
-    who_icd10_key,
-)
+from cds.fhir.terminology.icd import GM_CERTAINTY_URLS, icd9_key, who_icd10_key
+from cds.services.deterioration.features import condition_categories, conditions_knowledge
 
 GM_OLD = "http://fhir.de/CodeSystem/dimdi/icd-10-gm"
 CERTAINTY = next(iter(sorted(GM_CERTAINTY_URLS)))

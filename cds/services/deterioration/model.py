@@ -173,22 +173,15 @@ class DeteriorationModel:
         self._units = feature_units()
 
     def margins(self, rows: np.ndarray) -> np.ndarray:
-        """The model's log-odds for many feature rows (training, sweeps, batch scoring)."""
+        """The model's log-odds per feature row: xgboost, blended with the linear part when shipped
+        (inplace_predict: no DMatrix on the hot path)."""
         rows = filled(rows, self.fills)
         tree = self.booster.inplace_predict(rows, predict_type="margin", missing=np.nan).astype(np.float64)
         return tree if self.linear is None else linear.blend(tree, self.linear.margins(rows))
 
-    def margin(self, row: np.ndarray) -> float:
-        """The model's log-odds for one feature row: xgboost, blended with the linear part when shipped."""
-        row = filled(row, self.fills)
-        tree = float(self.booster.inplace_predict(row, predict_type="margin", missing=np.nan)[0])
-        if self.linear is None:
-            return tree
-        return float(linear.blend(tree, self.linear.margin(row[0])))
-
     def risk(self, row: np.ndarray) -> float:
-        """Calibrated probability for one feature row (inplace_predict: no DMatrix on the hot path)."""
-        return float(self.calibration.apply(self.margin(row)))
+        """Calibrated probability for one feature row."""
+        return float(self.calibration.apply(self.margins(row)[0]))
 
     def contributions(self, row: np.ndarray) -> np.ndarray:
         """Per-feature contributions to the margin (xgboost SHAP values, bias dropped; blended with the
