@@ -30,7 +30,7 @@ Rules, in one place:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -318,20 +318,8 @@ class DeteriorationFeatures:
 
     def news2_inputs(self) -> News2Inputs:
         """The newest value of each NEWS2 parameter in the window (NEWS2 scores one set of observations)."""
-
-        def v(name: str) -> float | None:
-            f = self.latest.get(name)
-            return f.value if f else None
-
-        return News2Inputs(
-            respiratory_rate=v("respiratory_rate"),
-            spo2=v("spo2"),
-            on_oxygen=self.on_oxygen,
-            systolic_bp=v("systolic_bp"),
-            pulse=v("heart_rate"),
-            consciousness=self.consciousness[0] if self.consciousness else None,
-            temperature=v("temperature"),
-        )
+        level = self.consciousness[0] if self.consciousness else None
+        return self._news2_from(lambda name: f.value if (f := self.latest.get(name)) else None, level)
 
     def worst_news2_inputs(self) -> News2Inputs:
         """NEWS2 inputs from the worst 24 h values: the early-warning baseline the model is compared to."""
@@ -344,6 +332,9 @@ class DeteriorationFeatures:
         level = self.consciousness[0] if self.consciousness else None
         if gcs is not None:
             level = "A" if gcs >= 15 else "C"
+        return self._news2_from(v, level)
+
+    def _news2_from(self, v: Callable[[str], float | None], level: str | None) -> News2Inputs:
         return News2Inputs(
             respiratory_rate=v("respiratory_rate"),
             spo2=v("spo2"),
